@@ -1,0 +1,1 @@
+"""Device models. They see guest memory and interrupt lines only, never the CPU engine."""

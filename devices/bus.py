@@ -1,0 +1,90 @@
+"""The small contracts between devices and the machine.
+
+Devices depend on these protocols only, so a unit test can drive any device over a
+plain bytearray with a recording interrupt line, and the machine can wire the same
+device to the CPU engine without the device knowing.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class GuestMemoryError(Exception):
+    """A guest-physical range that is not entirely inside RAM."""
+
+    def __init__(self, addr: int, size: int) -> None:
+        super().__init__(f"guest range {addr:#x}+{size:#x} is outside RAM")
+        self.addr = addr
+        self.size = size
+
+
+class GuestMemory(Protocol):
+    """Guest-physical RAM as a device sees it (DMA).
+
+    Only RAM is reachable: a range touching MMIO or unmapped space raises
+    GuestMemoryError, so a device can never re-enter itself through DMA.
+    """
+
+    def read(self, addr: int, size: int) -> bytes: ...
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None: ...
+
+
+class IrqLine(Protocol):
+    """A level-triggered interrupt input of the interrupt controller."""
+
+    def set_level(self, level: bool) -> None: ...
+
+
+class Waker(Protocol):
+    """Lets a device's helper thread tell the machine that work is ready.
+
+    `wake()` is the only call that may come from a foreign thread. The machine answers
+    by calling the device's `poll()` on the CPU thread soon after, even if the guest is
+    spinning without trapping.
+    """
+
+    def wake(self) -> None: ...
+
+
+@runtime_checkable
+class MmioDevice(Protocol):
+    """A register window. Offsets are relative to the window's base.
+
+    A device must not raise on any offset or size: an unknown register reads as 0 and
+    ignores writes.
+    """
+
+    def read(self, offset: int, size: int) -> int: ...
+
+    def write(self, offset: int, size: int, value: int) -> None: ...
+
+
+@runtime_checkable
+class Pollable(Protocol):
+    """A device with asynchronous work (worker completions, host input)."""
+
+    def poll(self) -> None:
+        """Finish ready work on the CPU thread: write guest memory, raise interrupts."""
+        ...
+
+
+class NullWaker:
+    """For tests and devices that are polled synchronously."""
+
+    def wake(self) -> None:
+        pass
+
+
+class LevelRecorder:
+    """An IrqLine that remembers its level and every change; used by unit tests."""
+
+    def __init__(self) -> None:
+        self.level = False
+        self.history: list[bool] = []
+
+    def set_level(self, level: bool) -> None:
+        level = bool(level)
+        if level != self.level:
+            self.history.append(level)
+        self.level = level

@@ -1,0 +1,83 @@
+"""Guest RAM as one host buffer, shared by the CPU engine and the devices.
+
+The machine maps the same buffer into the CPU engine (zero copy), so a device's DMA is
+a plain slice of host memory. Writes are reported to listeners, which is how the machine
+drops stale translated code for pages a device has written.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+from typing import Callable
+
+from devices.bus import GuestMemoryError
+
+WriteListener = Callable[[int, int], None]
+
+
+class Ram:
+    """A GuestMemory over an anonymous mmap that starts at guest-physical `base`."""
+
+    def __init__(self, base: int, size: int) -> None:
+        if size <= 0 or size % mmap.PAGESIZE:
+            raise ValueError(f"RAM size must be a positive multiple of {mmap.PAGESIZE}")
+        self.base = base
+        self.size = size
+        self.end = base + size
+        self._map = mmap.mmap(-1, size)
+        self.buffer = memoryview(self._map)
+        self._write_listeners: list[WriteListener] = []
+
+    @property
+    def host_address(self) -> int:
+        """Host address of the buffer, for mapping it into the CPU engine."""
+        return ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+
+    def add_write_listener(self, listener: WriteListener) -> None:
+        self._write_listeners.append(listener)
+
+    def contains(self, addr: int, size: int) -> bool:
+        return size >= 0 and self.base <= addr and addr + size <= self.end
+
+    def _offset(self, addr: int, size: int) -> int:
+        if not self.contains(addr, size):
+            raise GuestMemoryError(addr, size)
+        return addr - self.base
+
+    def read(self, addr: int, size: int) -> bytes:
+        off = self._offset(addr, size)
+        return bytes(self.buffer[off:off + size])
+
+    def view(self, addr: int, size: int) -> memoryview:
+        """A live, zero-copy window; only for data the device copies right away."""
+        off = self._offset(addr, size)
+        return self.buffer[off:off + size]
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        size = len(data)
+        off = self._offset(addr, size)
+        self.buffer[off:off + size] = data
+        for listener in self._write_listeners:
+            listener(addr, size)
+
+    def read_u16(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 2), "little")
+
+    def read_u32(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 4), "little")
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u16(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFF).to_bytes(2, "little"))
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
+
+    def close(self) -> None:
+        self.buffer.release()
+        self._map.close()

@@ -1,0 +1,1 @@
+"""The virtio-crypto device (device ID 20)."""

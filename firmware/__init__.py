@@ -1,0 +1,1 @@
+"""What runs below the kernel: the SBI implementation (Python) and the boot stub."""

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vmsim needs (cross compiler, kernel source, QEMU baseline),
+# only those that are missing, so a second run costs nothing.
+set -euo pipefail
+packages=(
+  gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
+  linux-source-6.1 flex bison bc cpio xz-utils make cmake pkg-config python3-venv
+  qemu-system-misc opensbi gdb-multiarch tmux
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "vmsim: need root to install: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
