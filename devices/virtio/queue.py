@@ -1,0 +1,375 @@
+"""Split virtqueues, seen from the device side.
+
+Every index, length and address in a ring is written by the guest, so the chain walker
+checks all of them before a device sees a chain: next indices stay inside their table,
+chains cannot loop, indirect tables are well formed and every buffer lies in guest RAM.
+The result is a `DescriptorChain` holding a private copy of the (addr, len) segments, so
+later guest writes to the descriptor table cannot change what was validated.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Callable
+
+from devices.bus import GuestMemory, GuestMemoryError
+from devices.events import TraceEvent, TraceSink, discard
+from devices.virtio.spec import (
+    AVAIL_F_NO_INTERRUPT,
+    USED_F_NO_NOTIFY,
+    Desc,
+    need_event,
+)
+
+_DESC = struct.Struct("<QIHH")
+_USED_ELEM = struct.Struct("<II")
+_U16 = struct.Struct("<H")
+_MAX_TOTAL_LEN = 0xFFFF_FFFF  # used.len is 32 bits; no chain may carry more than that
+
+
+class ChainError(Exception):
+    """A descriptor chain (or the ring around it) is structurally broken.
+
+    The device is expected to stop using the queue and call `ctx.needs_reset(...)`.
+    `head` is the chain's head index, or None when the ring itself is at fault.
+    """
+
+    def __init__(self, head: int | None, reason: str) -> None:
+        where = "ring" if head is None else f"chain {head}"
+        super().__init__(f"{where}: {reason}")
+        self.head = head
+        self.reason = reason
+
+
+def ram_range_checker(mem: GuestMemory) -> Callable[[int, int], bool]:
+    """How to ask "is [addr, addr+len) all RAM?" without copying the bytes.
+
+    GuestMemory only promises read/write; RAM models that can answer directly (a
+    `contains` method, like devices.memory.Ram) are asked, others are probed by reading.
+    """
+    contains = getattr(mem, "contains", None)
+    if callable(contains):
+        return contains
+
+    def probe(addr: int, length: int) -> bool:
+        try:
+            mem.read(addr, length)
+        except GuestMemoryError:
+            return False
+        return True
+
+    return probe
+
+
+class DescriptorChain:
+    """One available chain, validated and resolved into readable and writable segments."""
+
+    __slots__ = (
+        "head", "readable", "writable", "readable_len", "writable_len",
+        "descriptor_count", "indirect", "_mem",
+    )
+
+    def __init__(
+        self,
+        mem: GuestMemory,
+        head: int,
+        readable: list[tuple[int, int]],
+        writable: list[tuple[int, int]],
+        descriptor_count: int,
+        indirect: bool,
+    ) -> None:
+        self._mem = mem
+        self.head = head
+        self.readable = readable
+        self.writable = writable
+        self.readable_len = sum(length for _, length in readable)
+        self.writable_len = sum(length for _, length in writable)
+        self.descriptor_count = descriptor_count
+        self.indirect = indirect
+
+    def __repr__(self) -> str:
+        return (f"DescriptorChain(head={self.head}, readable={self.readable_len}B"
+                f"/{len(self.readable)}, writable={self.writable_len}B/{len(self.writable)})")
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Copy `size` bytes starting `offset` bytes into the readable part."""
+        if offset < 0 or size < 0 or offset + size > self.readable_len:
+            raise ChainError(self.head, f"read of {size} bytes at {offset} past the "
+                                        f"{self.readable_len} readable bytes")
+        parts = []
+        for addr, length in self.readable:
+            if size == 0:
+                break
+            if offset >= length:
+                offset -= length
+                continue
+            take = min(length - offset, size)
+            parts.append(self._mem.read(addr + offset, take))
+            size -= take
+            offset = 0
+        return b"".join(parts)
+
+    def read_all(self) -> bytes:
+        """Copy all readable bytes, in chain order."""
+        return b"".join(self._mem.read(addr, length) for addr, length in self.readable)
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Scatter `data` into the writable part starting `offset` bytes in."""
+        size = len(data)
+        if offset < 0 or offset + size > self.writable_len:
+            raise ChainError(self.head, f"write of {size} bytes at {offset} past the "
+                                        f"{self.writable_len} writable bytes")
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        done = 0
+        for addr, length in self.writable:
+            if done == size:
+                break
+            if offset >= length:
+                offset -= length
+                continue
+            take = min(length - offset, size - done)
+            self._mem.write(addr + offset, view[done:done + take])
+            done += take
+            offset = 0
+
+
+class SplitQueue:
+    """The device's half of one split virtqueue (virtio 1.x, section 2.7).
+
+    Built by the transport from the addresses the driver programmed. Single-threaded:
+    only the CPU thread calls it, so the memory barriers of the spec are implicit.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        size: int,
+        mem: GuestMemory,
+        desc_addr: int,
+        avail_addr: int,
+        used_addr: int,
+        *,
+        indirect: bool = False,
+        event_idx: bool = False,
+        ready: bool = True,
+        trace: TraceSink = discard,
+        device: str = "virtio",
+    ) -> None:
+        if size <= 0 or size & (size - 1) or size > 0x8000:
+            raise ValueError(f"queue size {size} is not a power of two up to 32768")
+        self.index = index
+        self.size = size
+        self.ready = ready  # False: the driver never enabled it; pop() finds nothing
+        self.desc_addr = desc_addr
+        self.avail_addr = avail_addr
+        self.used_addr = used_addr
+        self.indirect = indirect
+        self.event_idx = event_idx
+        self._mem = mem
+        self._in_ram = ram_range_checker(mem)
+        self._trace = trace
+        self._tracing = trace is not discard
+        self._device = device
+        self._last_avail = 0
+        self._used_idx = 0
+        self._in_flight = 0
+        self._signalled_used: int | None = None  # None: no interrupt decision yet
+        self._notifications = True
+        self._used_event_addr = avail_addr + 4 + 2 * size
+        self._avail_event_addr = used_addr + 4 + 8 * size
+
+    # ---- ring access ------------------------------------------------------------
+
+    def _read_u16(self, addr: int) -> int:
+        try:
+            return _U16.unpack(self._mem.read(addr, 2))[0]
+        except GuestMemoryError as err:
+            raise ChainError(None, f"ring at {addr:#x} is outside RAM") from err
+
+    def _write(self, addr: int, data: bytes) -> None:
+        try:
+            self._mem.write(addr, data)
+        except GuestMemoryError as err:
+            raise ChainError(None, f"ring at {addr:#x} is outside RAM") from err
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        self._trace(TraceEvent(kind, self._device, self.index, fields))
+
+    # ---- device API -------------------------------------------------------------
+
+    @property
+    def last_avail_idx(self) -> int:
+        return self._last_avail
+
+    @property
+    def used_idx(self) -> int:
+        return self._used_idx
+
+    def in_flight(self) -> int:
+        """Chains popped but not yet returned with add_used."""
+        return self._in_flight
+
+    def pending(self) -> int:
+        """Chains the driver has made available that pop() has not taken yet."""
+        return (self._read_u16(self.avail_addr + 2) - self._last_avail) & 0xFFFF
+
+    def pop(self) -> DescriptorChain | None:
+        """Take the next available chain, or None when the ring is empty.
+
+        Raises ChainError for a broken ring or chain; a broken chain is consumed, so a
+        device that chooses to carry on does not see it again.
+        """
+        if not self.ready:
+            return None
+        avail_idx = self._read_u16(self.avail_addr + 2)
+        pending = (avail_idx - self._last_avail) & 0xFFFF
+        if pending == 0:
+            self._publish_avail_event()
+            return None
+        if pending > self.size:
+            raise ChainError(None, f"avail.idx {avail_idx} is {pending} ahead of "
+                                   f"{self._last_avail}, more than the queue size {self.size}")
+        if self._in_flight >= self.size:
+            raise ChainError(None, f"more than {self.size} chains in flight")
+        slot = self.avail_addr + 4 + 2 * (self._last_avail & (self.size - 1))
+        head = self._read_u16(slot)
+        self._last_avail = (self._last_avail + 1) & 0xFFFF
+        self._publish_avail_event()
+        chain = self._walk(head)
+        self._in_flight += 1
+        if self._tracing:
+            self._emit("avail", head=head, descriptors=chain.descriptor_count,
+                       readable=chain.readable_len, writable=chain.writable_len,
+                       indirect=chain.indirect, avail_idx=self._last_avail)
+        return chain
+
+    def add_used(self, head: int, length: int) -> None:
+        """Return chain `head` to the driver, reporting `length` bytes written."""
+        if not self.ready:
+            raise ChainError(head, f"queue {self.index} is not ready")
+        slot = self.used_addr + 4 + 8 * (self._used_idx & (self.size - 1))
+        self._write(slot, _USED_ELEM.pack(head & 0xFFFF_FFFF, length & 0xFFFF_FFFF))
+        self._used_idx = (self._used_idx + 1) & 0xFFFF
+        self._write(self.used_addr + 2, _U16.pack(self._used_idx))
+        if self._in_flight:
+            self._in_flight -= 1
+        if self._tracing:
+            self._emit("used", head=head, len=length, used_idx=self._used_idx)
+
+    def needs_interrupt(self) -> tuple[bool, str]:
+        """Should the driver be interrupted for the used entries added so far?
+
+        Returns the decision and the reason, for the trace. With EVENT_IDX the answer
+        follows used_event; otherwise the NO_INTERRUPT flag in avail.flags.
+        """
+        used = self._used_idx
+        if self.event_idx:
+            old, self._signalled_used = self._signalled_used, used
+            if old is None:
+                return True, "first used buffer"
+            if old == used:
+                return False, "no new used entries"
+            used_event = self._read_u16(self._used_event_addr)
+            if need_event(used_event, used, old):
+                return True, f"used_event {used_event} crossed"
+            return False, f"used_event {used_event} not reached"
+        if self._read_u16(self.avail_addr) & AVAIL_F_NO_INTERRUPT:
+            return False, "NO_INTERRUPT set by driver"
+        return True, "used buffer"
+
+    def set_notifications(self, enabled: bool) -> bool:
+        """Ask the driver to kick (or not) when it adds buffers.
+
+        A device draining a busy queue can switch kicks off while it works. Returns True
+        when buffers are pending, so a device re-enabling kicks polls once more instead
+        of missing what arrived while they were off.
+        """
+        self._notifications = enabled
+        if self.event_idx:
+            self._publish_avail_event()
+        else:
+            self._write(self.used_addr, _U16.pack(0 if enabled else USED_F_NO_NOTIFY))
+        return enabled and self.pending() != 0
+
+    def _publish_avail_event(self) -> None:
+        if self.event_idx and self._notifications:
+            self._write(self._avail_event_addr, _U16.pack(self._last_avail))
+
+    # ---- chain walking ----------------------------------------------------------
+
+    def _walk(self, head: int) -> DescriptorChain:
+        if head >= self.size:
+            raise ChainError(head, f"head index {head} is not below the queue size {self.size}")
+        mem = self._mem
+        in_ram = self._in_ram
+        readable: list[tuple[int, int]] = []
+        writable: list[tuple[int, int]] = []
+        total = 0
+        count = 0
+        outer = 0  # descriptors walked before entering an indirect table
+        indirect = False
+        table: bytes | None = None  # the copied indirect table, once we are inside one
+        table_len = self.size
+        index = head
+        while True:
+            count += 1
+            if count > table_len:
+                raise ChainError(head, f"chain longer than its table of {table_len} "
+                                       "descriptors (a loop?)")
+            if table is None:
+                try:
+                    raw = mem.read(self.desc_addr + Desc.SIZE * index, Desc.SIZE)
+                except GuestMemoryError as err:
+                    raise ChainError(head, "descriptor table is outside RAM") from err
+                addr, length, flags, nxt = _DESC.unpack(raw)
+            else:
+                addr, length, flags, nxt = _DESC.unpack_from(table, Desc.SIZE * index)
+
+            if flags & Desc.INDIRECT:
+                table = self._indirect_table(head, addr, length, flags, table is not None)
+                table_len = length // Desc.SIZE
+                indirect = True
+                index = 0
+                outer, count = count, 0
+                continue
+
+            if length:
+                if not in_ram(addr, length):
+                    raise ChainError(head, f"buffer {addr:#x}+{length:#x} is outside RAM")
+                total += length
+                if total > _MAX_TOTAL_LEN:
+                    raise ChainError(head, "chain carries more than 4 GiB")
+            if flags & Desc.WRITE:
+                if length:
+                    writable.append((addr, length))
+            elif writable:
+                raise ChainError(head, "device-readable descriptor after a writable one")
+            elif length:
+                readable.append((addr, length))
+
+            if not flags & Desc.NEXT:
+                break
+            if nxt >= table_len:
+                raise ChainError(head, f"next index {nxt} is not below {table_len}")
+            index = nxt
+        return DescriptorChain(mem, head, readable, writable, outer + count, indirect)
+
+    def _indirect_table(self, head: int, addr: int, length: int, flags: int,
+                        nested: bool) -> bytes:
+        """Validate and copy an indirect table (section 2.7.5.3)."""
+        if not self.indirect:
+            raise ChainError(head, "INDIRECT descriptor but VIRTIO_F_INDIRECT_DESC "
+                                   "was not negotiated")
+        if nested:
+            raise ChainError(head, "nested INDIRECT descriptor")
+        if flags & Desc.NEXT:
+            raise ChainError(head, "INDIRECT combined with NEXT")
+        if length == 0 or length % Desc.SIZE:
+            raise ChainError(head, f"indirect table length {length} is not a non-zero "
+                                   "multiple of 16")
+        if length > Desc.SIZE * 0x10000:
+            raise ChainError(head, f"indirect table length {length} exceeds 65536 entries")
+        try:
+            return self._mem.read(addr, length)
+        except GuestMemoryError as err:
+            raise ChainError(head, f"indirect table {addr:#x}+{length:#x} is outside "
+                                   "RAM") from err
