@@ -11,9 +11,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from devices.bus import MmioDevice
+from devices.bus import LevelRecorder, MmioDevice
+from devices.events import TraceEvent, discard
 from devices.memory import Ram
 from devices.virtio.device import DeviceContext, VirtioDevice
+from devices.virtio.mmio import MmioTransport
 from devices.virtio.queue import ChainError
 from devices.virtio.spec import (
     Desc,
@@ -382,5 +384,34 @@ class EchoDevice(VirtioDevice):
         self.resets += 1
 
 
+RAM_BASE = 0x8000_0000
+
+
+@dataclass
+class Rig:
+    """A device on a transport over fresh RAM, with a driver and a trace recorder."""
+
+    device: VirtioDevice
+    ram: Ram
+    irq: LevelRecorder
+    transport: MmioTransport
+    driver: VirtioDriver
+    events: list[TraceEvent]
+
+    def kinds(self, kind: str) -> list[TraceEvent]:
+        return [e for e in self.events if e.kind == kind]
+
+
+def make_rig(device: VirtioDevice | None = None, ram_size: int = 1 << 20,
+             trace: bool = True) -> Rig:
+    """Wire `device` (an EchoDevice by default) the way the machine will, minus the CPU."""
+    device = device if device is not None else EchoDevice()
+    ram = Ram(RAM_BASE, ram_size)
+    irq = LevelRecorder()
+    events: list[TraceEvent] = []
+    transport = MmioTransport(device, ram, irq, trace=events.append if trace else discard)
+    return Rig(device, ram, irq, transport, VirtioDriver(transport, ram), events)
+
+
 __all__ = ["Descriptor", "DriverError", "DriverQueue", "EchoDevice", "Feature", "Heap",
-           "Request", "Used", "VirtioDriver"]
+           "RAM_BASE", "Request", "Rig", "Used", "VirtioDriver", "make_rig"]
