@@ -1,28 +1,56 @@
 """Stopping the CPU from another thread, safely.
 
-INTERIM STUB, owned by the preemption work. The contract the run loop codes against:
+The contract the run loop codes against:
 
     stopper = make_stopper(uc)     # after the Uc is created, before emu_start
-    stopper.request()              # any thread; emulation stops at the next safe point
-    stopper.close()
+    stopper.request()              # any thread; emulation stops at the next block start
+    stopper.close()                # when the CPU is not running
 
-With the patched libunicorn a request is `uc.emu_stop()` (stops land only at block
-boundaries). With the wheel, a request sets a flag that a native block hook turns into
-`uc_emu_stop()` at the next block start. This stub calls `uc.emu_stop()` directly, which
-is NOT safe with the wheel (DESIGN.md, fact 14) and is only here so other work can start.
+Why this is not just `uc.emu_stop()`: with the PyPI wheel an asynchronous stop can land
+between the load and the store of an atomic, which then runs twice on resume, and it
+corrupts Linux in other ways too (DESIGN.md, fact 14). Two safe methods:
+
+- patched libunicorn (default): its stop checks exist only at block starts, so a request
+  is plain `uc.emu_stop()`, at no cost to the guest;
+- PyPI wheel (fallback): a request sets a flag; a native C `UC_HOOK_BLOCK` callback
+  (vmsim/native/stop_hook.c, run without the GIL) sees it at the next block start and
+  calls `uc_emu_stop()` on the CPU thread.
+
+Either way pc is exact after the stop: resume with `emu_start(pc, ...)`.
+
+A request made while the CPU is outside `emu_start` is dropped by the patched engine
+(`emu_start` clears pending stops) but ends the next run at its first block with the
+hook. So a watchdog must not rely on one request: the run loop re-checks due work after
+every `emu_start`, and the watchdog keeps requesting while work it signalled is still
+pending. Code already on the CPU thread (inside a hook) that needs to stop now should
+call `uc.emu_stop()` itself: that is synchronous and safe with both engines.
 """
 from __future__ import annotations
 
+import ctypes
+import types
 from typing import Any, Protocol
+
+from vmsim.engine import PATCHED, engine_kind, load_unicorn
+from vmsim.errors import VmsimError
+from vmsim.unicorn_build import ensure_stop_hook
 
 
 class Stopper(Protocol):
-    def request(self) -> None: ...
+    def request(self) -> None:
+        """Ask the CPU to stop at the next safe point. Any thread; never blocks."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the mechanism. Only while the CPU is not running; idempotent."""
+        ...
 
 
-class _DirectStopper:
+class BlockBoundaryStopper:
+    """For the patched engine: its own stop already lands only at block boundaries."""
+
+    method = "stops at block boundaries"
+
     def __init__(self, uc: Any) -> None:
         self._uc = uc
 
@@ -33,6 +61,71 @@ class _DirectStopper:
         pass
 
 
+class _StopHookLibrary:
+    """ctypes view of vmsim/native/stop_hook.c, loaded once per process."""
+
+    _instance: "_StopHookLibrary | None" = None
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL(str(ensure_stop_hook()))
+        lib.vmsim_stop_new.restype = ctypes.c_void_p
+        lib.vmsim_stop_new.argtypes = [ctypes.c_void_p]
+        lib.vmsim_stop_free.restype = None
+        lib.vmsim_stop_free.argtypes = [ctypes.c_void_p]
+        lib.vmsim_stop_request.restype = None
+        lib.vmsim_stop_request.argtypes = [ctypes.c_void_p]
+        self.lib = lib
+        self.hook_address = ctypes.cast(lib.vmsim_stop_hook, ctypes.c_void_p).value
+
+    @classmethod
+    def get(cls) -> "_StopHookLibrary":
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+
+def _binding_library(unicorn: types.ModuleType) -> ctypes.CDLL:
+    """The CDLL the `unicorn` binding loaded: the hook must call into that same library."""
+    return unicorn.unicorn_py3.unicorn.uclib
+
+
+class NativeHookStopper:
+    """For the PyPI wheel: a flag, turned into `uc_emu_stop()` by a C block hook."""
+
+    method = "stops through a native block hook"
+
+    def __init__(self, uc: Any, unicorn: types.ModuleType) -> None:
+        self._native = _StopHookLibrary.get()
+        self._uclib = _binding_library(unicorn)
+        self._uc = uc
+        emu_stop = ctypes.cast(self._uclib.uc_emu_stop, ctypes.c_void_p).value
+        self._state = self._native.lib.vmsim_stop_new(emu_stop)
+        if not self._state:
+            raise MemoryError("cannot allocate the stop hook state")
+        self._hook = ctypes.c_size_t(0)
+        status = self._uclib.uc_hook_add(uc._uch, ctypes.byref(self._hook),
+                                         unicorn.UC_HOOK_BLOCK, self._native.hook_address,
+                                         self._state, 1, 0)
+        if status != unicorn.UC_ERR_OK:
+            self._native.lib.vmsim_stop_free(self._state)
+            self._state = None
+            raise VmsimError(f"cannot install the native stop hook: {unicorn.UcError(status)}")
+
+    def request(self) -> None:
+        state = self._state
+        if state:
+            self._native.lib.vmsim_stop_request(state)
+
+    def close(self) -> None:
+        if self._state:
+            self._uclib.uc_hook_del(self._uc._uch, self._hook)
+            state, self._state = self._state, None
+            self._native.lib.vmsim_stop_free(state)
+
+
 def make_stopper(uc: Any) -> Stopper:
     """Return the stop mechanism that is safe for the loaded engine."""
-    return _DirectStopper(uc)
+    unicorn = load_unicorn()
+    if engine_kind(unicorn) == PATCHED:
+        return BlockBoundaryStopper(uc)
+    return NativeHookStopper(uc, unicorn)
