@@ -49,21 +49,29 @@ done:
     j       done
 """
 
+INSTRUCTIONS_PER_ITERATION = 7   # when no SC fails, which is always on one hart
 ITERATIONS = 3_000_000
 STOP_INTERVAL_US = 100
 MIN_STOPS = 200
 
 
+ASSEMBLER, LINKER = "riscv64-linux-gnu-as", "riscv64-linux-gnu-ld"
+
+
+def missing_tool() -> str | None:
+    """Why the program cannot be built here, or None."""
+    for tool in (ASSEMBLER, LINKER):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (Debian package binutils-riscv64-linux-gnu)"
+    return None
+
+
 def build_program(workdir: Path) -> Path:
     """Assemble and link PROGRAM at RAM_BASE; returns the ELF path."""
-    tools = ("riscv64-linux-gnu-as", "riscv64-linux-gnu-ld")
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{missing[0]} not installed (Debian package binutils-riscv64-linux-gnu)")
     source, obj, elf = workdir / "atomics.S", workdir / "atomics.o", workdir / "atomics.elf"
     source.write_text(PROGRAM)
-    subprocess.run([tools[0], "-march=rv64imac", "-o", obj, source], check=True)
-    subprocess.run([tools[1], f"-Ttext={RAM_BASE:#x}", "-o", elf, obj], check=True)
+    subprocess.run([ASSEMBLER, "-march=rv64imac", "-o", obj, source], check=True)
+    subprocess.run([LINKER, f"-Ttext={RAM_BASE:#x}", "-o", elf, obj], check=True)
     return elf
 
 
@@ -164,6 +172,8 @@ def _patched_engine_built() -> bool:
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory) -> Path:
+    if missing_tool():
+        pytest.skip(missing_tool())
     return build_program(tmp_path_factory.mktemp("atomics"))
 
 

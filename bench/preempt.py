@@ -1,0 +1,119 @@
+"""Preemption figures for both engines, side by side (DESIGN.md, fact 14).
+
+For the patched libunicorn and for the PyPI wheel with the native stop hook (and the
+bare wheel as a speed reference, which has no safe stop) it prints:
+- the speed of a bare-metal AMO + LR/SC loop, with no stops and under a stop every
+  100 µs;
+- how many stops per second land when another thread requests them back to back;
+- once the machine can boot Linux, the default guest's boot time.
+
+Each engine runs in its own interpreter (the binding binds one library per process).
+Figures are best of a few runs, since the host is shared. Run from the repository root:
+    .venv/bin/python bench/preempt.py [--runs N] [--boots N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.machine import test_preempt_atomics as probe  # noqa: E402
+from vmsim.unicorn_build import cached_patched_unicorn  # noqa: E402
+
+LOOP_ITERATIONS = 10_000_000
+STOP_ITERATIONS = 3_000_000
+
+# (label, VMSIM_ENGINE, plain emu_stop instead of make_stopper's)
+ENGINES = [
+    ("patched", "patched", False),
+    ("wheel + native hook", "wheel", False),
+    ("wheel, no hook (unsafe)", "wheel", True),
+]
+
+
+def best(engine: str, direct: bool, iterations: int, interval_us: float | None,
+         elf: Path, runs: int) -> dict:
+    """The fastest of `runs` probe runs (least disturbed by other load on the host)."""
+    results = [probe.probe_in_subprocess(engine, elf, iterations, interval_us, direct)
+               for _ in range(runs)]
+    return min(results, key=lambda r: r["seconds"])
+
+
+def loop_figures(elf: Path, runs: int) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for label, engine, direct in ENGINES:
+        if engine == "patched" and cached_patched_unicorn() is None:
+            rows.append((label, "not built (make unicorn)", "", ""))
+            continue
+        free = best(engine, direct, LOOP_ITERATIONS, None, elf, runs)
+        stopped = best(engine, direct, LOOP_ITERATIONS, 100, elf, runs)
+        flood = best(engine, direct, STOP_ITERATIONS, 0, elf, runs)
+        mips = lambda r: r["iterations"] * probe.INSTRUCTIONS_PER_ITERATION / r["seconds"] / 1e6  # noqa: E731
+        rows.append((
+            label,
+            f"{mips(free):7.0f} M insn/s",
+            f"{mips(stopped):7.0f} M insn/s ({stopped['stops'] / stopped['seconds']:6.0f} stops/s)",
+            f"{flood['stops'] / flood['seconds']:8.0f} stops/s",
+        ))
+    return rows
+
+
+def boot_seconds(engine: str, boots: int) -> str:
+    """Median boot time of the default guest, via bench_boot() in a fresh interpreter."""
+    code = ("import json, sys; from bench.preempt import _boot_once; "
+            "print(json.dumps(_boot_once()))")
+    times = []
+    for _ in range(boots):
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                             text=True, env=dict(os.environ, VMSIM_ENGINE=engine,
+                                                 PYTHONPATH=str(REPO)))
+        if out.returncode != 0:
+            return "boot failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:80]
+        result = json.loads(out.stdout)
+        if result is None:
+            return "machine not available yet"
+        times.append(result)
+    return f"{statistics.median(times):.2f} s (median of {boots})"
+
+
+def _boot_once() -> float | None:
+    """Boot the default guest once to its init's done line; seconds, or None if no machine."""
+    try:
+        from vmsim.machine import boot_default_guest_for_bench  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return boot_default_guest_for_bench()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (best is kept)")
+    parser.add_argument("--boots", type=int, default=3, help="boots per engine")
+    args = parser.parse_args()
+    if probe.missing_tool():
+        print(f"skipped: {probe.missing_tool()}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        elf = probe.build_program(Path(tmp))
+        rows = loop_figures(elf, args.runs)
+    print("engine                    | loop, no stops   | loop, stop every 100 µs"
+          "                | back-to-back stops")
+    for label, free, stopped, flood in rows:
+        print(f"{label:25} | {free:16} | {stopped:38} | {flood}")
+    for label, engine, direct in ENGINES:
+        if direct or (engine == "patched" and cached_patched_unicorn() is None):
+            continue
+        print(f"boot to init, {label}: {boot_seconds(engine, args.boots)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
