@@ -41,7 +41,7 @@ UNICORN_CMAKE_OPTIONS = (
 LIBUNICORN_NAME = "libunicorn.so.2"
 
 STOP_HOOK_SOURCE = Path(__file__).parent / "native" / "stop_hook.c"
-STOP_HOOK_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-Werror")
+STOP_HOOK_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall")
 STOP_HOOK_NAME = "libvmsim_stophook.so"
 
 # Tool -> Debian package that provides it, for the one-line "missing tool" error.
