@@ -172,7 +172,7 @@ class SplitQueue:
         self._last_avail = 0
         self._used_idx = 0
         self._in_flight = 0
-        self._signalled_used: int | None = None  # None: no interrupt decision yet
+        self._signalled_used = 0  # used.idx when the last interrupt decision was made
         self._notifications = True
         self._used_event_addr = avail_addr + 4 + 2 * size
         self._avail_event_addr = used_addr + 4 + 8 * size
@@ -264,8 +264,6 @@ class SplitQueue:
         used = self._used_idx
         if self.event_idx:
             old, self._signalled_used = self._signalled_used, used
-            if old is None:
-                return True, "first used buffer"
             if old == used:
                 return False, "no new used entries"
             used_event = self._read_u16(self._used_event_addr)
