@@ -1,0 +1,237 @@
+"""The hart: a Unicorn riscv64 engine plus the register access vmsim needs.
+
+Everything that knows Unicorn's register numbering lives here, so the trap path, the
+firmware glue and the run loop speak in RISC-V terms (x10, sstatus, PRIV). Two engine
+quirks are absorbed here (DESIGN.md):
+- M-level CSRs are reachable only at PRIV 3 (fact 2): `read_mcsr`/`write_mcsr` raise
+  the privilege around the access and restore it.
+- The Python binding lacks `uc_vmem_read` (fact 1): `read_virtual` calls it via ctypes
+  to fetch guest-virtual instruction bytes.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+from typing import Any, Callable
+
+from vmsim.engine import load_unicorn
+
+uc_mod = load_unicorn()
+from unicorn import riscv_const as rv  # noqa: E402  (bound by load_unicorn above)
+
+PRIV_USER, PRIV_SUPERVISOR, PRIV_MACHINE = 0, 1, 3
+
+# Interrupt-pending bits of mip/sip the machine drives.
+SSIP, STIP, SEIP = 1 << 1, 1 << 5, 1 << 9
+
+ABI_NAMES = ("zero ra sp gp tp t0 t1 t2 s0 s1 a0 a1 a2 a3 a4 a5 a6 a7 "
+             "s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 t3 t4 t5 t6").split()
+
+CSR = {
+    "sstatus": rv.UC_RISCV_REG_SSTATUS, "sie": rv.UC_RISCV_REG_SIE,
+    "stvec": rv.UC_RISCV_REG_STVEC, "sepc": rv.UC_RISCV_REG_SEPC,
+    "scause": rv.UC_RISCV_REG_SCAUSE, "stval": rv.UC_RISCV_REG_STVAL,
+    "sip": rv.UC_RISCV_REG_SIP, "satp": rv.UC_RISCV_REG_SATP,
+    "scounteren": rv.UC_RISCV_REG_SCOUNTEREN,
+}
+MCSR = {
+    "mstatus": rv.UC_RISCV_REG_MSTATUS, "mip": rv.UC_RISCV_REG_MIP,
+    "mie": rv.UC_RISCV_REG_MIE, "medeleg": rv.UC_RISCV_REG_MEDELEG,
+    "mideleg": rv.UC_RISCV_REG_MIDELEG, "mcounteren": rv.UC_RISCV_REG_MCOUNTEREN,
+}
+
+_PROT_READ, _PROT_EXEC = 1, 4
+# An odd address: pc never equals it, so emu_start's `until` never ends a run.
+_NEVER_REACHED = (1 << 64) - 1
+
+
+class EngineStop(enum.Enum):
+    """Why `Cpu.run` returned."""
+
+    OK = "ok"                       # wfi, or a stop request
+    EXCEPTION = "exception"         # after an ebreak the hook delivered
+    READ_UNMAPPED = "load from unmapped memory"
+    WRITE_UNMAPPED = "store to unmapped memory"
+    FETCH_UNMAPPED = "instruction fetch from unmapped memory"
+    OTHER_ERROR = "engine error"
+
+
+_ENGINE_ERRORS = {
+    uc_mod.UC_ERR_EXCEPTION: EngineStop.EXCEPTION,
+    uc_mod.UC_ERR_READ_UNMAPPED: EngineStop.READ_UNMAPPED,
+    uc_mod.UC_ERR_WRITE_UNMAPPED: EngineStop.WRITE_UNMAPPED,
+    uc_mod.UC_ERR_FETCH_UNMAPPED: EngineStop.FETCH_UNMAPPED,
+}
+
+
+class Cpu:
+    """One riscv64 hart (SiFive U54 model: RV64IMAFDC, Sv39) on a fresh engine."""
+
+    def __init__(self) -> None:
+        self.uc: Any = uc_mod.Uc(uc_mod.UC_ARCH_RISCV, uc_mod.UC_MODE_RISCV64)
+        self._lib = _vmem_functions()
+        self._handle = self.uc._uch
+        self.last_error = ""
+
+    # -- general registers -------------------------------------------------------
+
+    def x(self, index: int) -> int:
+        return self.uc.reg_read(rv.UC_RISCV_REG_X0 + index)
+
+    def set_x(self, index: int, value: int) -> None:
+        """Write x[index]; writes to x0 are dropped, as the ISA says."""
+        if index:
+            self.uc.reg_write(rv.UC_RISCV_REG_X0 + index, value & ((1 << 64) - 1))
+
+    @property
+    def pc(self) -> int:
+        return self.uc.reg_read(rv.UC_RISCV_REG_PC)
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        """A pc write also makes Unicorn leave the current translated block (fact 1)."""
+        self.uc.reg_write(rv.UC_RISCV_REG_PC, value)
+
+    @property
+    def priv(self) -> int:
+        return self.uc.reg_read(rv.UC_RISCV_REG_PRIV) & 0b11
+
+    @priv.setter
+    def priv(self, value: int) -> None:
+        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, value)
+
+    # -- CSRs --------------------------------------------------------------------
+
+    def csr(self, name: str) -> int:
+        return self.uc.reg_read(CSR[name])
+
+    def set_csr(self, name: str, value: int) -> None:
+        self.uc.reg_write(CSR[name], value)
+
+    def read_mcsr(self, name: str) -> int:
+        """Read an M-level CSR, briefly at PRIV 3 (fact 2)."""
+        saved = self.uc.reg_read(rv.UC_RISCV_REG_PRIV)
+        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, PRIV_MACHINE)
+        try:
+            return self.uc.reg_read(MCSR[name])
+        finally:
+            self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
+
+    def write_mcsr(self, name: str, value: int) -> None:
+        """Write an M-level CSR, briefly at PRIV 3 (fact 2)."""
+        saved = self.uc.reg_read(rv.UC_RISCV_REG_PRIV)
+        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, PRIV_MACHINE)
+        try:
+            self.uc.reg_write(MCSR[name], value)
+        finally:
+            self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
+
+    def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3)."""
+        mip = self.read_mcsr("mip")
+        new = (mip | set_bits) & ~clear_bits
+        if new != mip:
+            self.write_mcsr("mip", new)
+
+    def interrupt_waiting(self) -> bool:
+        """Whether wfi would wake now: some interrupt is both pending and enabled."""
+        return bool(self.read_mcsr("mip") & self.csr("sie"))
+
+    # -- guest-virtual memory and caches -----------------------------------------
+
+    def read_virtual(self, address: int, size: int, execute: bool = False) -> bytes | None:
+        """Bytes at a guest-virtual address under the current satp and PRIV; None if
+        the translation fails."""
+        buf = ctypes.create_string_buffer(size)
+        prot = _PROT_EXEC if execute else _PROT_READ
+        if self._lib.uc_vmem_read(self._handle, address, prot, buf, size) != 0:
+            return None
+        return buf.raw
+
+    def read_instruction(self, address: int) -> int | None:
+        """The instruction bits at `address` (16 or 32), or None if not fetchable."""
+        low = self.read_virtual(address, 2, execute=True)
+        if low is None:
+            return None
+        half = int.from_bytes(low, "little")
+        if half & 0b11 != 0b11:
+            return half
+        high = self.read_virtual(address + 2, 2, execute=True)
+        return None if high is None else half | int.from_bytes(high, "little") << 16
+
+    def is_fetchable(self, address: int) -> bool:
+        out = ctypes.c_uint64()
+        return self._lib.uc_vmem_translate(self._handle, address, _PROT_EXEC,
+                                           ctypes.byref(out)) == 0
+
+    def flush_tlb(self) -> None:
+        """Drop cached address translations (SBI remote sfence.vma on one hart)."""
+        self.uc.ctl(uc_mod.UC_CTL_TLB_FLUSH, uc_mod.UC_CTL_IO_WRITE)
+
+    def flush_code(self) -> None:
+        """Drop all translated code (SBI remote fence.i)."""
+        self.uc.ctl_flush_tb()
+
+    def forget_code(self, address: int, size: int) -> None:
+        """Drop translations of a range the host has written (fact 10)."""
+        self.uc.ctl_remove_cache(address, address + size)
+
+    # -- hooks and running ------------------------------------------------------
+
+    def on_exception(self, callback: Callable[[int], None]) -> None:
+        """Call `callback(cause)` for every synchronous exception except ebreak; pc is
+        already 4 past the faulting instruction (fact 1)."""
+        self.uc.hook_add(uc_mod.UC_HOOK_INTR, lambda _uc, cause, _data: callback(cause))
+
+    def on_invalid_instruction(self, callback: Callable[[], bool]) -> None:
+        """Call `callback()` for what Unicorn cannot translate (ebreak); pc is at the
+        instruction. Returning True makes `run` end with `EngineStop.EXCEPTION`."""
+        self.uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, lambda _uc, _data: callback())
+
+    def map_ram(self, base: int, size: int, host_address: int) -> None:
+        """Map host memory as guest RAM, zero-copy."""
+        self.uc.mem_map_ptr(base, size, uc_mod.UC_PROT_ALL, host_address)
+
+    def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
+                 write: Callable[[int, int, int], None]) -> None:
+        """Route accesses in [base, base+size) to Python callbacks (offset, size[, value])."""
+        self.uc.mmio_map(base, size,
+                         lambda _uc, offset, width, _data: read(offset, width), None,
+                         lambda _uc, offset, width, value, _data: write(offset, width, value),
+                         None)
+
+    def run(self, start: int) -> EngineStop:
+        """Run from `start` until something stops the engine; say why."""
+        try:
+            self.uc.emu_start(start, _NEVER_REACHED)
+        except uc_mod.UcError as error:
+            self.last_error = str(error)
+            return _ENGINE_ERRORS.get(error.errno, EngineStop.OTHER_ERROR)
+        return EngineStop.OK
+
+    def stop(self) -> None:
+        """Stop from inside an exception hook (never from an MMIO callback, fact 9)."""
+        self.uc.emu_stop()
+
+    # -- diagnostics -------------------------------------------------------------
+
+    def register_dump(self) -> str:
+        """All general registers and the S-mode trap CSRs, for a guest death report."""
+        lines = [f"pc={self.pc:#018x} priv={self.priv}"]
+        regs = [f"{name:>4}={self.x(i):#018x}" for i, name in enumerate(ABI_NAMES)]
+        lines += ["  ".join(regs[i:i + 4]) for i in range(0, 32, 4)]
+        lines.append("  ".join(f"{name}={self.csr(name):#x}" for name in CSR))
+        return "\n".join(lines)
+
+
+def _vmem_functions() -> ctypes.CDLL:
+    """The loaded libunicorn with prototypes for the two unwrapped vmem calls."""
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                   ctypes.c_void_p, ctypes.c_size_t]
+    uclib.uc_vmem_read.restype = ctypes.c_int
+    uclib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                        ctypes.POINTER(ctypes.c_uint64)]
+    uclib.uc_vmem_translate.restype = ctypes.c_int
+    return uclib

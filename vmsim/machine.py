@@ -1,0 +1,351 @@
+"""The machine: RAM, the hart, the devices on their addresses, and the run loop.
+
+    loop:
+      poll devices; raise STIP if the SBI deadline passed      (CPU thread only)
+      run the engine until wfi, a stop request, or a guest error
+      on wfi: sleep on the host until the deadline or a device wakes us
+
+Nothing Python runs per instruction or per block (DESIGN.md, facts 6 and 13): the
+engine calls back only for traps, MMIO accesses and ecalls, and every one of those
+raises what is due before returning. Other threads (the deadline watchdog, device
+helpers, stdin) never touch the engine: they ask the watchdog for the CPU thread's
+attention, which stops the engine safely through `vmsim.preempt`.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from devices.bus import GuestMemory, IrqLine, MmioDevice, Pollable, Waker
+from devices.memory import Ram
+from devices.plic import WINDOW_SIZE as PLIC_SIZE
+from devices.plic import Plic
+from devices.power import WINDOW_SIZE as POWER_SIZE
+from devices.power import PowerControl, PowerRequest
+from devices.uart import WINDOW_SIZE as UART_SIZE
+from devices.uart import Uart16550
+from firmware.boot import DELEGATED_EXCEPTIONS, boot_hart
+from firmware.sbi import RESET_REASON_NONE, SbiFirmware
+from vmsim.clock import GuestClock, SbiTimer, Watchdog
+from vmsim.console import PanicDetector, interrupt_on_sigint
+from vmsim.cpu import SEIP, SSIP, STIP, Cpu, EngineStop
+from vmsim.decode import WFI, decode_memory_access
+from vmsim.errors import GuestError, VmsimError
+from vmsim.fdt import (PLIC_BASE, PLIC_NUM_SOURCES, POWER_BASE, UART_BASE, UART_IRQ,
+                       BoardSpec, build_device_tree, virtio_slot)
+from vmsim.loader import BootLayout, load_boot
+from vmsim.preempt import make_stopper
+from vmsim.traps import TrapHandler, guest_error
+
+RAM_BASE = 0x8000_0000
+DEFAULT_MEMORY = 256 << 20
+DEFAULT_APPEND = "console=ttyS0"
+TIMEBASE_HZ = 10_000_000
+S_MODE_CONTEXT = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What a virtio device factory gets from the machine for its slot."""
+
+    memory: GuestMemory
+    irq: IrqLine
+    waker: Waker
+
+
+DeviceFactory = Callable[[DeviceContext], MmioDevice]
+
+
+@dataclass
+class MachineConfig:
+    kernel: Path
+    initrd: Path | None = None
+    append: str = DEFAULT_APPEND
+    memory: int = DEFAULT_MEMORY
+    dtb_out: Path | None = None
+    virtio: Sequence[DeviceFactory] = field(default_factory=list)
+
+
+def _stdout_write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+class _MachineWaker:
+    """The Waker handed to devices: any thread may call it."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+
+
+class Machine:
+    """One riscv64 hart with RAM, PLIC, UART, power control and virtio-mmio slots."""
+
+    def __init__(self, config: MachineConfig,
+                 output: Callable[[bytes], None] = _stdout_write) -> None:
+        self.config = config
+        self._output = output
+        self.exit_status: int | None = None
+        self._death: GuestError | None = None
+        self._quit_status: int | None = None
+        self._sbi_input: deque[int] = deque(maxlen=4096)
+        self._input_to_sbi = "console=hvc" in config.append
+
+        self.ram = Ram(RAM_BASE, config.memory)
+        self.cpu = Cpu()
+        self.cpu.map_ram(self.ram.base, self.ram.size, self.ram.host_address)
+        self.ram.add_write_listener(self.cpu.forget_code)
+        self._stopper = make_stopper(self.cpu.uc)
+
+        self.clock = GuestClock(TIMEBASE_HZ)
+        self.timer = SbiTimer(self.clock)
+        self._idle = threading.Event()
+        self._running = False
+        self.watchdog = Watchdog(self.timer, self._get_attention)
+        self.timer.on_change = self.watchdog.deadline_changed
+        waker = _MachineWaker(self.watchdog.wake)
+
+        self._panic = PanicDetector(self._on_panic)
+        self.plic = Plic(PLIC_NUM_SOURCES, 2, self._on_plic_output)
+        self.uart = Uart16550(self.plic.line(UART_IRQ), self._console_output, waker)
+        self.power = PowerControl(self._on_power_request)
+        self._devices: list[tuple[int, int, MmioDevice]] = [
+            (PLIC_BASE, PLIC_SIZE, self.plic), (UART_BASE, UART_SIZE, self.uart),
+            (POWER_BASE, POWER_SIZE, self.power)]
+        self._virtio_slots: list[tuple[int, int]] = []
+        for index, factory in enumerate(config.virtio):
+            base, irq = virtio_slot(index)
+            device = factory(DeviceContext(self.ram, self.plic.line(irq), waker))
+            self._devices.append((base, 0x1000, device))
+            self._virtio_slots.append((base, irq))
+        for base, size, device in self._devices:
+            self._map(base, size, device)
+        self._pollables = [d for _, _, d in self._devices if isinstance(d, Pollable)]
+
+        self.firmware = SbiFirmware(_FirmwarePlatform(self))
+        self.traps = TrapHandler(self.cpu, self.firmware, self.clock, self._raise_due,
+                                 self.cpu.stop, DELEGATED_EXCEPTIONS)
+        self.traps.install()
+        self.layout: BootLayout | None = None
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _map(self, base: int, size: int, device: MmioDevice) -> None:
+        def read(offset: int, width: int) -> int:
+            value = device.read(offset, width)
+            self._raise_due()
+            return value
+
+        def write(offset: int, width: int, value: int) -> None:
+            device.write(offset, width, value)
+            self._raise_due()
+
+        self.cpu.map_mmio(base, size, read, write)
+
+    def device_tree(self, initrd: tuple[int, int] | None) -> bytes:
+        spec = BoardSpec(ram_base=self.ram.base, ram_size=self.ram.size,
+                         bootargs=self.config.append, initrd=initrd,
+                         virtio_slots=list(self._virtio_slots), timebase_hz=TIMEBASE_HZ)
+        blob = build_device_tree(spec)
+        if self.config.dtb_out is not None:
+            try:
+                self.config.dtb_out.write_bytes(blob)
+            except OSError as error:
+                raise VmsimError(f"cannot write the device tree to {self.config.dtb_out}: "
+                                 f"{error.strerror}") from None
+        return blob
+
+    def load(self) -> BootLayout:
+        """Put kernel, initrd and device tree in RAM and point the hart at the kernel."""
+        self.layout = load_boot(self.ram, self.config.kernel, self.config.initrd,
+                                self.device_tree)
+        boot_hart(self.cpu, self.layout.kernel.entry, self.layout.dtb_addr)
+        return self.layout
+
+    # -- running -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Boot (if not loaded yet) and run until the guest powers off; return its exit
+        status. Raises GuestError if the guest dies."""
+        if self.layout is None:
+            self.load()
+        with interrupt_on_sigint(self._on_sigint):
+            while self.exit_status is None:
+                self._service()
+                if self.exit_status is not None:
+                    break
+                self._running = True
+                reason = None if self.watchdog.pending else self.cpu.run(self.cpu.pc)
+                self._running = False
+                self.watchdog.acknowledge()
+                if reason is not None:
+                    self._after_run(reason)
+        return self.exit_status
+
+    def _service(self) -> None:
+        """CPU thread, engine stopped: take in what other threads signalled."""
+        self._idle.clear()
+        if self._quit_status is not None:
+            self._finish(self._quit_status)
+        for device in self._pollables:
+            device.poll()
+        self._raise_due()
+        if self._death is not None:
+            raise self._death
+
+    def _after_run(self, reason: EngineStop) -> None:
+        if self.traps.fatal is not None:
+            raise self.traps.fatal
+        if self._death is not None:
+            raise self._death
+        if reason is EngineStop.OK:
+            if self.exit_status is None and self._after_wfi():
+                self._wait_for_interrupt()
+        elif reason is EngineStop.EXCEPTION:
+            pass                                  # ebreak delivered; go on at stvec
+        else:
+            raise self._engine_failure(reason)
+
+    def _after_wfi(self) -> bool:
+        pc = self.cpu.pc
+        return self.cpu.read_instruction(pc - 4) == WFI
+
+    def _wait_for_interrupt(self) -> None:
+        """wfi: sleep on the host until an interrupt could be pending (fact 5)."""
+        self._raise_due()
+        if self.cpu.interrupt_waiting() or self.watchdog.pending:
+            return
+        self._idle.wait(self.timer.seconds_left())
+
+    def _engine_failure(self, reason: EngineStop) -> GuestError:
+        pc = self.cpu.pc
+        where = f"at pc {pc:#x}"
+        if reason is EngineStop.FETCH_UNMAPPED:
+            where = f"at pc {pc:#x} (address {pc:#x})"
+        elif reason in (EngineStop.READ_UNMAPPED, EngineStop.WRITE_UNMAPPED):
+            insn = self.cpu.read_instruction(pc)
+            access = decode_memory_access(insn) if insn is not None else None
+            if access is not None:
+                where += f" (address {access.address(self.cpu.x(access.base)):#x})"
+        detail = reason.value if reason is not EngineStop.OTHER_ERROR else self.cpu.last_error
+        return guest_error(f"guest died: {detail} {where}", self.cpu)
+
+    # -- interrupts ----------------------------------------------------------------------
+
+    def _raise_due(self) -> None:
+        """Raise STIP once the SBI deadline has passed. Called at every hook entry."""
+        if not self.timer.fired and self.timer.due():
+            self.timer.fired = True
+            self.cpu.update_mip(set_bits=STIP)
+
+    def set_timer(self, deadline: int) -> None:
+        self.timer.set(deadline)
+        if self.timer.due():
+            self.timer.fired = True
+            self.cpu.update_mip(set_bits=STIP)
+        else:
+            self.cpu.update_mip(clear_bits=STIP)
+
+    def set_software_interrupt(self, pending: bool) -> None:
+        self.cpu.update_mip(set_bits=SSIP if pending else 0, clear_bits=0 if pending else SSIP)
+
+    def _on_plic_output(self, context: int, level: bool) -> None:
+        if context == S_MODE_CONTEXT:
+            self.cpu.update_mip(set_bits=SEIP if level else 0, clear_bits=0 if level else SEIP)
+
+    def _get_attention(self) -> None:
+        """Watchdog thread: end the current run or the idle wait, whichever is happening."""
+        self._idle.set()
+        if self._running:
+            self._stopper.request()
+
+    # -- console, power and host input -------------------------------------------------
+
+    def _console_output(self, data: bytes) -> None:
+        self._output(data)
+        self._panic.feed(data)
+
+    def _on_panic(self, line: str) -> None:
+        self._death = guest_error(f"guest died: {line}", self.cpu)
+        self._stopper.request()
+
+    def _on_power_request(self, request: PowerRequest) -> None:
+        """From the power device's MMIO write: stop safely, never with emu_stop (fact 9)."""
+        if request.kind == "reset":
+            self._note("the guest asked for a reset; vmsim stops instead")
+        self._finish(request.code if request.kind == "fail" else 0)
+        self._stopper.request()
+
+    def system_reset(self, kind: str, reason: int) -> None:
+        """SBI SRST, from inside the ecall hook, where a direct stop is safe."""
+        if kind != "shutdown":
+            self._note(f"the guest asked for a {kind.replace('_', ' ')}; vmsim stops instead")
+        self._finish(0 if kind != "shutdown" or reason == RESET_REASON_NONE else 1)
+        self.cpu.stop()
+
+    def _finish(self, status: int) -> None:
+        if self.exit_status is None:
+            self.exit_status = status
+
+    @staticmethod
+    def _note(text: str) -> None:
+        print(f"\r\nvmsim: {text}", file=sys.stderr)
+
+    def push_input(self, data: bytes) -> None:
+        """Host keyboard input (any thread): to the UART, or to SBI getchar for hvc0."""
+        if self._input_to_sbi:
+            self._sbi_input.extend(data)
+            self.watchdog.wake()
+        else:
+            self.uart.push_input(data)
+
+    def read_sbi_input(self) -> int:
+        return self._sbi_input.popleft() if self._sbi_input else -1
+
+    def request_quit(self, status: int = 0) -> None:
+        """Any thread (Ctrl-C, Ctrl-A x): stop the machine soon with `status`."""
+        self._quit_status = status
+        self.watchdog.wake()
+
+    def _on_sigint(self) -> None:
+        self.request_quit(EXIT_INTERRUPTED)
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.watchdog.close()
+        self._stopper.close()
+
+
+class _FirmwarePlatform:
+    """The SbiPlatform the firmware sees: thin forwarding to the machine."""
+
+    def __init__(self, machine: Machine) -> None:
+        self._machine = machine
+        self.memory = machine.ram
+
+    def console_write(self, data: bytes) -> None:
+        self._machine._console_output(data)
+
+    def console_read(self) -> int:
+        return self._machine.read_sbi_input()
+
+    def set_timer(self, deadline: int) -> None:
+        self._machine.set_timer(deadline)
+
+    def set_software_interrupt(self, pending: bool) -> None:
+        self._machine.set_software_interrupt(pending)
+
+    def flush_tlb(self) -> None:
+        self._machine.cpu.flush_tlb()
+
+    def flush_code(self) -> None:
+        self._machine.cpu.flush_code()
+
+    def system_reset(self, kind: str, reason: int) -> None:
+        self._machine.system_reset(kind, reason)
