@@ -42,6 +42,8 @@ retry:
     addi    t0, t0, 1
     sc.d    t2, t0, (a2)
     bnez    t2, retry
+    .globl after_sc
+after_sc:
     addi    a0, a0, -1
     bnez    a0, loop
     .globl done
@@ -75,8 +77,8 @@ def build_program(workdir: Path) -> Path:
     return elf
 
 
-def _load_elf(uc, elf: Path) -> tuple[int, int]:
-    """Copy the ELF's allocated sections into the Uc; return (entry, address of `done`)."""
+def _load_elf(uc, elf: Path) -> tuple[int, dict[str, int]]:
+    """Copy the ELF's allocated sections into the Uc; return (entry, symbol addresses)."""
     from elftools.elf.constants import SH_FLAGS
     from elftools.elf.elffile import ELFFile
 
@@ -85,8 +87,10 @@ def _load_elf(uc, elf: Path) -> tuple[int, int]:
         for section in image.iter_sections():
             if section["sh_flags"] & SH_FLAGS.SHF_ALLOC and section["sh_type"] == "SHT_PROGBITS":
                 uc.mem_write(section["sh_addr"], section.data())
-        done = image.get_section_by_name(".symtab").get_symbol_by_name("done")[0]
-        return image.header["e_entry"], done["st_value"]
+        symbols = image.get_section_by_name(".symtab")
+        names = ("loop", "retry", "after_sc", "done")
+        return image.header["e_entry"], {
+            name: symbols.get_symbol_by_name(name)[0]["st_value"] for name in names}
 
 
 def run_probe(elf: Path, iterations: int, interval_us: float | None, direct: bool) -> dict:
@@ -104,7 +108,8 @@ def run_probe(elf: Path, iterations: int, interval_us: float | None, direct: boo
 
     uc = unicorn.Uc(unicorn.UC_ARCH_RISCV, unicorn.UC_MODE_RISCV64)
     uc.mem_map(RAM_BASE, RAM_SIZE)
-    entry, done_pc = _load_elf(uc, elf)
+    entry, symbols = _load_elf(uc, elf)
+    done_pc = symbols["done"]
     uc.reg_write(UC_RISCV_REG_A0, iterations)
     uc.reg_write(UC_RISCV_REG_A1, AMO_COUNTER)
     uc.reg_write(UC_RISCV_REG_A2, LRSC_COUNTER)
@@ -125,18 +130,24 @@ def run_probe(elf: Path, iterations: int, interval_us: float | None, direct: boo
     if interval_us is not None:
         thread.start()
     stops = 0
+    stop_pcs: set[int] = set()
     pc = entry
     started = time.perf_counter()
     while pc != done_pc:
         uc.emu_start(pc, done_pc)
         pc = uc.reg_read(UC_RISCV_REG_PC)
-        stops += pc != done_pc
+        if pc != done_pc:
+            stops += 1
+            stop_pcs.add(pc)
     elapsed = time.perf_counter() - started
     finished.set()
     if interval_us is not None:
         thread.join()
     if stopper is not None:
         stopper.close()
+    # Where translation blocks start: the entry, the loop head and the fall-through after
+    # the SC's retry branch (never taken with one hart, so `retry` starts no block).
+    block_starts = {entry, symbols["loop"], symbols["after_sc"]}
     counter = lambda addr: int.from_bytes(uc.mem_read(addr, 8), "little")  # noqa: E731
     return {
         "engine": engine_description(),
@@ -146,6 +157,7 @@ def run_probe(elf: Path, iterations: int, interval_us: float | None, direct: boo
         "stops": stops,
         "requests": requests,
         "seconds": elapsed,
+        "stopped_inside_block": sorted(pc - entry for pc in stop_pcs - block_starts),
     }
 
 
@@ -186,6 +198,7 @@ def test_no_atomic_runs_twice_under_stops_every_100us(program: Path, engine: str
     assert result["amo"] == ITERATIONS, result
     assert result["lrsc"] == ITERATIONS, result
     assert result["stops"] >= MIN_STOPS, result
+    assert result["stopped_inside_block"] == [], result
 
 
 def test_the_check_bites_plain_emu_stop_on_the_wheel_reruns_atomics(program: Path) -> None:
@@ -194,6 +207,7 @@ def test_the_check_bites_plain_emu_stop_on_the_wheel_reruns_atomics(program: Pat
     result = probe_in_subprocess("wheel", program, ITERATIONS, STOP_INTERVAL_US, direct=True)
     assert result["stops"] >= MIN_STOPS, result
     assert result["amo"] > ITERATIONS or result["lrsc"] > ITERATIONS, result
+    assert result["stopped_inside_block"], result
 
 
 def _main() -> None:
