@@ -7,6 +7,16 @@ at DRIVER_OK with a DeviceContext and sees only ready queues.
 
 Guest mistakes never raise: a bad write is ignored (and traced), a bad feature set
 leaves FEATURES_OK clear, a ring outside RAM sets DEVICE_NEEDS_RESET.
+
+Trace events (TraceEvent.kind, then `fields`), emitted only when a sink is attached:
+  status       old, new, names               every status change, including reset
+  features     offered, accepted, ok, reason at FEATURES_OK
+  notify       (queue)                       every QueueNotify write
+  avail        head, descriptors, readable, writable, indirect, avail_idx   (queue.py)
+  used         head, len, used_idx                                          (queue.py)
+  irq          raised, reason[, interrupt_status]   a used/config interrupt or its suppression
+  needs_reset  reason                        the device entered its error state
+  ignored      reason                        a guest write or notify that had no effect
 """
 from __future__ import annotations
 
@@ -269,11 +279,13 @@ class MmioTransport:
         if regs is None:
             self._ignored(f"QueueReady for queue {self._queue_sel}, which does not exist")
             return
+        if not value & 1:  # "stop using the queue" is allowed at any time
+            regs.ready = False
+            if self.context is not None:
+                self.context.queues[self._queue_sel].ready = False
+            return
         if self.status & Status.DRIVER_OK:
             self._ignored("QueueReady after DRIVER_OK", self._queue_sel)
-            return
-        if not value & 1:
-            regs.ready = False
             return
         problem = self._ring_problem(regs)
         if problem:
@@ -303,7 +315,10 @@ class MmioTransport:
             self._reset()
             return
         old = self.status
-        new = (value & ~Status.DEVICE_NEEDS_RESET) | (old & Status.DEVICE_NEEDS_RESET)
+        if old & ~value & ~Status.DEVICE_NEEDS_RESET:
+            self._ignored(f"status {value:#x} clears bits of {old:#x}; only a reset may")
+        # Bits only accumulate until reset, and NEEDS_RESET belongs to the device.
+        new = old | (value & ~Status.DEVICE_NEEDS_RESET)
         if new & Status.FEATURES_OK and not old & Status.FEATURES_OK:
             problem = self._features_acceptable()
             if self._tracing:

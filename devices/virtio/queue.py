@@ -158,7 +158,8 @@ class SplitQueue:
             raise ValueError(f"queue size {size} is not a power of two up to 32768")
         self.index = index
         self.size = size
-        self.ready = ready  # False: the driver never enabled it; pop() finds nothing
+        self.ready = ready  # False: not (or no longer) enabled; pop() finds nothing
+        self._rings_checked = ready  # the transport validated the ring areas
         self.desc_addr = desc_addr
         self.avail_addr = avail_addr
         self.used_addr = used_addr
@@ -244,8 +245,8 @@ class SplitQueue:
 
     def add_used(self, head: int, length: int) -> None:
         """Return chain `head` to the driver, reporting `length` bytes written."""
-        if not self.ready:
-            raise ChainError(head, f"queue {self.index} is not ready")
+        if not self._rings_checked:
+            raise ChainError(head, f"queue {self.index} was never enabled")
         slot = self.used_addr + 4 + 8 * (self._used_idx & (self.size - 1))
         self._write(slot, _USED_ELEM.pack(head & 0xFFFF_FFFF, length & 0xFFFF_FFFF))
         self._used_idx = (self._used_idx + 1) & 0xFFFF

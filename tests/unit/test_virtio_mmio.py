@@ -219,9 +219,9 @@ def test_queue_registers_locked_while_ready_and_after_driver_ok():
     rig.driver.setup_queue(1, 16)
     rig.driver.driver_ok()
     t.write(0x030, 4, 1)
-    t.write(0x044, 4, 0)
     t.write(0x090, 4, 0)
-    assert t.read(0x044, 4) == 1
+    t.write(0x038, 4, 4)
+    assert t._queues[1].num == 16 and t._queues[1].driver == rig.driver.queues[1].avail
     assert t.queues[1].avail_addr == rig.driver.queues[1].avail
     reasons = [e.fields["reason"] for e in rig.kinds("ignored")]
     assert any("while the queue is ready" in r for r in reasons)
@@ -352,3 +352,29 @@ def test_transport_features_constant_matches_spec_bits():
     assert Feature.VERSION_1 == VERSION_1
     assert Feature.INDIRECT_DESC == INDIRECT_DESC
     assert Feature.EVENT_IDX == EVENT_IDX
+
+
+def test_driver_cannot_clear_status_bits_without_reset():
+    rig = make_rig()
+    rig.driver.init()
+    rig.driver.write_reg(0x070, Status.ACKNOWLEDGE)
+    assert rig.transport.status & Status.DRIVER_OK
+    rig.driver.queues[0].submit([b"still"], [5])
+    assert rig.device.notified == [0]
+
+
+def test_queue_can_be_stopped_after_driver_ok():
+    rig = make_rig()
+    rig.driver.init()
+    q = rig.driver.queues[0]
+    q.submit([b"one"], [3], kick=False)
+    chain = rig.transport.queues[0].pop()
+    rig.transport.write(0x030, 4, 0)
+    rig.transport.write(0x044, 4, 0)
+    assert rig.transport.read(0x044, 4) == 0
+    rig.transport.write(0x044, 4, 1)  # re-enabling needs a reset
+    assert rig.transport.read(0x044, 4) == 0
+    q.submit([b"two"], [3])
+    assert rig.device.notified == []
+    rig.transport.queues[0].add_used(chain.head, 0)  # in-flight work may still finish
+    assert q.collect() == [(chain.head, 0)]
