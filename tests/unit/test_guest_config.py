@@ -1,0 +1,42 @@
+"""The kernel build fails loudly when the final .config lacks a fragment option."""
+from vmsim import guest
+
+FRAGMENT = """\
+# comment
+CONFIG_FPU=y
+CONFIG_VIRTIO_MMIO=y
+# CONFIG_CRYPTO_MANAGER_DISABLE_TESTS is not set
+"""
+
+
+def test_a_config_that_has_every_option_passes():
+    config = "CONFIG_FPU=y\nCONFIG_VIRTIO_MMIO=y\n# CONFIG_CRYPTO_MANAGER_DISABLE_TESTS is not set\n"
+    assert guest.missing_options(FRAGMENT, config) == []
+
+
+def test_an_option_absent_from_the_config_counts_as_n():
+    assert guest.missing_options(FRAGMENT, "CONFIG_FPU=y\n") == ["CONFIG_VIRTIO_MMIO=y (got n)"]
+
+
+def test_a_wrong_value_is_reported_with_what_the_config_has():
+    config = "CONFIG_FPU=y\nCONFIG_VIRTIO_MMIO=m\nCONFIG_CRYPTO_MANAGER_DISABLE_TESTS=y\n"
+    assert guest.missing_options(FRAGMENT, config) == [
+        "CONFIG_VIRTIO_MMIO=y (got m)", "CONFIG_CRYPTO_MANAGER_DISABLE_TESTS=n (got y)"]
+
+
+def test_the_real_fragment_asks_for_what_the_guest_needs():
+    wanted = guest.parse_config(guest.CONFIG_FRAGMENT.read_text())
+    for option in ("FPU", "DEVMEM", "VIRTIO_MMIO", "CRYPTO_DEV_VIRTIO", "KEYS",
+                   "ASYMMETRIC_KEY_TYPE", "PKCS8_PRIVATE_KEY_PARSER", "CRYPTO_USER_API_AEAD"):
+        assert wanted[f"CONFIG_{option}"] == "y"
+    assert wanted["CONFIG_CRYPTO_MANAGER_DISABLE_TESTS"] == "n"
+
+
+def test_the_cpio_list_has_init_console_and_every_program(tmp_path):
+    programs = guest.program_names()
+    assert {"busy", "idle", "sanity", "virtio-algs"} <= set(programs)
+    listing = guest.cpio_list(tmp_path / "bin", tmp_path / "init", programs).splitlines()
+    assert f"file /init {tmp_path / 'init'} 0755 0 0" in listing
+    assert "nod /dev/console 0600 0 0 c 5 1" in listing
+    for name in programs:
+        assert f"file /bin/{name} {tmp_path / 'bin' / name} 0755 0 0" in listing

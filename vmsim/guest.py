@@ -1,0 +1,443 @@
+"""The default guest: a Linux 6.1 kernel and an initramfs, built once and cached.
+
+Both are built from this repository's `guests/` sources with Debian's cross compiler
+and kernel source package. Each artifact lives in a cache directory named after a hash
+of its inputs, so editing an init program rebuilds only the initramfs, and a new
+compiler or kernel package rebuilds both. A build happens in a temporary directory that
+is renamed into place at the end, so an interrupted build never leaves a half cache.
+
+The same kernel and initramfs also boot under QEMU (`qemu_command`), which is the
+reference for behaviour and speed.
+"""
+from __future__ import annotations
+
+import fcntl
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+
+from vmsim.errors import VmsimError
+
+GUEST_SOURCES = Path(__file__).resolve().parent.parent / "guests"
+CONFIG_FRAGMENT = GUEST_SOURCES / "linux" / "vmsim.config"
+INITRAMFS_SOURCES = GUEST_SOURCES / "initramfs"
+KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+KERNEL_PACKAGE = "linux-source-6.1"
+CROSS_COMPILE = "riscv64-linux-gnu-"
+CROSS_GCC = CROSS_COMPILE + "gcc"
+STATIC_LIBC = Path("/usr/riscv64-linux-gnu/lib/libc.a")
+OPENSBI_FIRMWARE = Path("/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin")
+
+# Bump when the build steps below change in a way that changes their output.
+KERNEL_RECIPE = 1
+INITRAMFS_RECIPE = 1
+
+INIT_SOURCE = "init.c"
+PROGRAMS_DIR = "programs"
+SHARED_SOURCE = "vmsim.c"
+CFLAGS = ("-static", "-O2", "-s", "-Wall", "-Wextra")
+
+
+@dataclass(frozen=True)
+class GuestPaths:
+    kernel: Path
+    initrd: Path
+
+
+# --------------------------------------------------------------------------- tools
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A program on PATH, or an absolute file, and the Debian package that provides it."""
+
+    name: str
+    package: str
+
+    def present(self, search_path: str | None) -> bool:
+        if self.name.startswith("/"):
+            return Path(self.name).exists()
+        return shutil.which(self.name, path=search_path) is not None
+
+
+BUILD_REQUIREMENTS = (
+    Requirement(CROSS_GCC, "gcc-riscv64-linux-gnu"),
+    Requirement(CROSS_COMPILE + "ld", "binutils-riscv64-linux-gnu"),
+    Requirement(CROSS_COMPILE + "objcopy", "binutils-riscv64-linux-gnu"),
+    Requirement(str(STATIC_LIBC), "libc6-dev-riscv64-cross"),
+    Requirement(str(KERNEL_TARBALL), KERNEL_PACKAGE),
+    Requirement("gcc", "gcc"),
+    Requirement("make", "make"),
+    Requirement("flex", "flex"),
+    Requirement("bison", "bison"),
+    Requirement("bc", "bc"),
+    Requirement("tar", "tar"),
+    Requirement("xz", "xz-utils"),
+)
+
+QEMU_REQUIREMENTS = (
+    Requirement("qemu-system-riscv64", "qemu-system-misc"),
+    Requirement(str(OPENSBI_FIRMWARE), "opensbi"),
+)
+
+
+def require(requirements: tuple[Requirement, ...], search_path: str | None = None) -> None:
+    """Raise one VmsimError naming every missing tool and the apt packages to install.
+
+    `search_path` replaces PATH for the lookup (None means the process's PATH).
+    """
+    missing = [r for r in requirements if not r.present(search_path)]
+    if not missing:
+        return
+    names = ", ".join(r.name for r in missing)
+    packages = " ".join(dict.fromkeys(r.package for r in missing))
+    raise VmsimError(f"missing {names}; install with: apt-get install {packages}")
+
+
+# ------------------------------------------------------------------ cache keys
+
+
+def _command_output(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def kernel_source_version() -> str:
+    """The Debian version of the kernel source package (falls back to the tarball's stat)."""
+    version = _command_output(["dpkg-query", "-W", "-f=${Version}", KERNEL_PACKAGE])
+    if version:
+        return version
+    try:
+        st = KERNEL_TARBALL.stat()
+    except OSError:
+        return "missing"
+    return f"{st.st_size}-{st.st_mtime_ns}"
+
+
+def compiler_version() -> str:
+    """The first line of the cross compiler's --version, or "missing"."""
+    return _command_output([CROSS_GCC, "--version"]).partition("\n")[0] or "missing"
+
+
+def _digest(parts: Mapping[str, bytes | str]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(parts):
+        value = parts[name]
+        data = value.encode() if isinstance(value, str) else value
+        h.update(f"{name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()[:16]
+
+
+def kernel_key(fragment: bytes, kernel_version: str, compiler: str) -> str:
+    return _digest({"recipe": str(KERNEL_RECIPE), "fragment": fragment,
+                    "kernel": kernel_version, "compiler": compiler})
+
+
+def initramfs_key(sources: Mapping[str, bytes], kernel_version: str, compiler: str) -> str:
+    """The kernel version counts because the archive is made by its `gen_init_cpio`."""
+    parts: dict[str, bytes | str] = {f"src/{name}": data for name, data in sources.items()}
+    parts.update(recipe=str(INITRAMFS_RECIPE), kernel=kernel_version, compiler=compiler)
+    return _digest(parts)
+
+
+def read_initramfs_sources(root: Path = INITRAMFS_SOURCES) -> dict[str, bytes]:
+    """Every C source and header of the initramfs, by path relative to `root`."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.suffix in (".c", ".h")}
+
+
+# ------------------------------------------------------------------- cache layout
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vmsim" / "guest"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where each artifact of the current inputs lives in the cache."""
+
+    kernel_dir: Path
+    initramfs_dir: Path
+
+    @property
+    def paths(self) -> GuestPaths:
+        return GuestPaths(kernel=self.kernel_dir / "Image",
+                          initrd=self.initramfs_dir / "initramfs.cpio.gz")
+
+
+def _plan() -> _Plan:
+    kernel_version, compiler = kernel_source_version(), compiler_version()
+    root = cache_root()
+    kkey = kernel_key(CONFIG_FRAGMENT.read_bytes(), kernel_version, compiler)
+    ikey = initramfs_key(read_initramfs_sources(), kernel_version, compiler)
+    return _Plan(root / f"kernel-{kkey}", root / f"initramfs-{ikey}")
+
+
+def guest_paths() -> GuestPaths:
+    """Where the cached default guest is for the current inputs (it may not exist yet)."""
+    return _plan().paths
+
+
+# --------------------------------------------------------------- build helpers
+
+
+class _StepFailed(Exception):
+    pass
+
+
+class _Builder:
+    """Runs the steps of one build with a spinner; command output goes to a log file."""
+
+    def __init__(self, what: str, status: Status, log: Path) -> None:
+        self.what = what
+        self.status = status
+        self.log = log
+        self.started = time.monotonic()
+        self.step = ""
+
+    def show(self, step: str, detail: str = "") -> None:
+        self.step = step
+        elapsed = int(time.monotonic() - self.started)
+        text = f"[bold]{self.what}[/]: {step} [dim]({elapsed // 60}m{elapsed % 60:02d}s)[/]"
+        self.status.update(f"{text} [dim]{escape(detail)}[/]" if detail else text)
+
+    def run(self, step: str, cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None,
+            stdout: Path | None = None) -> None:
+        """Run a command, its output appended to the log (or stdout to a file)."""
+        with open(self.log, "ab") as log:
+            log.write(f"\n$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            out = open(stdout, "wb") if stdout else log
+            try:
+                proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=log,
+                                        stdin=subprocess.DEVNULL)
+                while True:
+                    try:
+                        code = proc.wait(timeout=0.25)
+                        break
+                    except subprocess.TimeoutExpired:
+                        self.show(step, _last_line(self.log))
+            finally:
+                if stdout:
+                    out.close()
+        if code != 0:
+            raise _StepFailed(step)
+
+
+def _last_line(log: Path) -> str:
+    """The last complete line of a growing log, for the spinner."""
+    with open(log, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 256))
+        tail = f.read().decode(errors="replace")
+    complete = tail[:tail.rfind("\n")].splitlines()
+    return complete[-1].strip()[:60] if complete else ""
+
+
+BuildSteps = Callable[[_Builder, Path, Path], None]
+
+
+@contextmanager
+def _cache_lock(root: Path) -> Iterator[None]:
+    """One build at a time per cache, across processes; leftovers of killed builds go."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in root.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
+def _build_atomically(final: Path, what: str, console: Console,
+                      build: BuildSteps) -> None:
+    """Call `build(builder, workdir, outdir)` in a temporary directory, then rename
+    `outdir` to `final`. On failure the log is kept and named in the error."""
+    root = final.parent
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    work, out = tmp / "work", tmp / "out"
+    work.mkdir(parents=True)
+    out.mkdir()
+    log = tmp / "build.log"
+    kept_log = root / "logs" / f"{final.name}.log"
+    try:
+        with console.status(what) as status:
+            builder = _Builder(what, status, log)
+            try:
+                build(builder, work, out)
+            except _StepFailed as failed:
+                kept_log.parent.mkdir(exist_ok=True)
+                shutil.copyfile(log, kept_log)
+                raise VmsimError(f"{what} failed while {failed}; log: {kept_log}") from None
+            shutil.copyfile(log, out / "build.log")
+            os.rename(out, final)
+        elapsed = int(time.monotonic() - builder.started)
+        console.print(f"[green]✓[/] {what} in {elapsed // 60}m{elapsed % 60:02d}s: {final}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the kernel
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """Kconfig lines as {symbol: value}; `# CONFIG_X is not set` reads as "n"."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if m := re.fullmatch(r"(CONFIG_\w+)=(.*)", line.strip()):
+            values[m[1]] = m[2]
+        elif m := re.fullmatch(r"# (CONFIG_\w+) is not set", line.strip()):
+            values[m[1]] = "n"
+    return values
+
+
+def missing_options(fragment: str, config: str) -> list[str]:
+    """Every fragment setting that the final .config does not have, as "X=want (got)"."""
+    have = parse_config(config)
+    return [f"{name}={want} (got {have.get(name, 'n')})"
+            for name, want in parse_config(fragment).items() if have.get(name, "n") != want]
+
+
+def _kernel_env() -> dict[str, str]:
+    """Fixed build identity, so the same inputs give the same Image."""
+    return dict(os.environ, ARCH="riscv", CROSS_COMPILE=CROSS_COMPILE, LC_ALL="C",
+                KBUILD_BUILD_USER="vmsim", KBUILD_BUILD_HOST="vmsim",
+                KBUILD_BUILD_TIMESTAMP="2024-01-01")
+
+
+def _build_kernel(b: _Builder, work: Path, out: Path) -> None:
+    b.run("unpacking the kernel source", ["tar", "-xf", str(KERNEL_TARBALL)], cwd=work)
+    (src,) = [p for p in work.iterdir() if p.is_dir()]
+    env = _kernel_env()
+    jobs = str(len(os.sched_getaffinity(0)))
+    b.run("configuring (tinyconfig)", ["make", "tinyconfig"], cwd=src, env=env)
+    b.run("configuring (fragment)",
+          ["scripts/kconfig/merge_config.sh", "-m", ".config", str(CONFIG_FRAGMENT)],
+          cwd=src, env=env)
+    b.run("configuring (olddefconfig)", ["make", "olddefconfig"], cwd=src, env=env)
+    config = (src / ".config").read_text()
+    if bad := missing_options(CONFIG_FRAGMENT.read_text(), config):
+        raise VmsimError(f"kernel .config lacks required options: {', '.join(bad)}")
+    b.run("building the kernel", ["make", f"-j{jobs}", "Image"], cwd=src, env=env)
+    shutil.copyfile(src / "arch/riscv/boot/Image", out / "Image")
+    shutil.copyfile(src / ".config", out / "config")
+    shutil.copy2(src / "usr/gen_init_cpio", out / "gen_init_cpio")
+
+
+# -------------------------------------------------------------- the initramfs
+
+
+def program_names(root: Path = INITRAMFS_SOURCES) -> list[str]:
+    """The test programs that go to /bin: one per `programs/*.c`."""
+    return sorted(p.stem for p in (root / PROGRAMS_DIR).glob("*.c"))
+
+
+def cpio_list(bin_dir: Path, init: Path, programs: list[str]) -> str:
+    """The `gen_init_cpio` description of the initramfs (no root needed for the node)."""
+    lines = ["dir /dev 0755 0 0", "nod /dev/console 0600 0 0 c 5 1",
+             "dir /proc 0755 0 0", "dir /sys 0755 0 0", "dir /bin 0755 0 0",
+             f"file /init {init} 0755 0 0"]
+    lines += [f"file /bin/{name} {bin_dir / name} 0755 0 0" for name in programs]
+    return "\n".join(lines) + "\n"
+
+
+def _build_initramfs(gen_init_cpio: Path) -> BuildSteps:
+    def build(b: _Builder, work: Path, out: Path) -> None:
+        src = INITRAMFS_SOURCES
+        bin_dir = work / "bin"
+        bin_dir.mkdir()
+
+        def compile_c(name: str, source: Path, target: Path) -> None:
+            b.run(f"compiling {name}", [CROSS_GCC, *CFLAGS, f"-I{src}", "-o", str(target),
+                                        str(source), str(src / SHARED_SOURCE)], cwd=work)
+
+        compile_c("init", src / INIT_SOURCE, work / "init")
+        programs = program_names(src)
+        for name in programs:
+            compile_c(name, src / PROGRAMS_DIR / f"{name}.c", bin_dir / name)
+        (work / "initramfs.list").write_text(cpio_list(bin_dir, work / "init", programs))
+        b.run("packing the archive", [str(gen_init_cpio), "-t", "0", "initramfs.list"],
+              cwd=work, stdout=work / "initramfs.cpio")
+        with gzip.GzipFile(out / "initramfs.cpio.gz", "wb", compresslevel=9, mtime=0) as gz:
+            gz.write((work / "initramfs.cpio").read_bytes())
+    return build
+
+
+# ------------------------------------------------------------------ public API
+
+
+def ensure_default_guest(console: Console | None = None) -> GuestPaths:
+    """Build what is missing from the cache (kernel, then initramfs) and return the paths."""
+    console = console or Console(stderr=True)
+    plan = _plan()
+    paths = plan.paths
+    if paths.kernel.exists() and paths.initrd.exists():
+        return paths
+    require(BUILD_REQUIREMENTS)
+    with _cache_lock(cache_root()):
+        if not paths.kernel.exists():
+            _build_atomically(plan.kernel_dir, "Linux kernel", console, _build_kernel)
+        if not paths.initrd.exists():
+            _build_atomically(plan.initramfs_dir, "initramfs", console,
+                              _build_initramfs(plan.kernel_dir / "gen_init_cpio"))
+    return paths
+
+
+def parse_result_lines(text: str) -> list[dict[str, str]]:
+    """The guest's `@vmsim key=value ...` lines, as dicts, in order.
+
+    Words without "=" are ignored; a line counts only when `@vmsim` starts it, so
+    kernel messages that quote it do not.
+    """
+    results = []
+    for line in text.splitlines():
+        words = line.strip().split()
+        if words and words[0] == "@vmsim":
+            results.append(dict(w.split("=", 1) for w in words[1:] if "=" in w))
+    return results
+
+
+def qemu_command(paths: GuestPaths, append: str, memory: str = "256M") -> list[str]:
+    """QEMU virt booting the guest with a virtio-crypto device: the reference machine.
+
+    `force-legacy=false` matters: the Linux driver needs VIRTIO_F_VERSION_1.
+    """
+    return ["qemu-system-riscv64", "-M", "virt", "-m", memory, "-nographic",
+            "-bios", str(OPENSBI_FIRMWARE), "-kernel", str(paths.kernel),
+            "-initrd", str(paths.initrd), "-append", append,
+            "-global", "virtio-mmio.force-legacy=false",
+            "-object", "cryptodev-backend-builtin,id=c0",
+            "-device", "virtio-crypto-device,cryptodev=c0"]
+
+
+@dataclass(frozen=True)
+class QemuRun:
+    exit_code: int
+    output: str
+
+
+def run_in_qemu(paths: GuestPaths, append: str = "console=ttyS0",
+                timeout: float = 120.0) -> QemuRun:
+    """Boot the guest under QEMU to poweroff; the exit code is the init's."""
+    require(QEMU_REQUIREMENTS)
+    try:
+        proc = subprocess.run(qemu_command(paths, append), capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise VmsimError(f"QEMU did not power off within {timeout:.0f} s") from None
+    return QemuRun(proc.returncode, proc.stdout.decode(errors="replace"))
