@@ -209,6 +209,19 @@ class SplitQueue:
         """Chains popped but not yet returned with add_used."""
         return self._in_flight
 
+    def snapshot(self) -> dict[str, int | bool]:
+        """The ring indices as both sides see them, as plain values for observers."""
+        state: dict[str, int | bool] = {
+            "size": self.size, "ready": self.ready, "last_avail_idx": self._last_avail,
+            "used_idx": self._used_idx, "in_flight": self._in_flight,
+        }
+        if self._rings_checked:
+            state["avail_idx"] = self._read_u16(self.avail_addr + 2)
+            state["avail_flags"] = self._read_u16(self.avail_addr)
+            if self.event_idx:
+                state["used_event"] = self._read_u16(self._used_event_addr)
+        return state
+
     def pending(self) -> int:
         """Chains the driver has made available that pop() has not taken yet."""
         return (self._read_u16(self.avail_addr + 2) - self._last_avail) & 0xFFFF

@@ -297,3 +297,16 @@ def test_hostile_chain_end_to_end_sets_needs_reset(rig):
     changed = [i for i in range(len(before)) if before[i] != after[i]]
     avail_event = dq.used_addr + 4 + 8 * dq.size - rig.ram.base
     assert changed == [] or set(changed) <= {avail_event, avail_event + 1}
+
+
+def test_snapshot_reports_both_sides_of_the_ring(rig):
+    q = rig.driver.queues[0]
+    q.submit([b"a"], [1], kick=False)
+    q.submit([b"b"], [1], kick=False)
+    dq = device_queue(rig)
+    chain = dq.pop()
+    dq.add_used(chain.head, 1)
+    dq.pop()
+    state = dq.snapshot()
+    assert state == {"size": 16, "ready": True, "last_avail_idx": 2, "used_idx": 1,
+                     "in_flight": 1, "avail_idx": 2, "avail_flags": 0, "used_event": 0}
