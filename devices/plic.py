@@ -26,6 +26,8 @@ CONTEXT_BASE = 0x20_0000
 CONTEXT_STRIDE = 0x1000
 CLAIM_OFFSET = 4
 
+MAX_CONTEXTS = (WINDOW_SIZE - CONTEXT_BASE) // CONTEXT_STRIDE
+
 PRIORITY_MASK = 0x7  # seven priority levels, like QEMU virt
 
 ContextIrqCallback = Callable[[int, bool], None]
@@ -43,7 +45,7 @@ class _SourceLine:
         self._source = source
 
     def set_level(self, level: bool) -> None:
-        self._plic._set_source_level(self._source, bool(level))
+        self._plic.set_source_level(self._source, bool(level))
 
 
 class Plic:
@@ -53,8 +55,8 @@ class Plic:
                  on_context_irq: ContextIrqCallback = _ignore_context_irq) -> None:
         if not 1 <= num_sources <= 1023:
             raise ValueError("a PLIC has 1..1023 interrupt sources")
-        if not 1 <= num_contexts <= 15872:
-            raise ValueError("a PLIC has 1..15872 contexts")
+        if not 1 <= num_contexts <= MAX_CONTEXTS:
+            raise ValueError(f"this PLIC window has room for 1..{MAX_CONTEXTS} contexts")
         self.num_sources = num_sources
         self.num_contexts = num_contexts
         self._on_context_irq = on_context_irq
@@ -76,7 +78,8 @@ class Plic:
             raise ValueError(f"PLIC source {source} is outside 1..{self.num_sources}")
         return _SourceLine(self, source)
 
-    def _set_source_level(self, source: int, level: bool) -> None:
+    def set_source_level(self, source: int, level: bool) -> None:
+        """What a source's IrqLine does; `source` must be valid (see `line`)."""
         bit = 1 << source
         if level:
             self._level |= bit
