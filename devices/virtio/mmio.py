@@ -100,7 +100,7 @@ class MmioTransport:
             Reg.DEVICE_ID: lambda: self.device.device_id,
             Reg.VENDOR_ID: lambda: VENDOR_ID,
             Reg.DEVICE_FEATURES: self._read_device_features,
-            Reg.QUEUE_NUM_MAX: lambda: self._selected_max(),
+            Reg.QUEUE_NUM_MAX: self._selected_max,
             Reg.QUEUE_READY: lambda: int(self._selected_ready()),
             Reg.INTERRUPT_STATUS: lambda: self.interrupt_status,
             Reg.STATUS: lambda: self.status,
