@@ -133,6 +133,7 @@ class Uart16550:
             self._lcr = value
         elif offset == MCR:
             self._mcr = value & MCR_MASK
+            self._refill_rx()  # leaving loopback reconnects the serial input
         elif offset == SCR:
             self._scr = value
         self._update_irq()

@@ -182,6 +182,14 @@ def test_loopback_returns_transmitted_bytes_and_mirrors_modem_lines(h: Harness) 
     assert h.rd(MSR) & 0xF0 == 0xB0
 
 
+def test_input_waits_during_loopback_and_arrives_after_it(h: Harness) -> None:
+    h.wr(MCR, 0x10)
+    h.type(b"k")
+    assert h.rd(LSR) & 0x01 == 0
+    h.wr(MCR, 0x00)
+    assert h.rd(RBR) == ord("k")
+
+
 def test_push_input_from_another_thread(h: Harness) -> None:
     h.wr(FCR, 0x01)
     chunks = [bytes([65 + i % 26]) * 7 for i in range(50)]
