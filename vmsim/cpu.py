@@ -174,7 +174,8 @@ class Cpu:
 
     def forget_code(self, address: int, size: int) -> None:
         """Drop translations of a range the host has written (fact 10)."""
-        self.uc.ctl_remove_cache(address, address + size)
+        if size > 0:
+            self.uc.ctl_remove_cache(address, address + size)
 
     # -- hooks and running ------------------------------------------------------
 

@@ -30,6 +30,7 @@ CAUSE_NAMES = {
 ILLEGAL_INSTRUCTION, BREAKPOINT, ECALL = 2, 3, 8
 FETCH_CAUSES = {0, 1, 12}
 DATA_CAUSES = {4, 5, 6, 7, 13, 15}
+LOAD_TO_STORE_CAUSE = {4: 6, 5: 7, 13: 15}
 
 COUNTER_CSRS = {0xC00, 0xC01, 0xC02}     # cycle, time, instret: all read the timebase
 ZERO_CSRS = {0x10A}                      # senvcfg: absent in the engine, reads as 0
@@ -88,7 +89,7 @@ class TrapHandler:
         elif cause in FETCH_CAUSES:
             self._deliver(cause, epc, self._fetch_fault_address(epc, priv), priv)
         elif cause in DATA_CAUSES:
-            self._deliver(cause, epc, self._data_fault_address(epc, priv), priv)
+            self._deliver(*self._data_fault(cause, epc, priv), priv)
         else:
             self._deliver(cause, epc, 0, priv)
 
@@ -145,14 +146,24 @@ class TrapHandler:
         finally:
             self.cpu.priv = PRIV_MACHINE
 
-    def _data_fault_address(self, epc: int, priv: int) -> int:
+    def _data_fault(self, cause: int, epc: int, priv: int) -> tuple[int, int, int]:
+        """(cause, epc, stval) of a load/store/AMO fault.
+
+        The engine runs an AMO as a load then a store, so an AMO can fault as a load;
+        the ISA says AMOs raise store/AMO faults, and Linux relies on it (a store fault
+        is what makes it map the page writable).
+        """
         self.cpu.priv = priv
         try:
             insn = self.cpu.read_instruction(epc)
         finally:
             self.cpu.priv = PRIV_MACHINE
         access = decode_memory_access(insn) if insn is not None else None
-        return access.address(self.cpu.x(access.base)) if access else 0
+        if access is None:
+            return cause, epc, 0
+        if access.store and cause in LOAD_TO_STORE_CAUSE:
+            cause = LOAD_TO_STORE_CAUSE[cause]
+        return cause, epc, access.address(self.cpu.x(access.base))
 
     # -- delivery ------------------------------------------------------------------
 
@@ -180,7 +191,7 @@ class TrapHandler:
         cpu.pc = stvec & ~0b11                   # exceptions use the base in both modes
 
     def _why_undeliverable(self, cause: int, epc: int, tval: int, stvec: int) -> str:
-        if stvec & ~0b11 == 0:
+        if (stvec & ~0b11) == 0:
             return "trap with no handler (stvec = 0)"
         key = (cause, epc, tval)
         self._repeats = self._repeats + 1 if key == self._last_trap else 0

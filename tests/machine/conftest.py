@@ -53,6 +53,17 @@ PRELUDE = r"""
         exit \code
     9:
     .endm
+    .macro skip_and_return      # sepc += length of the trapped instruction; sret
+        csrr t5, sepc
+        lhu t6, 0(t5)
+        andi t6, t6, 3
+        addi t5, t5, 2
+        li t4, 3
+        bne t6, t4, 8f
+        addi t5, t5, 2
+    8:  csrw sepc, t5
+        sret
+    .endm
     .section .text.entry
     .globl _start
 _start:

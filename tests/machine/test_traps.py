@@ -1,0 +1,204 @@
+"""Synchronous traps: delivered to the S-mode handler with the right scause/sepc/stval."""
+from __future__ import annotations
+
+import pytest
+
+from vmsim.errors import GuestError
+
+# Sv39 with identity-mapped gigapages over the devices (VPN2 = 0) and RAM (VPN2 = 2);
+# 0x4000_0000..0x7fff_ffff (VPN2 = 1) and everything else faults.
+SV39_ON = r"""
+    la t0, root_table
+    li t1, 0xcf                                 # PPN 0 | D A X W R V
+    sd t1, 0(t0)                                # root[0]
+    li t1, (0x80000000 >> 12) << 10 | 0xcf
+    sd t1, 16(t0)                               # root[2]
+    srli t0, t0, 12
+    li t1, 8 << 60                              # MODE = Sv39
+    or t0, t0, t1
+    csrw satp, t0
+    sfence.vma
+"""
+PAGE_TABLE = r"""
+    .section .bss
+    .balign 4096
+root_table: .skip 4096
+"""
+
+
+def test_ecall_from_user_mode_reaches_the_kernel_as_cause_8(boot) -> None:
+    run = boot(r"""
+        la t0, trap
+        csrw stvec, t0
+        li t0, 1 << 8
+        csrc sstatus, t0          # SPP = 0: sret goes to U-mode
+        la t0, user
+        csrw sepc, t0
+        sret
+    user:
+        li a0, 123
+    user_ecall:
+        ecall
+        j user
+        .balign 4
+    trap:
+        csrr t3, scause
+        fail_unless_eq t3, 8, 2
+        csrr t3, sepc
+        la t4, user_ecall
+        bne t3, t4, bad_epc
+        csrr t3, sstatus
+        andi t3, t3, 1 << 8
+        fail_unless_eq t3, 0, 4   # SPP records U
+        fail_unless_eq a0, 123, 5
+        exit 0
+    bad_epc:
+        exit 3
+    """)
+    assert run.status == 0
+    assert run.machine.traps.counts["ecall from U-mode"] == 1
+
+
+def test_load_and_store_page_faults_report_exact_stval(boot) -> None:
+    run = boot(SV39_ON + r"""
+        la t0, trap
+        csrw stvec, t0
+        li s1, 0x40000123
+        li s2, 1                  # which fault we expect next
+        ld a0, 0(s1)              # load page fault at 0x40000123
+        li s2, 2
+        sw a0, 0x70(s1)           # store page fault at 0x40000193
+        li s2, 3
+        addi s0, s1, -0x23
+        c.ld a1, 8(s0)            # compressed load: 0x40000108
+        li s2, 4
+        amoadd.w a0, a0, (s0)     # AMO faults as a store: 0x40000100
+        li s2, 5
+        flw fa0, -4(s0)           # FP load: 0x400000fc
+        exit 0
+        .balign 4
+    trap:
+        csrr t3, scause
+        csrr t4, stval
+        li t6, 1
+        beq s2, t6, expect_load
+        li t6, 2
+        beq s2, t6, expect_store
+        li t6, 3
+        beq s2, t6, expect_compressed
+        li t6, 4
+        beq s2, t6, expect_amo
+        fail_unless_eq t3, 13, 20
+        fail_unless_eq t4, 0x400000fc, 21
+        skip_and_return
+    expect_load:
+        fail_unless_eq t3, 13, 10
+        fail_unless_eq t4, 0x40000123, 11
+        skip_and_return
+    expect_store:
+        fail_unless_eq t3, 15, 12
+        fail_unless_eq t4, 0x40000193, 13
+        skip_and_return
+    expect_compressed:
+        fail_unless_eq t3, 13, 14
+        fail_unless_eq t4, 0x40000108, 15
+        skip_and_return
+    expect_amo:
+        fail_unless_eq t3, 15, 16
+        fail_unless_eq t4, 0x40000100, 17
+        skip_and_return
+    """ + PAGE_TABLE, before_run=_enable_fpu)
+    assert run.status == 0, f"guest check {run.status} failed"
+
+
+def _enable_fpu(machine) -> None:
+    machine.cpu.set_csr("sstatus", machine.cpu.csr("sstatus") | (1 << 13))   # FS = initial
+
+
+def test_illegal_instruction_reports_its_bits(boot) -> None:
+    run = boot(r"""
+        la t0, trap
+        csrw stvec, t0
+    bad:
+        .word 0x1234500b          # custom-0: not implemented by the CPU
+        exit 0
+        .balign 4
+    trap:
+        csrr t3, scause
+        fail_unless_eq t3, 2, 2
+        csrr t3, stval
+        fail_unless_eq t3, 0x1234500b, 3
+        csrr t3, sepc
+        la t4, bad
+        bne t3, t4, 1f
+        addi t3, t3, 4
+        csrw sepc, t3
+        sret
+    1:  exit 4
+    """)
+    assert run.status == 0
+
+
+def test_ebreak_is_a_breakpoint_trap(boot) -> None:
+    run = boot(r"""
+        la t0, trap
+        csrw stvec, t0
+        li s1, 0
+    brk:
+        c.ebreak
+        fail_unless_eq s1, 1, 5   # the handler ran once, and we came back
+        exit 0
+        .balign 4
+    trap:
+        csrr t3, scause
+        fail_unless_eq t3, 3, 2
+        csrr t3, sepc
+        la t4, brk
+        bne t3, t4, 1f
+        addi s1, s1, 1
+        addi t3, t3, 2
+        csrw sepc, t3
+        sret
+    1:  exit 3
+    """)
+    assert run.status == 0
+
+
+def test_rdtime_is_emulated_and_advances(boot) -> None:
+    run = boot(r"""
+        rdtime s1
+        li t0, 200000
+    1:  addi t0, t0, -1
+        bnez t0, 1b
+        rdtime s2
+        bgeu s1, s2, 2f
+        exit 0
+    2:  exit 2
+    """)
+    assert run.status == 0
+    assert run.machine.traps.counts["csr-emulation"] == 2
+
+
+def test_trap_with_no_handler_is_a_guest_death(boot) -> None:
+    with pytest.raises(GuestError) as caught:
+        boot(SV39_ON + r"""
+            csrw stvec, zero
+            li t0, 0x40000000
+            jr t0
+        """ + PAGE_TABLE)
+    message = str(caught.value)
+    assert "stvec = 0" in message
+    assert "cause 12" in message and "pc 0x40000000" in message
+    assert "\n" not in message
+    assert "sepc=" in caught.value.register_dump
+
+
+def test_jump_to_unmapped_physical_memory_is_a_guest_death(boot) -> None:
+    with pytest.raises(GuestError) as caught:
+        boot(r"""
+            csrw stvec, zero
+            li t0, 0x4000
+            jr t0
+        """)
+    assert "pc 0x4000" in str(caught.value)
+    assert "unmapped" in str(caught.value)
