@@ -1,0 +1,286 @@
+"""AKCIPHER service: RSA (raw and PKCS#1 v1.5) and ECDSA over the NIST curves.
+
+Keys arrive as the spec encodes them: RSA as PKCS#1 DER (RSAPublicKey or RSAPrivateKey),
+ECDSA private keys as RFC 5915 DER, ECDSA public keys as the bare SEC1 point. Parsed keys
+are cached per process, keyed by the (immutable) session parameters, so a worker parses
+a key once however many requests use it.
+
+Raw RSA results are zero-padded on the left to the modulus length, as the spec's RAW
+rule asks. PKCS#1 sign takes the digest the driver computed (the session's hash only
+selects the DigestInfo); with NO_HASH the input is padded as is. ECDSA signatures are
+DER (what Linux's ecdsa and `cryptography` both use); the digest length picks the hash.
+A signature that does not verify is VIRTIO_CRYPTO_KEY_REJECTED.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from devices.virtio.crypto.constants import AkcipherAlgo, Curve, KeyType, Op, RsaHash, RsaPadding, Status
+from devices.virtio.crypto.wire import fail
+
+
+@dataclass(frozen=True, slots=True)
+class AkcipherParams:
+    algo: AkcipherAlgo
+    key_type: KeyType
+    key: bytes
+    rsa_padding: RsaPadding = RsaPadding.RAW
+    rsa_hash: RsaHash = RsaHash.NO_HASH
+    curve: Curve = Curve.UNKNOWN
+
+
+_RSA_HASHES = {
+    RsaHash.MD5: hashes.MD5, RsaHash.SHA1: hashes.SHA1, RsaHash.SHA224: hashes.SHA224,
+    RsaHash.SHA256: hashes.SHA256, RsaHash.SHA384: hashes.SHA384, RsaHash.SHA512: hashes.SHA512,
+}
+_CURVES = {
+    Curve.NIST_P192: ec.SECP192R1, Curve.NIST_P224: ec.SECP224R1, Curve.NIST_P256: ec.SECP256R1,
+    Curve.NIST_P384: ec.SECP384R1, Curve.NIST_P521: ec.SECP521R1,
+}
+_DIGEST_BY_LEN = {20: hashes.SHA1, 28: hashes.SHA224, 32: hashes.SHA256, 48: hashes.SHA384, 64: hashes.SHA512}
+MAX_KEY_LEN = 16384
+
+
+# --- DER: just enough to read a SEQUENCE of INTEGERs (PKCS#1 keys) ---------------------
+
+def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, value start, value end) of the element at `pos`."""
+    if pos + 2 > len(data):
+        raise fail("DER element truncated")
+    tag, first = data[pos], data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise fail("DER length malformed")
+        length = int.from_bytes(data[pos:pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise fail("DER value runs past the key")
+    return tag, pos, pos + length
+
+
+def der_integers(data: bytes) -> list[int]:
+    """The leading INTEGERs of a DER SEQUENCE (anything after them is ignored)."""
+    tag, pos, end = _tlv(data, 0)
+    if tag != 0x30:
+        raise fail("key is not a DER SEQUENCE")
+    values = []
+    while pos < end:
+        tag, start, stop = _tlv(data, pos)
+        if tag != 0x02:
+            break
+        if stop == start or data[start] & 0x80:
+            raise fail("DER INTEGER empty or negative")
+        values.append(int.from_bytes(data[start:stop], "big"))
+        pos = stop
+    return values
+
+
+# --- prepared keys ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _RsaKey:
+    n: int
+    e: int
+    d: int | None
+    crt: tuple[int, int, int, int, int] | None   # p, q, dp, dq, qinv
+    private: rsa.RSAPrivateKey | None
+    public: rsa.RSAPublicKey | None
+
+    @property
+    def size(self) -> int:
+        return (self.n.bit_length() + 7) // 8
+
+    def public_op(self, m: int) -> int:
+        return pow(m, self.e, self.n)
+
+    def private_op(self, c: int) -> int:
+        if self.crt:
+            p, q, dp, dq, qinv = self.crt
+            m1, m2 = pow(c, dp, p), pow(c, dq, q)
+            return m2 + q * ((qinv * (m1 - m2)) % p)
+        assert self.d is not None
+        return pow(c, self.d, self.n)
+
+
+@dataclass(frozen=True)
+class _EcKey:
+    private: ec.EllipticCurvePrivateKey | None
+    public: ec.EllipticCurvePublicKey
+
+
+def _load_rsa(params: AkcipherParams) -> _RsaKey:
+    ints = der_integers(params.key)
+    if params.key_type == KeyType.PUBLIC:
+        if len(ints) < 2:
+            raise fail("RSAPublicKey needs modulus and exponent")
+        n, e, d, crt = ints[0], ints[1], None, None
+    else:
+        if len(ints) < 4:
+            raise fail("RSAPrivateKey needs version, modulus, exponents")
+        n, e, d = ints[1], ints[2], ints[3]
+        crt = tuple(ints[4:9]) if len(ints) >= 9 and ints[4] * ints[5] == n else None
+    if n < 3 or e < 1 or n.bit_length() < 64:
+        raise fail("RSA modulus or exponent unusable")
+    public = private = None
+    try:
+        pub_numbers = rsa.RSAPublicNumbers(e, n)
+        public = pub_numbers.public_key()
+        if crt:
+            p, q, dp, dq, qinv = crt
+            private = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qinv, pub_numbers).private_key(
+                unsafe_skip_rsa_key_validation=True)
+    except (ValueError, UnsupportedAlgorithm):
+        pass  # raw operations still work from the integers
+    if params.rsa_padding == RsaPadding.PKCS1 and (public is None or (d is not None and private is None)):
+        raise fail("PKCS#1 needs a complete, well-formed RSA key")
+    return _RsaKey(n, e, d, crt, private, public)  # type: ignore[arg-type]
+
+
+def _load_ec(params: AkcipherParams) -> _EcKey:
+    curve = _CURVES[params.curve]()
+    try:
+        if params.key_type == KeyType.PUBLIC:
+            return _EcKey(None, ec.EllipticCurvePublicKey.from_encoded_point(curve, params.key))
+        private = serialization.load_der_private_key(params.key, None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise fail("ECDSA key does not parse") from None
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or private.curve.name != curve.name:
+        raise fail("ECDSA key is not on the session's curve")
+    return _EcKey(private, private.public_key())
+
+
+_CACHE: OrderedDict[AkcipherParams, _RsaKey | _EcKey] = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def prepare(params: AkcipherParams) -> _RsaKey | _EcKey:
+    """Parse the session key once per process (LRU), failing with ERR if it is bad."""
+    key = _CACHE.get(params)
+    if key is None:
+        key = _load_rsa(params) if params.algo == AkcipherAlgo.RSA else _load_ec(params)
+        _CACHE[params] = key
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(params)
+    return key
+
+
+def make_params(algo: int, key_type: int, key: bytes, para: bytes) -> AkcipherParams:
+    """Validate an AKCIPHER session; `para` is the algorithm-specific flf (RSA or ECDSA)."""
+    if key_type not in (KeyType.PUBLIC, KeyType.PRIVATE):
+        raise fail(f"akcipher key type {key_type} unknown")
+    if not key or len(key) > MAX_KEY_LEN:
+        raise fail(f"akcipher key length {len(key)} outside 1..{MAX_KEY_LEN}")
+    if algo == AkcipherAlgo.RSA:
+        pad_algo, hash_algo = int.from_bytes(para[0:4], "little"), int.from_bytes(para[4:8], "little")
+        if pad_algo not in (RsaPadding.RAW, RsaPadding.PKCS1):
+            raise fail(f"RSA padding {pad_algo} not supported", Status.NOTSUPP)
+        if pad_algo == RsaPadding.RAW:
+            hash_algo = RsaHash.NO_HASH  # the spec: ignored with raw padding
+        elif hash_algo != RsaHash.NO_HASH and hash_algo not in _RSA_HASHES:
+            raise fail(f"RSA hash {hash_algo} not supported", Status.NOTSUPP)
+        params = AkcipherParams(AkcipherAlgo.RSA, KeyType(key_type), bytes(key), RsaPadding(pad_algo),
+                                RsaHash(hash_algo))
+    elif algo == AkcipherAlgo.ECDSA:
+        curve = int.from_bytes(para[0:4], "little")
+        if curve not in _CURVES:
+            raise fail(f"ECDSA curve {curve} not supported", Status.NOTSUPP)
+        params = AkcipherParams(AkcipherAlgo.ECDSA, KeyType(key_type), bytes(key), curve=Curve(curve))
+    else:
+        raise fail(f"akcipher algorithm {algo} not supported", Status.NOTSUPP)
+    prepare(params)
+    return params
+
+
+# --- operations -------------------------------------------------------------------------
+
+def _emsa_pkcs1_raw(data: bytes, size: int) -> bytes:
+    """EMSA-PKCS1-v1_5 block type 1 without a DigestInfo (the NO_HASH case)."""
+    if len(data) > size - 11:
+        raise fail("PKCS#1 input too long for the modulus")
+    return b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
+
+
+def _rsa_int(data: bytes, key: _RsaKey) -> int:
+    value = int.from_bytes(data, "big")
+    if len(data) > key.size or value >= key.n:
+        raise fail("RSA input is not smaller than the modulus")
+    return value
+
+
+def _need_private(key: _RsaKey | _EcKey) -> None:
+    if (key.d if isinstance(key, _RsaKey) else key.private) is None:
+        raise fail("operation needs a private key")
+
+
+def _rsa(params: AkcipherParams, key: _RsaKey, op: int, src: bytes, digest: bytes) -> bytes:
+    k = key.size
+    if params.rsa_padding == RsaPadding.RAW:
+        if op == Op.AKCIPHER_ENCRYPT:
+            return key.public_op(_rsa_int(src, key)).to_bytes(k, "big")
+        if op == Op.AKCIPHER_DECRYPT:
+            _need_private(key)
+            return key.private_op(_rsa_int(src, key)).to_bytes(k, "big")
+        raise fail("raw RSA sessions cannot sign or verify", Status.NOTSUPP)
+    hash_cls = _RSA_HASHES.get(params.rsa_hash)
+    try:
+        if op == Op.AKCIPHER_ENCRYPT:
+            return key.public.encrypt(src, padding.PKCS1v15())  # type: ignore[union-attr]
+        if op == Op.AKCIPHER_DECRYPT:
+            _need_private(key)
+            return key.private.decrypt(src, padding.PKCS1v15())  # type: ignore[union-attr]
+        if op == Op.AKCIPHER_SIGN:
+            _need_private(key)
+            if hash_cls is None:
+                return key.private_op(_rsa_int(_emsa_pkcs1_raw(src, k), key)).to_bytes(k, "big")
+            return key.private.sign(src, padding.PKCS1v15(), utils.Prehashed(hash_cls()))  # type: ignore[union-attr]
+        # verify: src is the signature, digest the data it signs
+        if hash_cls is None:
+            if len(src) != k or key.public_op(_rsa_int(src, key)).to_bytes(k, "big") != _emsa_pkcs1_raw(digest, k):
+                raise InvalidSignature
+        else:
+            key.public.verify(src, digest, padding.PKCS1v15(), utils.Prehashed(hash_cls()))  # type: ignore[union-attr]
+        return b""
+    except InvalidSignature:
+        raise fail("RSA signature does not verify", Status.KEY_REJECTED) from None
+    except ValueError as exc:
+        raise fail(f"RSA PKCS#1 {Op(op).name}: {exc}") from None
+
+
+def _ecdsa(key: _EcKey, op: int, src: bytes, digest: bytes) -> bytes:
+    if op not in (Op.AKCIPHER_SIGN, Op.AKCIPHER_VERIFY):
+        raise fail("ECDSA only signs and verifies", Status.NOTSUPP)
+    data = src if op == Op.AKCIPHER_SIGN else digest
+    if len(data) not in _DIGEST_BY_LEN:
+        raise fail(f"ECDSA digest of {len(data)} bytes matches no supported hash")
+    scheme = ec.ECDSA(utils.Prehashed(_DIGEST_BY_LEN[len(data)]()))
+    if op == Op.AKCIPHER_SIGN:
+        _need_private(key)
+        return key.private.sign(data, scheme)  # type: ignore[union-attr]
+    try:
+        key.public.verify(src, digest, scheme)
+    except InvalidSignature:
+        raise fail("ECDSA signature does not verify", Status.KEY_REJECTED) from None
+    return b""
+
+
+def run(params: AkcipherParams, op: int, src: bytes, digest: bytes) -> bytes:
+    """One AKCIPHER operation. For VERIFY, `src` is the signature and `digest` the data."""
+    key = prepare(params)
+    if isinstance(key, _RsaKey):
+        return _rsa(params, key, op, src, digest)
+    return _ecdsa(key, op, src, digest)
+
+
+def algorithm_mask() -> int:
+    return (1 << AkcipherAlgo.RSA) | (1 << AkcipherAlgo.ECDSA)

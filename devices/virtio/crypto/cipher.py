@@ -1,0 +1,118 @@
+"""CIPHER service: block and stream ciphers on `cryptography`.
+
+A session is immutable, so each request starts from the session key and the request's
+IV; stream state (ARC4's keystream, a CTR counter) never carries over between requests.
+DES is TripleDES with K1 = K2 = K3, which is single DES by definition. 3DES-CTR is not
+offered by OpenSSL, so it is built here from 3DES-ECB with a 64-bit big-endian counter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from devices.virtio.crypto.constants import CipherAlgo, CipherDirection, Status
+from devices.virtio.crypto.wire import fail
+
+
+@dataclass(frozen=True, slots=True)
+class CipherParams:
+    """What a CIPHER session (or the cipher half of a chain) fixes."""
+
+    algo: CipherAlgo
+    key: bytes
+    encrypt: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    key_sizes: frozenset[int]
+    block: int           # data must be a multiple of this (1 for stream modes)
+    iv_len: int          # required IV length (0: IV ignored)
+    run: Callable[[bytes, bytes, bool, bytes], bytes]
+
+
+def _des3_key(key: bytes) -> bytes:
+    return key * 3 if len(key) == 8 else key
+
+
+def _openssl(make_alg: Callable[[bytes], object], make_mode: Callable[[bytes], object] | None):
+    def run(key: bytes, iv: bytes, encrypt: bool, data: bytes) -> bytes:
+        mode = make_mode(iv) if make_mode else None
+        cipher = Cipher(make_alg(key), mode)  # type: ignore[arg-type]
+        ctx = cipher.encryptor() if encrypt else cipher.decryptor()
+        return ctx.update(data) + ctx.finalize()
+    return run
+
+
+def _des3_ctr(key: bytes, iv: bytes, encrypt: bool, data: bytes) -> bytes:
+    """CTR over 3DES-ECB: keystream block i = E(counter + i mod 2^64)."""
+    blocks = (len(data) + 7) // 8
+    start = int.from_bytes(iv, "big")
+    counters = b"".join(((start + i) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
+                        for i in range(blocks))
+    ecb = Cipher(decrepit.TripleDES(key), modes.ECB()).encryptor()
+    stream = ecb.update(counters)[:len(data)]
+    mixed = int.from_bytes(stream, "big") ^ int.from_bytes(data, "big")
+    return mixed.to_bytes(len(data), "big")
+
+
+_AES_KEYS = frozenset({16, 24, 32})
+_DES3_KEYS = frozenset({16, 24})
+_ARC4_KEYS = frozenset({5, 7, 8, 10, 16, 20, 24, 32})
+
+SPECS: dict[CipherAlgo, _Spec] = {
+    CipherAlgo.ARC4: _Spec(_ARC4_KEYS, 1, 0, _openssl(decrepit.ARC4, None)),
+    CipherAlgo.AES_ECB: _Spec(_AES_KEYS, 16, 0, _openssl(algorithms.AES, lambda iv: modes.ECB())),
+    CipherAlgo.AES_CBC: _Spec(_AES_KEYS, 16, 16, _openssl(algorithms.AES, modes.CBC)),
+    CipherAlgo.AES_CTR: _Spec(_AES_KEYS, 1, 16, _openssl(algorithms.AES, modes.CTR)),
+    CipherAlgo.AES_XTS: _Spec(frozenset({32, 64}), 1, 16, _openssl(algorithms.AES, modes.XTS)),
+    CipherAlgo.DES_ECB: _Spec(frozenset({8}), 8, 0,
+                              _openssl(lambda k: decrepit.TripleDES(_des3_key(k)), lambda iv: modes.ECB())),
+    CipherAlgo.DES_CBC: _Spec(frozenset({8}), 8, 8,
+                              _openssl(lambda k: decrepit.TripleDES(_des3_key(k)), modes.CBC)),
+    CipherAlgo.DES3_ECB: _Spec(_DES3_KEYS, 8, 0, _openssl(decrepit.TripleDES, lambda iv: modes.ECB())),
+    CipherAlgo.DES3_CBC: _Spec(_DES3_KEYS, 8, 8, _openssl(decrepit.TripleDES, modes.CBC)),
+    CipherAlgo.DES3_CTR: _Spec(_DES3_KEYS, 1, 8, _des3_ctr),
+}
+
+MAX_KEY_LEN = max(max(spec.key_sizes) for spec in SPECS.values())
+
+
+def make_params(algo: int, key: bytes, op: int) -> CipherParams:
+    """Validate a cipher session's parameters (shared by sessions and stateless requests)."""
+    if algo not in SPECS:
+        raise fail(f"cipher algorithm {algo} not supported", Status.NOTSUPP)
+    if op not in (CipherDirection.ENCRYPT, CipherDirection.DECRYPT):
+        raise fail(f"cipher op {op} is neither encrypt nor decrypt", Status.NOTSUPP)
+    spec = SPECS[CipherAlgo(algo)]
+    if len(key) not in spec.key_sizes:
+        raise fail(f"{CipherAlgo(algo).name} does not take a {len(key)}-byte key")
+    if algo == CipherAlgo.AES_XTS and key[:len(key) // 2] == key[len(key) // 2:]:
+        raise fail("AES-XTS key halves must differ")
+    return CipherParams(CipherAlgo(algo), bytes(key), op == CipherDirection.ENCRYPT)
+
+
+def check_request(params: CipherParams, iv_len: int, data_len: int) -> None:
+    """Reject IV and data lengths the algorithm cannot take, before any work is queued."""
+    spec = SPECS[params.algo]
+    if spec.iv_len and iv_len != spec.iv_len:
+        raise fail(f"{params.algo.name} needs a {spec.iv_len}-byte IV, got {iv_len}")
+    if data_len % spec.block:
+        raise fail(f"{params.algo.name} data length {data_len} is not a multiple of {spec.block}")
+    if params.algo == CipherAlgo.AES_XTS and 0 < data_len < 16:
+        raise fail("AES-XTS needs at least 16 bytes of data")
+
+
+def run(params: CipherParams, iv: bytes, data: bytes) -> bytes:
+    """Encrypt or decrypt `data` in the session's direction."""
+    if not data:
+        return b""
+    spec = SPECS[params.algo]
+    return spec.run(params.key, iv[:spec.iv_len] if spec.iv_len else b"", params.encrypt, data)
+
+
+def algorithm_mask() -> int:
+    return sum(1 << int(algo) for algo in SPECS)

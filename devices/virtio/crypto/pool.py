@@ -1,0 +1,206 @@
+"""A pool of worker processes that run jobs and hand back results out of order.
+
+Each worker has its own task pipe and result pipe, so the pool always knows which jobs
+a worker holds and in what order it runs them. Three roles, three threads:
+- `submit()` (the CPU thread) only queues work and never blocks on a worker;
+- a dispatcher thread sends tasks to the least-loaded worker;
+- a collector thread receives results, notices dead workers (their result pipe hits
+  EOF), and calls `on_result` (the machine's Waker) after each batch.
+`take_results()` (the CPU thread again) drains what is ready.
+
+A worker that dies mid-job is replaced: the job it was running completes with
+`crash_result`, the jobs queued behind it go to the dispatcher again, nothing else is
+lost. Workers are plain subprocesses (`python -m devices.virtio.crypto.worker`): no fork
+of a threaded process, no re-import of the parent's __main__; they exit on their own
+when their task pipe closes, so they never outlive the device.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Generic, TypeVar
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+_MAX_FAILED_STARTS = 3
+
+
+class _Worker:
+    """One worker subprocess and its two pipes. The result pipe doubles as the death
+    sentinel: only the child holds its write end, so EOF means the child is gone."""
+
+    def __init__(self, runner: str) -> None:
+        task_read, task_write = os.pipe()
+        result_read, result_write = os.pipe()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devices.virtio.crypto.worker", runner, str(task_read), str(result_write)],
+            pass_fds=(task_read, result_write), env=env, stdin=subprocess.DEVNULL)
+        os.close(task_read)
+        os.close(result_write)
+        self.tasks = Connection(task_write, readable=False)
+        self.results = Connection(result_read, writable=False)
+        self.jobs: deque[tuple[int, Any]] = deque()   # sent, not yet answered, in run order
+        self.answered = 0
+
+    def stop(self, timeout: float) -> None:
+        try:
+            self.tasks.send(None)
+        except (OSError, ValueError):
+            pass
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+        for conn in (self.tasks, self.results):
+            conn.close()
+
+
+class WorkerPool(Generic[J, R]):
+    """Runs `runner(job)` in worker processes; results come back by token, in any order."""
+
+    def __init__(self, runner: str, crash_result: R, workers: int | None = None,
+                 on_result: Callable[[], None] = lambda: None) -> None:
+        """`runner` names the job function as 'module:function' (importable by workers)."""
+        self._runner = runner
+        self._crash_result = crash_result
+        self._on_result = on_result
+        self._lock = threading.Lock()
+        self._workers = [_Worker(runner) for _ in range(workers or os.cpu_count() or 1)]
+        self._outbox: queue.SimpleQueue[tuple[int, J] | None] = queue.SimpleQueue()
+        self._results: deque[tuple[int, R]] = deque()
+        wake_read, wake_write = os.pipe()
+        self._wake_recv = Connection(wake_read, writable=False)
+        self._wake_send = Connection(wake_write, readable=False)
+        self._closed = False
+        self._failed_starts = 0
+        self.crashes = 0
+        self._dispatcher = threading.Thread(target=self._dispatch, name="crypto-dispatch", daemon=True)
+        self._collector = threading.Thread(target=self._collect, name="crypto-collect", daemon=True)
+        self._dispatcher.start()
+        self._collector.start()
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    @property
+    def broken(self) -> bool:
+        """True once workers kept dying before answering anything (they cannot start)."""
+        return not self._workers
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid for w in self._workers]
+
+    def submit(self, token: int, job: J) -> None:
+        """Queue a job (CPU thread); its result appears in take_results() later."""
+        self._outbox.put((token, job))
+
+    def take_results(self) -> list[tuple[int, R]]:
+        """Every result that arrived since the last call (CPU thread)."""
+        out = []
+        while self._results:
+            out.append(self._results.popleft())
+        return out
+
+    # ---- dispatcher thread -----------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while (item := self._outbox.get()) is not None:
+            with self._lock:
+                if self._closed:
+                    return
+                if not self._workers:
+                    self._results.append((item[0], self._crash_result))
+                    self._on_result()
+                    continue
+                worker = min(self._workers, key=lambda w: len(w.jobs))
+                worker.jobs.append(item)
+            try:
+                worker.tasks.send(item)
+            except (OSError, ValueError):
+                pass  # the worker died; the collector requeues what it held
+
+    # ---- collector thread ------------------------------------------------------------
+
+    def _collect(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                watch = {w.results: w for w in self._workers}
+            ready = wait([*watch, self._wake_recv])
+            if self._wake_recv in ready:
+                return
+            delivered = False
+            for conn in ready:
+                worker = watch[conn]  # type: ignore[index]
+                alive, got = self._receive(worker)
+                delivered |= got
+                if not alive:
+                    delivered |= self._replace(worker)
+            if delivered:
+                self._on_result()
+
+    def _receive(self, worker: _Worker) -> tuple[bool, bool]:
+        """Drain a worker's results: (still alive, delivered anything)."""
+        got = False
+        try:
+            while worker.results.poll():
+                token, result = worker.results.recv()
+                with self._lock:
+                    if worker.jobs and worker.jobs[0][0] == token:
+                        worker.jobs.popleft()
+                    worker.answered += 1
+                self._results.append((token, result))
+                got = True
+        except (EOFError, OSError):
+            return False, got
+        return True, got
+
+    def _replace(self, dead: _Worker) -> bool:
+        """A worker died: fail the job it was running, requeue the rest, start a new one."""
+        with self._lock:
+            if self._closed or dead not in self._workers:
+                return False
+            self.crashes += 1
+            held = list(dead.jobs)
+            # A worker that dies before answering anything may be unable to start at all:
+            # after a few in a row, stop replacing rather than spin.
+            self._failed_starts = 0 if dead.answered else self._failed_starts + 1
+            if self._failed_starts >= _MAX_FAILED_STARTS:
+                self._workers.remove(dead)
+            else:
+                self._workers[self._workers.index(dead)] = _Worker(self._runner)
+        dead.jobs.clear()
+        dead.stop(timeout=1.0)
+        if held:
+            self._results.append((held[0][0], self._crash_result))
+        for item in held[1:]:
+            self._outbox.put(item)
+        return bool(held)
+
+    # ---- shutdown --------------------------------------------------------------------
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the threads and every worker; no process outlives this call."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._outbox.put(None)
+        self._wake_send.send_bytes(b"x")
+        self._dispatcher.join(timeout)
+        self._collector.join(timeout)
+        for worker in self._workers:
+            worker.stop(timeout)
+        self._wake_recv.close()
+        self._wake_send.close()

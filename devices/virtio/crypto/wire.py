@@ -1,0 +1,62 @@
+"""Little-endian field access and the one exception that carries a spec status.
+
+Parsing code raises `RequestError(status, reason)` for anything a guest got wrong; the
+device turns it into the status byte of that request. It never leaves the device.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Protocol
+
+from devices.virtio.crypto.constants import Status
+
+
+class RequestError(Exception):
+    """A guest request that fails with a spec status code (never a device bug)."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = Status(status)
+        self.reason = reason
+        self.service: int | None = None   # set once the opcode is known
+
+
+def fail(reason: str, status: Status = Status.ERR) -> RequestError:
+    return RequestError(status, reason)
+
+
+def u32s(data: bytes, offset: int, count: int) -> tuple[int, ...]:
+    """`count` little-endian u32 fields starting at `offset` (caller checked the length)."""
+    return struct.unpack_from(f"<{count}I", data, offset)
+
+
+def u64(data: bytes, offset: int) -> int:
+    return struct.unpack_from("<Q", data, offset)[0]
+
+
+class ReadableChain(Protocol):
+    readable_len: int
+
+    def read(self, offset: int, size: int) -> bytes: ...
+
+
+def take(chain: ReadableChain, offset: int, size: int, what: str) -> bytes:
+    """Copy `size` device-readable bytes at `offset`, or fail with ERR if the chain is short.
+
+    Every length here comes from the guest, so it is checked against the bytes the
+    descriptors really hold before anything is allocated (CVE-2020-14374/14376).
+    """
+    if size < 0 or offset < 0 or offset + size > chain.readable_len:
+        raise fail(f"{what}: needs {size} bytes at {offset}, chain has {chain.readable_len}")
+    if size == 0:
+        return b""
+    return chain.read(offset, size)
+
+
+def split(data: bytes, sizes: list[int]) -> list[bytes]:
+    """Cut one copied buffer into consecutive fields of the given sizes."""
+    fields, pos = [], 0
+    for size in sizes:
+        fields.append(data[pos:pos + size])
+        pos += size
+    return fields
