@@ -22,7 +22,7 @@ LD = "riscv64-linux-gnu-ld"
 LOAD_ADDRESS = 0x8020_0000
 TEST_MEMORY = 16 << 20
 
-# Macros every program can use. Clobber t0/t1 (and a0-a7 for SBI calls).
+# Macros every program can use. They clobber t0-t2 and t4-t6 (a0-a7 for SBI calls).
 PRELUDE = r"""
     .equ UART, 0x10000000
     .equ POWER, 0x100000
