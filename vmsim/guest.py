@@ -42,12 +42,16 @@ OPENSBI_FIRMWARE = Path("/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin"
 
 # Bump when the build steps below change in a way that changes their output.
 KERNEL_RECIPE = 1
-INITRAMFS_RECIPE = 1
+INITRAMFS_RECIPE = 2
 
+INIT_NAME = "init"
 INIT_SOURCE = "init.c"
 PROGRAMS_DIR = "programs"
 SHARED_SOURCE = "vmsim.c"
-CFLAGS = ("-static", "-O2", "-s", "-Wall", "-Wextra")
+MULTICALL_SOURCE = "multicall.c"
+MULTICALL_PATH = "/libexec/vmsim-programs"
+CFLAGS = ("-O2", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections")
+LDFLAGS = ("-static", "-s", "-Wl,--gc-sections")
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,7 @@ class _Builder:
     def run(self, step: str, cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None,
             stdout: Path | None = None) -> None:
         """Run a command, its output appended to the log (or stdout to a file)."""
+        self.show(step)
         with open(self.log, "ab") as log:
             log.write(f"\n$ {' '.join(cmd)}\n".encode())
             log.flush()
@@ -347,30 +352,53 @@ def program_names(root: Path = INITRAMFS_SOURCES) -> list[str]:
     return sorted(p.stem for p in (root / PROGRAMS_DIR).glob("*.c"))
 
 
-def cpio_list(bin_dir: Path, init: Path, programs: list[str]) -> str:
-    """The `gen_init_cpio` description of the initramfs (no root needed for the node)."""
+def program_entry(name: str) -> str:
+    """The C name a program's main() is compiled under in the multi-call binary."""
+    return "vmsim_main_" + re.sub(r"\W", "_", name)
+
+
+def program_table(names: list[str]) -> str:
+    """C source of the multi-call binary's table: the init and every program."""
+    entries = [INIT_NAME, *names]
+    decls = "".join(f"int {program_entry(n)}(void);\n" for n in entries)
+    rows = "".join(f'    {{"{n}", {program_entry(n)}}},\n' for n in entries)
+    return (f'#include "vmsim.h"\n\n{decls}\n'
+            f"const struct vmsim_program vmsim_programs[] = {{\n{rows}    {{0, 0}},\n}};\n")
+
+
+def cpio_list(binary: Path, programs: list[str]) -> str:
+    """The `gen_init_cpio` description of the initramfs: one binary, one link per name.
+
+    /dev/console is a node in the archive because the kernel opens it before init
+    runs; `gen_init_cpio` makes it without root.
+    """
     lines = ["dir /dev 0755 0 0", "nod /dev/console 0600 0 0 c 5 1",
              "dir /proc 0755 0 0", "dir /sys 0755 0 0", "dir /bin 0755 0 0",
-             f"file /init {init} 0755 0 0"]
-    lines += [f"file /bin/{name} {bin_dir / name} 0755 0 0" for name in programs]
+             "dir /libexec 0755 0 0", f"file {MULTICALL_PATH} {binary} 0755 0 0",
+             f"slink /init {MULTICALL_PATH} 0777 0 0"]
+    lines += [f"slink /bin/{name} {MULTICALL_PATH} 0777 0 0" for name in programs]
     return "\n".join(lines) + "\n"
 
 
 def _build_initramfs(gen_init_cpio: Path) -> BuildSteps:
     def build(b: _Builder, work: Path, out: Path) -> None:
         src = INITRAMFS_SOURCES
-        bin_dir = work / "bin"
-        bin_dir.mkdir()
-
-        def compile_c(name: str, source: Path, target: Path) -> None:
-            b.run(f"compiling {name}", [CROSS_GCC, *CFLAGS, f"-I{src}", "-o", str(target),
-                                        str(source), str(src / SHARED_SOURCE)], cwd=work)
-
-        compile_c("init", src / INIT_SOURCE, work / "init")
         programs = program_names(src)
-        for name in programs:
-            compile_c(name, src / PROGRAMS_DIR / f"{name}.c", bin_dir / name)
-        (work / "initramfs.list").write_text(cpio_list(bin_dir, work / "init", programs))
+        (work / "programs.c").write_text(program_table(programs))
+        units = [(INIT_NAME, src / INIT_SOURCE, [f"-Dmain={program_entry(INIT_NAME)}"])]
+        units += [(name, src / PROGRAMS_DIR / f"{name}.c", [f"-Dmain={program_entry(name)}"])
+                  for name in programs]
+        units += [(Path(f).stem, src / f, []) for f in (SHARED_SOURCE, MULTICALL_SOURCE)]
+        units.append(("programs", work / "programs.c", []))
+        objects = []
+        for name, source, defines in units:
+            obj = work / f"{name}.o"
+            b.run(f"compiling {name}", [CROSS_GCC, *CFLAGS, *defines, f"-I{src}", "-c",
+                                        "-o", str(obj), str(source)], cwd=work)
+            objects.append(str(obj))
+        binary = work / "vmsim-programs"
+        b.run("linking", [CROSS_GCC, *LDFLAGS, "-o", str(binary), *objects], cwd=work)
+        (work / "initramfs.list").write_text(cpio_list(binary, programs))
         b.run("packing the archive", [str(gen_init_cpio), "-t", "0", "initramfs.list"],
               cwd=work, stdout=work / "initramfs.cpio")
         with gzip.GzipFile(out / "initramfs.cpio.gz", "wb", compresslevel=9, mtime=0) as gz:

@@ -8,6 +8,10 @@
  *
  *   @vmsim event=<what> [key=value ...]
  *   @vmsim test=<name> result=pass|fail|skip [key=value ...]
+ *
+ * A program is one file in programs/ with an `int main(void)`; its file name is its
+ * name in /bin.  All programs and the init are linked into one binary (multicall.c),
+ * so everything else in a program file must be static.
  */
 #ifndef VMSIM_H
 #define VMSIM_H
@@ -32,5 +36,12 @@ long vmsim_param_long(const char *name, long dflt);
 
 /* Milliseconds on a coarse monotonic clock: cheap, because it never reads rdtime. */
 long long vmsim_coarse_ms(void);
+
+/* The generated table of programs in the multi-call binary, ended by a null name. */
+struct vmsim_program {
+    const char *name;
+    int (*main)(void);
+};
+extern const struct vmsim_program vmsim_programs[];
 
 #endif

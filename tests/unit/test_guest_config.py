@@ -32,11 +32,21 @@ def test_the_real_fragment_asks_for_what_the_guest_needs():
     assert wanted["CONFIG_CRYPTO_MANAGER_DISABLE_TESTS"] == "n"
 
 
-def test_the_cpio_list_has_init_console_and_every_program(tmp_path):
+def test_the_cpio_list_links_init_and_every_program_to_one_binary(tmp_path):
     programs = guest.program_names()
     assert {"busy", "idle", "sanity", "virtio-algs"} <= set(programs)
-    listing = guest.cpio_list(tmp_path / "bin", tmp_path / "init", programs).splitlines()
-    assert f"file /init {tmp_path / 'init'} 0755 0 0" in listing
+    binary = tmp_path / "vmsim-programs"
+    listing = guest.cpio_list(binary, programs).splitlines()
+    assert f"file {guest.MULTICALL_PATH} {binary} 0755 0 0" in listing
+    assert f"slink /init {guest.MULTICALL_PATH} 0777 0 0" in listing
     assert "nod /dev/console 0600 0 0 c 5 1" in listing
     for name in programs:
-        assert f"file /bin/{name} {tmp_path / 'bin' / name} 0755 0 0" in listing
+        assert f"slink /bin/{name} {guest.MULTICALL_PATH} 0777 0 0" in listing
+
+
+def test_the_program_table_names_each_entry_point_once():
+    table = guest.program_table(["busy", "virtio-algs"])
+    assert '{"init", vmsim_main_init},' in table
+    assert '{"virtio-algs", vmsim_main_virtio_algs},' in table
+    assert "int vmsim_main_busy(void);" in table
+    assert table.rstrip().endswith("{0, 0},\n};")
