@@ -69,27 +69,25 @@ class TrapHandler:
     # -- hooks ---------------------------------------------------------------------
 
     def on_exception(self, cause: int) -> None:
-        """UC_HOOK_INTR: pc is 4 past the faulting instruction, even a 2-byte one."""
+        """UC_HOOK_INTR: pc is 4 past the faulting instruction, even a 2-byte one.
+
+        Instructions are read, and addresses translated, at the faulting privilege;
+        only `_deliver` raises PRIV to M for the CSR writes.
+        """
         cpu = self.cpu
         epc = cpu.pc - 4
         priv = cpu.priv
-        # S-level CSRs are unreachable from U through the engine (fact 2): work at M.
-        cpu.priv = PRIV_MACHINE
         self._before_return()
         if cause == ECALL and priv == PRIV_SUPERVISOR:
             self._sbi_call()
-            cpu.priv = priv
-            return
-        if cause == ILLEGAL_INSTRUCTION:
+        elif cause == ILLEGAL_INSTRUCTION:
             insn = cpu.read_instruction(epc)
-            if not self._is_delegated(cause) and insn is not None and self._emulate_csr(insn):
-                cpu.priv = priv
-                return
-            self._deliver(cause, epc, insn or 0, priv)
+            if self._is_delegated(cause) or insn is None or not self._emulate_csr(insn):
+                self._deliver(cause, epc, insn or 0, priv)
         elif cause in FETCH_CAUSES:
-            self._deliver(cause, epc, self._fetch_fault_address(epc, priv), priv)
+            self._deliver(cause, epc, self._fetch_fault_address(epc), priv)
         elif cause in DATA_CAUSES:
-            self._deliver(*self._data_fault(cause, epc, priv), priv)
+            self._deliver(*self._data_fault(cause, epc), priv)
         else:
             self._deliver(cause, epc, 0, priv)
 
@@ -98,7 +96,6 @@ class TrapHandler:
         cpu = self.cpu
         epc = cpu.pc
         priv = cpu.priv
-        cpu.priv = PRIV_MACHINE
         self._before_return()
         insn = cpu.read_instruction(epc)
         if insn is not None and is_ebreak(insn):
@@ -136,28 +133,20 @@ class TrapHandler:
 
     # -- stval ---------------------------------------------------------------------
 
-    def _fetch_fault_address(self, epc: int, priv: int) -> int:
+    def _fetch_fault_address(self, epc: int) -> int:
         """epc, or the next page when only the instruction's second half faulted."""
-        self.cpu.priv = priv                     # translate as the faulting mode did
-        try:
-            if self.cpu.is_fetchable(epc):
-                return (epc | (PAGE - 1)) + 1
-            return epc
-        finally:
-            self.cpu.priv = PRIV_MACHINE
+        if self.cpu.is_fetchable(epc):
+            return (epc | (PAGE - 1)) + 1
+        return epc
 
-    def _data_fault(self, cause: int, epc: int, priv: int) -> tuple[int, int, int]:
+    def _data_fault(self, cause: int, epc: int) -> tuple[int, int, int]:
         """(cause, epc, stval) of a load/store/AMO fault.
 
         The engine runs an AMO as a load then a store, so an AMO can fault as a load;
         the ISA says AMOs raise store/AMO faults, and Linux relies on it (a store fault
         is what makes it map the page writable).
         """
-        self.cpu.priv = priv
-        try:
-            insn = self.cpu.read_instruction(epc)
-        finally:
-            self.cpu.priv = PRIV_MACHINE
+        insn = self.cpu.read_instruction(epc)
         access = decode_memory_access(insn) if insn is not None else None
         if access is None:
             return cause, epc, 0
@@ -171,6 +160,8 @@ class TrapHandler:
         """Enter the S-mode handler as the hardware would; pc is written last."""
         cpu = self.cpu
         self.counts[CAUSE_NAMES.get(cause, f"cause {cause}")] += 1
+        # S-level CSRs are unreachable from U through the engine (fact 2): work at M.
+        cpu.priv = PRIV_MACHINE
         stvec = cpu.csr("stvec")
         problem = self._why_undeliverable(cause, epc, tval, stvec)
         if problem:
