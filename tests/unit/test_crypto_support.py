@@ -125,3 +125,57 @@ class CryptoRig:
         flf = sym_flf(u32(len(iv), len(src), len(src)), SymOp.CIPHER)
         return self.data([data_header(op, session_id, flf, self.revision_1), iv, src], len(src),
                          extra_writable, queue)
+
+
+class ServiceRig(CryptoRig):
+    """CryptoRig plus a create/run pair for every service, in the session-mode layouts."""
+
+    def must_create(self, opcode: int, flf: bytes, keys: bytes = b"") -> int:
+        status, sid = self.create(opcode, flf, keys)
+        assert status == Status.OK, Status(status)
+        return sid
+
+    def create_hash(self, algo: int, result_len: int) -> int:
+        return self.must_create(Op.HASH_CREATE_SESSION, u32(algo, result_len))
+
+    def create_mac(self, algo: int, key: bytes, result_len: int) -> int:
+        return self.must_create(Op.MAC_CREATE_SESSION, u32(algo, result_len, len(key), 0), key)
+
+    def create_aead(self, algo: int, key: bytes, tag_len: int, encrypt: bool, aad_len: int = 0) -> int:
+        op = CipherDirection.ENCRYPT if encrypt else CipherDirection.DECRYPT
+        return self.must_create(Op.AEAD_CREATE_SESSION, u32(algo, len(key), tag_len, aad_len, op, 0), key)
+
+    def create_akcipher(self, algo: int, key_type: int, key: bytes, para: bytes) -> int:
+        return self.must_create(Op.AKCIPHER_CREATE_SESSION, u32(algo, key_type, len(key)) + pad(para, 44), key)
+
+    def create_chain(self, order: int, hash_mode: int, cipher_algo: int, cipher_key: bytes, cipher_op: int,
+                     auth_algo: int, result_len: int, auth_key: bytes = b"", aad_len: int = 0) -> int:
+        auth_flf = u32(auth_algo, result_len, len(auth_key), 0) if hash_mode == 2 else u32(auth_algo, result_len)
+        op_flf = u32(order, hash_mode, cipher_algo, len(cipher_key), cipher_op, 0) + pad(auth_flf, 16) + u32(aad_len, 0)
+        return self.must_create(Op.CIPHER_CREATE_SESSION, sym_flf(op_flf, SymOp.ALGORITHM_CHAINING, 48),
+                                cipher_key + auth_key)
+
+    def digest(self, opcode: int, session_id: int, msg: bytes, result_len: int) -> Reply:
+        header = data_header(opcode, session_id, u32(len(msg), result_len), self.revision_1)
+        return self.data([header, msg], result_len)
+
+    def aead(self, session_id: int, encrypt: bool, iv: bytes, src: bytes, aad: bytes, out_len: int) -> Reply:
+        op = Op.AEAD_ENCRYPT if encrypt else Op.AEAD_DECRYPT
+        flf = u32(len(iv), len(aad), len(src), out_len, 0, 0)
+        return self.data([data_header(op, session_id, flf, self.revision_1), iv, src, aad], out_len)
+
+    def chain(self, session_id: int, iv: bytes, src: bytes, aad: bytes, cipher_region: tuple[int, int],
+              hash_region: tuple[int, int], result_len: int) -> Reply:
+        flf = sym_flf(u32(len(iv), len(src), len(src), *cipher_region, *hash_region, len(aad), result_len, 0),
+                      SymOp.ALGORITHM_CHAINING)
+        return self.data([data_header(Op.CIPHER_ENCRYPT, session_id, flf, self.revision_1), iv, src, aad],
+                         len(src) + result_len)
+
+    def akcipher(self, session_id: int, opcode: int, src: bytes, dst_len: int, digest: bytes = b"",
+                 extra_writable: int = 0) -> Reply:
+        """Linux's layouts: out [72][src] in [dst][status]; verify: out [72][sig||digest] in [status]."""
+        if opcode == Op.AKCIPHER_VERIFY:
+            header = data_header(opcode, session_id, u32(len(src), len(digest)), self.revision_1, algo=1)
+            return self.data([header, src + digest], 0)
+        header = data_header(opcode, session_id, u32(len(src), dst_len), self.revision_1, algo=1)
+        return self.data([header, src], dst_len, extra_writable)

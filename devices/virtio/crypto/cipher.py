@@ -34,8 +34,17 @@ class _Spec:
     run: Callable[[bytes, bytes, bool, bytes], bytes]
 
 
-def _des3_key(key: bytes) -> bytes:
-    return key * 3 if len(key) == 8 else key
+def des3_key(key: bytes) -> bytes:
+    """Expand DES (K) and two-key 3DES (K1 K2) keys to the three-key form K1 K2 K3."""
+    if len(key) == 8:
+        return key * 3
+    if len(key) == 16:
+        return key + key[:8]
+    return key
+
+
+def _des3(key: bytes) -> decrepit.TripleDES:
+    return decrepit.TripleDES(des3_key(key))
 
 
 def _openssl(make_alg: Callable[[bytes], object], make_mode: Callable[[bytes], object] | None):
@@ -53,7 +62,7 @@ def _des3_ctr(key: bytes, iv: bytes, encrypt: bool, data: bytes) -> bytes:
     start = int.from_bytes(iv, "big")
     counters = b"".join(((start + i) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
                         for i in range(blocks))
-    ecb = Cipher(decrepit.TripleDES(key), modes.ECB()).encryptor()
+    ecb = Cipher(_des3(key), modes.ECB()).encryptor()
     stream = ecb.update(counters)[:len(data)]
     mixed = int.from_bytes(stream, "big") ^ int.from_bytes(data, "big")
     return mixed.to_bytes(len(data), "big")
@@ -69,12 +78,10 @@ SPECS: dict[CipherAlgo, _Spec] = {
     CipherAlgo.AES_CBC: _Spec(_AES_KEYS, 16, 16, _openssl(algorithms.AES, modes.CBC)),
     CipherAlgo.AES_CTR: _Spec(_AES_KEYS, 1, 16, _openssl(algorithms.AES, modes.CTR)),
     CipherAlgo.AES_XTS: _Spec(frozenset({32, 64}), 1, 16, _openssl(algorithms.AES, modes.XTS)),
-    CipherAlgo.DES_ECB: _Spec(frozenset({8}), 8, 0,
-                              _openssl(lambda k: decrepit.TripleDES(_des3_key(k)), lambda iv: modes.ECB())),
-    CipherAlgo.DES_CBC: _Spec(frozenset({8}), 8, 8,
-                              _openssl(lambda k: decrepit.TripleDES(_des3_key(k)), modes.CBC)),
-    CipherAlgo.DES3_ECB: _Spec(_DES3_KEYS, 8, 0, _openssl(decrepit.TripleDES, lambda iv: modes.ECB())),
-    CipherAlgo.DES3_CBC: _Spec(_DES3_KEYS, 8, 8, _openssl(decrepit.TripleDES, modes.CBC)),
+    CipherAlgo.DES_ECB: _Spec(frozenset({8}), 8, 0, _openssl(_des3, lambda iv: modes.ECB())),
+    CipherAlgo.DES_CBC: _Spec(frozenset({8}), 8, 8, _openssl(_des3, modes.CBC)),
+    CipherAlgo.DES3_ECB: _Spec(_DES3_KEYS, 8, 0, _openssl(_des3, lambda iv: modes.ECB())),
+    CipherAlgo.DES3_CBC: _Spec(_DES3_KEYS, 8, 8, _openssl(_des3, modes.CBC)),
     CipherAlgo.DES3_CTR: _Spec(_DES3_KEYS, 1, 8, _des3_ctr),
 }
 

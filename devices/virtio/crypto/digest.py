@@ -14,6 +14,7 @@ from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.primitives import cmac, hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from devices.virtio.crypto.cipher import des3_key
 from devices.virtio.crypto.constants import HashAlgo, MacAlgo, Status
 from devices.virtio.crypto.wire import fail
 
@@ -130,7 +131,8 @@ def run_mac(params: MacParams, data: bytes, result_len: int) -> bytes:
     elif params.algo == MacAlgo.GMAC_AES:
         tag = _gmac(params.key, data)
     else:
-        block = algorithms.AES(params.key) if params.algo == MacAlgo.CMAC_AES else decrepit.TripleDES(params.key)
+        block = (algorithms.AES(params.key) if params.algo == MacAlgo.CMAC_AES
+                 else decrepit.TripleDES(des3_key(params.key)))
         c = cmac.CMAC(block)
         c.update(data)
         tag = c.finalize()
