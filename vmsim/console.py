@@ -89,6 +89,14 @@ def interrupt_on_sigint(on_interrupt: Callable[[], None]) -> Iterator[None]:
         os.close(read_fd)
 
 
+def _stdin_fd() -> int | None:
+    """The stdin descriptor, or None when stdin is closed or replaced (test runners)."""
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class TerminalConsole:
     """Feeds stdin to `push_input` and turns Ctrl-A x into `on_quit()`.
 
@@ -100,7 +108,7 @@ class TerminalConsole:
                  stdin_fd: int | None = None) -> None:
         self._push = push_input
         self._on_quit = on_quit
-        self._fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
+        self._fd = _stdin_fd() if stdin_fd is None else stdin_fd
         self._saved: list | None = None
         self._stop_read, self._stop_write = os.pipe()
         self._thread = threading.Thread(target=self._read_loop, name="vmsim-stdin",
@@ -108,6 +116,8 @@ class TerminalConsole:
         self._escape = False
 
     def __enter__(self) -> TerminalConsole:
+        if self._fd is None:
+            return self                     # no usable stdin: output only
         if os.isatty(self._fd):
             self._saved = termios.tcgetattr(self._fd)
             atexit.register(self.restore)
@@ -117,7 +127,8 @@ class TerminalConsole:
 
     def __exit__(self, *_exc: object) -> None:
         os.write(self._stop_write, b"x")
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         os.close(self._stop_read)
         os.close(self._stop_write)
         self.restore()
