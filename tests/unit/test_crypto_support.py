@@ -93,6 +93,10 @@ class CryptoRig:
 
     # ---- data ---------------------------------------------------------------------------
 
+    def hdr(self, opcode: int, session_id: int, flf: bytes, algo: int = 0) -> bytes:
+        """A session-mode data header (with REVISION_1: unpadded flf, FLAG_SESSION_MODE set)."""
+        return data_header(opcode, session_id, flf, self.revision_1, flag=1 if self.revision_1 else 0, algo=algo)
+
     def submit(self, queue: int, readable: list[bytes], writable: list[int]) -> Request:
         return self.driver.queues[queue].submit([r for r in readable if r], writable, indirect=self.indirect)
 
@@ -123,7 +127,7 @@ class CryptoRig:
                extra_writable: int = 0) -> Reply:
         op = Op.CIPHER_DECRYPT if decrypt else Op.CIPHER_ENCRYPT
         flf = sym_flf(u32(len(iv), len(src), len(src)), SymOp.CIPHER)
-        return self.data([data_header(op, session_id, flf, self.revision_1), iv, src], len(src),
+        return self.data([self.hdr(op, session_id, flf), iv, src], len(src),
                          extra_writable, queue)
 
 
@@ -156,26 +160,26 @@ class ServiceRig(CryptoRig):
                                 cipher_key + auth_key)
 
     def digest(self, opcode: int, session_id: int, msg: bytes, result_len: int) -> Reply:
-        header = data_header(opcode, session_id, u32(len(msg), result_len), self.revision_1)
+        header = self.hdr(opcode, session_id, u32(len(msg), result_len))
         return self.data([header, msg], result_len)
 
     def aead(self, session_id: int, encrypt: bool, iv: bytes, src: bytes, aad: bytes, out_len: int) -> Reply:
         op = Op.AEAD_ENCRYPT if encrypt else Op.AEAD_DECRYPT
         flf = u32(len(iv), len(aad), len(src), out_len, 0, 0)
-        return self.data([data_header(op, session_id, flf, self.revision_1), iv, src, aad], out_len)
+        return self.data([self.hdr(op, session_id, flf), iv, src, aad], out_len)
 
     def chain(self, session_id: int, iv: bytes, src: bytes, aad: bytes, cipher_region: tuple[int, int],
               hash_region: tuple[int, int], result_len: int) -> Reply:
         flf = sym_flf(u32(len(iv), len(src), len(src), *cipher_region, *hash_region, len(aad), result_len, 0),
                       SymOp.ALGORITHM_CHAINING)
-        return self.data([data_header(Op.CIPHER_ENCRYPT, session_id, flf, self.revision_1), iv, src, aad],
+        return self.data([self.hdr(Op.CIPHER_ENCRYPT, session_id, flf), iv, src, aad],
                          len(src) + result_len)
 
     def akcipher(self, session_id: int, opcode: int, src: bytes, dst_len: int, digest: bytes = b"",
                  extra_writable: int = 0) -> Reply:
         """Linux's layouts: out [72][src] in [dst][status]; verify: out [72][sig||digest] in [status]."""
         if opcode == Op.AKCIPHER_VERIFY:
-            header = data_header(opcode, session_id, u32(len(src), len(digest)), self.revision_1, algo=1)
+            header = self.hdr(opcode, session_id, u32(len(src), len(digest)), algo=1)
             return self.data([header, src + digest], 0)
-        header = data_header(opcode, session_id, u32(len(src), dst_len), self.revision_1, algo=1)
+        header = self.hdr(opcode, session_id, u32(len(src), dst_len), algo=1)
         return self.data([header, src], dst_len, extra_writable)
