@@ -190,7 +190,7 @@ class WorkerPool(Generic[J, R]):
 
     # ---- shutdown --------------------------------------------------------------------
 
-    def close(self, timeout: float = 2.0) -> None:
+    def close(self, timeout: float = 0.5) -> None:
         """Stop the threads and every worker; no process outlives this call."""
         with self._lock:
             if self._closed:

@@ -1,0 +1,154 @@
+"""The worker pool: out-of-order completion, a worker killed mid-request, no orphans.
+
+The pool is generic over its runner, so these tests give it small runners defined here
+(importable by the worker subprocesses as tests.unit.test_crypto_pool:...).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from devices.virtio.crypto.constants import CipherAlgo, HashAlgo, Op, Status
+from devices.virtio.crypto.device import CryptoDevice
+from devices.virtio.crypto.pool import WorkerPool
+from tests.unit.test_crypto_support import ServiceRig, u32
+
+CRASHED = "crashed"
+
+
+def sleep_then_echo(job: tuple[float, str]) -> str:
+    """Runner: sleep for job[0] seconds, answer job[1]; a negative delay reports the pid."""
+    delay, value = job
+    if delay < 0:
+        return str(os.getpid())
+    time.sleep(delay)
+    return value
+
+
+def drain(pool: WorkerPool, count: int, timeout: float = 20.0) -> list:
+    got, deadline = [], time.monotonic() + timeout
+    while len(got) < count:
+        got += pool.take_results()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(got)} of {count} results")
+        time.sleep(0.002)
+    return got
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); treat it as gone
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.fixture
+def pool():
+    wakes = []
+    p = WorkerPool("tests.unit.test_crypto_pool:sleep_then_echo", CRASHED, workers=2,
+                   on_result=lambda: wakes.append(1))
+    p.wakes = wakes  # type: ignore[attr-defined]
+    yield p
+    p.close()
+
+
+def test_results_come_back_out_of_order_and_wake_the_machine(pool):
+    pool.submit(1, (0.6, "slow"))
+    pool.submit(2, (0.0, "fast"))
+    results = drain(pool, 2)
+    assert results == [(2, "fast"), (1, "slow")]
+    assert pool.wakes
+
+
+def test_killed_worker_fails_only_its_request_and_is_replaced(pool):
+    pids = pool.pids()
+    pool.submit(1, (30.0, "never"))            # goes to an idle worker
+    pool.submit(2, (0.0, "ok"))                # goes to the other one
+    assert drain(pool, 1) == [(2, "ok")]
+    victim = next(w for w in pool._workers if w.jobs)   # the worker holding job 1
+    pool.submit(3, (0.0, "queued"))            # lands behind job 1 or on the free worker
+    os.kill(victim.process.pid, 9)
+    results = dict(drain(pool, 2))
+    assert results == {1: CRASHED, 3: "queued"}
+    assert pool.crashes == 1 and pool.size == 2
+    assert victim.process.pid not in pool.pids() and set(pool.pids()) != set(pids)
+    pool.submit(4, (0.0, "after"))
+    assert drain(pool, 1) == [(4, "after")]
+
+
+def test_close_leaves_no_processes(pool):
+    pool.submit(1, (-1, ""))
+    pool.submit(2, (30.0, "busy"))   # a worker busy in a long job must still go away
+    drain(pool, 1)
+    pids = pool.pids()
+    pool.close()
+    assert pids and not any(alive(pid) for pid in pids)
+
+
+def test_device_pool_out_of_order_through_the_queues():
+    """A big hash and a small one on the pool: the small one's used entry comes first."""
+    r = ServiceRig(CryptoDevice(workers=2, inline_max_bytes=0), ram_size=64 << 20)
+    try:
+        slow = r.create_hash(HashAlgo.SHAKE256, 4096)
+        fast = r.create_hash(HashAlgo.SHA1, 20)
+        q = r.driver.queues[0]
+        for _ in range(2):   # one warm-up per worker, so both are running before the race
+            q.submit([r.hdr(Op.HASH, fast, u32(4, 20)), b"warm"], [20, 1], indirect=True)
+        r.wait(0, 2)
+        big = q.submit([r.hdr(Op.HASH, slow, u32(12 << 20, 4096)), bytes(12 << 20)], [4096, 1], indirect=True,
+                       kick=False)
+        small = q.submit([r.hdr(Op.HASH, fast, u32(3, 20)), b"abc"], [20, 1], indirect=True, kick=False)
+        q.kick()
+        used = r.wait(0, 2, timeout=60)
+        assert [u.head for u in used] == [small.head, big.head]
+        assert small.written()[-1] == big.written()[-1] == Status.OK
+    finally:
+        r.close()
+
+
+def test_destroy_while_requests_are_in_flight_is_safe():
+    r = ServiceRig(CryptoDevice(workers=1, inline_max_bytes=0))
+    try:
+        key = os.urandom(16)
+        sid = r.create_cipher(CipherAlgo.AES_ECB, key)
+        q = r.driver.queues[0]
+        from tests.unit.test_crypto_support import sym_flf
+        requests = [q.submit([r.hdr(Op.CIPHER_ENCRYPT, sid, sym_flf(u32(0, 1 << 16, 1 << 16), 1)), bytes(1 << 16)],
+                             [1 << 16, 1], indirect=True) for _ in range(4)]
+        assert r.destroy(Op.CIPHER_DESTROY_SESSION, sid) == Status.OK
+        r.wait(0, 4)
+        assert all(req.written()[-1] == Status.OK for req in requests)
+        assert r.cipher(sid, b"", bytes(16)).status == Status.INVSESS
+    finally:
+        r.close()
+
+
+def test_device_close_leaves_no_workers():
+    r = ServiceRig(CryptoDevice(workers=2, inline_max_bytes=0))
+    sid = r.create_hash(HashAlgo.SHA1, 20)
+    assert r.digest(Op.HASH, sid, b"abc", 20).status == Status.OK
+    pids = r.device._pool.pids()
+    r.close()
+    assert pids and not any(alive(pid) for pid in pids)
+
+
+def test_reset_discards_late_results():
+    r = ServiceRig(CryptoDevice(workers=1, inline_max_bytes=0))
+    try:
+        sid = r.create_hash(HashAlgo.SHA_256, 32)
+        q = r.driver.queues[0]
+        q.submit([r.hdr(Op.HASH, sid, u32(8 << 20, 32)), bytes(8 << 20)], [32, 1], indirect=True)
+        r.driver.init(queue_size=64)          # status 0, then a fresh probe
+        time.sleep(0.5)
+        r.device.poll()                       # the stale result must not touch the new rings
+        assert r.driver.queues[0].used_idx() == 0
+        r.ctrlq = r.driver.queues[1]
+        sid = r.create_hash(HashAlgo.SHA_256, 32)
+        assert r.digest(Op.HASH, sid, b"x", 32).status == Status.OK
+    finally:
+        r.close()
