@@ -214,12 +214,13 @@ class _Builder:
         self.status = status
         self.log = log
         self.started = time.monotonic()
-        self.step = ""
+
+    def elapsed(self) -> str:
+        seconds = int(time.monotonic() - self.started)
+        return f"{seconds // 60}m{seconds % 60:02d}s"
 
     def show(self, step: str, detail: str = "") -> None:
-        self.step = step
-        elapsed = int(time.monotonic() - self.started)
-        text = f"[bold]{self.what}[/]: {step} [dim]({elapsed // 60}m{elapsed % 60:02d}s)[/]"
+        text = f"[bold]{self.what}[/]: {step} [dim]({self.elapsed()})[/]"
         self.status.update(f"{text} [dim]{escape(detail)}[/]" if detail else text)
 
     def run(self, step: str, cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None,
@@ -291,8 +292,9 @@ def _build_atomically(final: Path, what: str, console: Console,
                 raise VmsimError(f"{what} failed while {failed}; log: {kept_log}") from None
             shutil.copyfile(log, out / "build.log")
             os.rename(out, final)
-        elapsed = int(time.monotonic() - builder.started)
-        console.print(f"[green]✓[/] {what} in {elapsed // 60}m{elapsed % 60:02d}s: {final}")
+        console.print(f"[green]✓[/] {what} in {builder.elapsed()}: {final}")
+    except OSError as error:
+        raise VmsimError(f"{what} failed: {error}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
