@@ -1,1 +1,36 @@
-"""The virtio-crypto device (device ID 20)."""
+"""The virtio-crypto device (device ID 20).
+
+Public API (everything else is internal):
+
+    from devices.virtio.crypto import CryptoDevice, CryptoFeatures, Limits
+    device = CryptoDevice(max_dataqueues=1, workers=None, hw_ready=True,
+                          features=CryptoFeatures.DEFAULT, waker=waker, trace=sink)
+    ...                      # a VirtioDevice: give it to the virtio-mmio transport
+    device.poll()            # on the CPU thread after waker.wake(): writes pooled results
+    device.stats[i]          # per-queue counters (requests, bytes_in, inline, pooled, statuses)
+    device.close()           # stops the worker processes; call at machine shutdown
+
+Modules: constants (spec numbers), config (the 56-byte config space), wire (field access,
+RequestError), cipher / digest / aead / akcipher / chaining (one service each, on
+`cryptography`), sessions (the immutable session table), control (control queue),
+requests (data-queue parsing into immutable Jobs), execute (runs a Job; the only thing
+workers run), pool + worker (the worker processes), device (the VirtioDevice).
+
+Decisions where the sources disagree or are silent:
+- AKCIPHER algorithm IDs follow Linux/QEMU on the wire: RSA 1, DSA 2 (not offered),
+  ECDSA 3; the spec text says ECDSA = 2. akcipher_algo advertises bits 1 and 3.
+- Chaining, session mode: the variable fields are read in the spec's order iv, src, aad
+  (QEMU reads iv, aad, src). The AAD is authenticated ahead of the hash region.
+- GMAC-AES (a MAC request has no IV field): the first 12 bytes of the message are the IV.
+- Destroying an unknown session is ERR (the spec's destroy statuses are OK and ERR);
+  a data request on an unknown session, or one of another service, is INVSESS.
+- A full session table is NOSPC with REVISION_1 and ERR without it.
+- REVISION_1 drops the 56/48-byte flf padding; stateless requests (flag without
+  FLAG_SESSION_MODE) are accepted per service only when that stateless bit was
+  negotiated, else NOTSUPP. None of this is offered unless the constructor enables it.
+"""
+from devices.virtio.crypto.config import Limits
+from devices.virtio.crypto.constants import CryptoFeatures
+from devices.virtio.crypto.device import CryptoDevice
+
+__all__ = ["CryptoDevice", "CryptoFeatures", "Limits"]
