@@ -356,7 +356,18 @@ def program_names(root: Path = INITRAMFS_SOURCES) -> list[str]:
 
 def program_entry(name: str) -> str:
     """The C name a program's main() is compiled under in the multi-call binary."""
-    return "vmsim_main_" + re.sub(r"\W", "_", name)
+    return "vmsim_main_" + name.replace("-", "_")
+
+
+def check_program_names(names: list[str]) -> None:
+    """Names become paths in /bin and C identifiers, so they must be plain and distinct."""
+    bad = [n for n in names if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", n) or n == INIT_NAME]
+    entries = [program_entry(n) for n in names]
+    clashing = sorted({n for n, e in zip(names, entries) if entries.count(e) > 1})
+    if bad or clashing:
+        raise VmsimError(f"bad initramfs program names in {INITRAMFS_SOURCES / PROGRAMS_DIR}: "
+                         f"{', '.join(bad + clashing)} (use a-z, 0-9, - and _; "
+                         f"'{INIT_NAME}' is reserved; - and _ must not be the only difference)")
 
 
 def program_table(names: list[str]) -> str:
@@ -386,17 +397,18 @@ def _build_initramfs(gen_init_cpio: Path) -> BuildSteps:
     def build(b: _Builder, work: Path, out: Path) -> None:
         src = INITRAMFS_SOURCES
         programs = program_names(src)
+        check_program_names(programs)
         (work / "programs.c").write_text(program_table(programs))
-        units = [(INIT_NAME, src / INIT_SOURCE, [f"-Dmain={program_entry(INIT_NAME)}"])]
-        units += [(name, src / PROGRAMS_DIR / f"{name}.c", [f"-Dmain={program_entry(name)}"])
+        units = [(src / INIT_SOURCE, [f"-Dmain={program_entry(INIT_NAME)}"])]
+        units += [(src / PROGRAMS_DIR / f"{name}.c", [f"-Dmain={program_entry(name)}"])
                   for name in programs]
-        units += [(Path(f).stem, src / f, []) for f in (SHARED_SOURCE, MULTICALL_SOURCE)]
-        units.append(("programs", work / "programs.c", []))
+        units += [(src / SHARED_SOURCE, []), (src / MULTICALL_SOURCE, []),
+                  (work / "programs.c", [])]
         objects = []
-        for name, source, defines in units:
-            obj = work / f"{name}.o"
-            b.run(f"compiling {name}", [CROSS_GCC, *CFLAGS, *defines, f"-I{src}", "-c",
-                                        "-o", str(obj), str(source)], cwd=work)
+        for index, (source, defines) in enumerate(units):
+            obj = work / f"{index:03d}-{source.stem}.o"
+            b.run(f"compiling {source.name}", [CROSS_GCC, *CFLAGS, *defines, f"-I{src}", "-c",
+                                               "-o", str(obj), str(source)], cwd=work)
             objects.append(str(obj))
         binary = work / "vmsim-programs"
         b.run("linking", [CROSS_GCC, *LDFLAGS, "-o", str(binary), *objects], cwd=work)

@@ -1,5 +1,8 @@
 """The kernel build fails loudly when the final .config lacks a fragment option."""
+import pytest
+
 from vmsim import guest
+from vmsim.errors import VmsimError
 
 FRAGMENT = """\
 # comment
@@ -50,3 +53,10 @@ def test_the_program_table_names_each_entry_point_once():
     assert '{"virtio-algs", vmsim_main_virtio_algs},' in table
     assert "int vmsim_main_busy(void);" in table
     assert table.rstrip().endswith("{0, 0},\n};")
+
+
+def test_program_names_must_be_plain_distinct_and_not_init():
+    guest.check_program_names(["busy", "virtio-algs", "rsa_keyctl"])
+    for bad in (["init"], ["has space"], ["Upper"], ["a-b", "a_b"]):
+        with pytest.raises(VmsimError):
+            guest.check_program_names(bad)
