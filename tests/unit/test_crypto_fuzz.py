@@ -8,7 +8,7 @@ import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from devices.virtio.crypto.constants import CipherAlgo, HashAlgo, Op
+from devices.virtio.crypto.constants import CipherAlgo, CryptoFeatures, HashAlgo, Op
 from devices.virtio.crypto.device import CryptoDevice
 from devices.virtio.spec import Status as DevStatus
 from tests.unit.test_crypto_support import ServiceRig, u32
@@ -20,8 +20,9 @@ lengths = st.one_of(st.integers(0, 80), st.sampled_from([0xFFFF_FFFF, 0x8000_000
 opcodes = lambda known: st.one_of(st.sampled_from(known), st.integers(0, 0xFFFF_FFFF))  # noqa: E731
 
 
-def make_rig() -> tuple[ServiceRig, list[int]]:
-    rig = ServiceRig(CryptoDevice(workers=0), queue_size=16, ram_size=1 << 20)
+def make_rig(revision_1: bool = False) -> tuple[ServiceRig, list[int]]:
+    features = CryptoFeatures.ALL if revision_1 else CryptoFeatures.DEFAULT
+    rig = ServiceRig(CryptoDevice(workers=0, features=features), queue_size=16, ram_size=1 << 20)
     sessions = [rig.create_cipher(CipherAlgo.AES_CBC, bytes(16)), rig.create_hash(HashAlgo.SHA_256, 32),
                 rig.create_mac(2, bytes(20), 20)]
     return rig, sessions
@@ -65,12 +66,14 @@ def run_and_check(rig: ServiceRig, queue: int, readable: list[bytes], writable: 
        fields=st.lists(lengths, min_size=12, max_size=12), op_type=st.integers(0, 3),
        payload=st.binary(max_size=160), cuts=st.lists(st.integers(0, 200), max_size=4),
        writable=st.lists(st.integers(0, 64), min_size=0, max_size=4), indirect=st.booleans(),
-       truncate=st.integers(0, 80))
-def test_random_data_requests(opcode, session, flag, fields, op_type, payload, cuts, writable, indirect, truncate):
-    rig, sessions = make_rig()
+       truncate=st.integers(0, 80), revision_1=st.booleans(), tail=st.binary(max_size=40))
+def test_random_data_requests(opcode, session, flag, fields, op_type, payload, cuts, writable, indirect, truncate,
+                              revision_1, tail):
+    """With REVISION_1 a zero flag means stateless, so keys come from the payload too."""
+    rig, sessions = make_rig(revision_1)
     try:
         sid = sessions[session] if session < len(sessions) else session * 1000
-        flf = u32(*fields[:10]) + u32(op_type, fields[10])
+        flf = u32(*fields[:10]) + u32(op_type, fields[10]) + tail
         header = struct.pack("<IIQII", opcode, 0, sid, flag, fields[11]) + flf
         header = header[:72 - truncate] if truncate < 8 else header
         readable = [p for p in [header, *split(payload, cuts)] if p]
@@ -84,9 +87,9 @@ def test_random_data_requests(opcode, session, flag, fields, op_type, payload, c
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(opcode=opcodes(CTRL_OPS), flf=st.binary(min_size=0, max_size=56), fields=st.lists(lengths, min_size=4,
        max_size=4), key=st.binary(max_size=80), writable=st.lists(st.integers(1, 24), max_size=3),
-       indirect=st.booleans())
-def test_random_control_requests_always_complete(opcode, flf, fields, key, writable, indirect):
-    rig, _ = make_rig()
+       indirect=st.booleans(), revision_1=st.booleans())
+def test_random_control_requests_always_complete(opcode, flf, fields, key, writable, indirect, revision_1):
+    rig, _ = make_rig(revision_1)
     try:
         body = (u32(*fields) + flf)[:56]
         header = u32(opcode, 0, 0, 0) + body

@@ -418,3 +418,32 @@ def test_ecdsa_sign_verifies_with_cryptography(rig, name):
     assert reply.status == Status.OK and 8 < reply.used_len <= 161
     sig = reply.output[:reply.used_len - 1]
     key.public_key().verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+def _der_int_sequence(values: list[int]) -> bytes:
+    def tlv(tag: int, body: bytes) -> bytes:
+        n = len(body)
+        length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes(
+            (n.bit_length() + 7) // 8, "big")
+        return bytes([tag]) + length + body
+    ints = b"".join(tlv(2, v.to_bytes(v.bit_length() // 8 + 1, "big")) for v in values)
+    return tlv(0x30, ints)
+
+
+def test_rsa_key_with_placeholder_primes_like_linux_testmgr(rig, rsa_key):
+    """testmgr's RSA private keys carry only n, e, d (primes and CRT fields are 1): raw and
+    PKCS#1 must still work, from the integers alone."""
+    nums = rsa_key.private_numbers()
+    n, e, d = nums.public_numbers.n, nums.public_numbers.e, nums.d
+    odd = _der_int_sequence([0, n, e, d, 1, 1, 1, 1, 1])
+    raw = rig.create_akcipher(AkcipherAlgo.RSA, KeyType.PRIVATE, odd, u32(RsaPadding.RAW, 0))
+    c = os.urandom(200)
+    assert rig.akcipher(raw, Op.AKCIPHER_DECRYPT, c, 256).output == pow(int.from_bytes(c, "big"), d, n).to_bytes(256, "big")
+    pk = rig.create_akcipher(AkcipherAlgo.RSA, KeyType.PRIVATE, odd, u32(RsaPadding.PKCS1, RsaHash.SHA1))
+    md = hashlib.sha1(b"x").digest()
+    assert rig.akcipher(pk, Op.AKCIPHER_SIGN, md, 256).output == rsa_key.sign(md, padding.PKCS1v15(),
+                                                                              utils.Prehashed(hashes.SHA1()))
+    reply = rig.akcipher(pk, Op.AKCIPHER_DECRYPT, rsa_key.public_key().encrypt(b"abc", padding.PKCS1v15()), 256)
+    assert reply.status == Status.OK and reply.output[:reply.used_len - 1] == b"abc"
+    bad = rig.akcipher(pk, Op.AKCIPHER_DECRYPT, os.urandom(255), 256)
+    assert bad.status == Status.ERR and bad.used_len == 1

@@ -140,8 +140,6 @@ def _load_rsa(params: AkcipherParams) -> _RsaKey:
                 unsafe_skip_rsa_key_validation=True)
     except (ValueError, UnsupportedAlgorithm):
         pass  # raw operations still work from the integers
-    if params.rsa_padding == RsaPadding.PKCS1 and (public is None or (d is not None and private is None)):
-        raise fail("PKCS#1 needs a complete, well-formed RSA key")
     return _RsaKey(n, e, d, crt, private, public)  # type: ignore[arg-type]
 
 
@@ -204,11 +202,34 @@ def make_params(algo: int, key_type: int, key: bytes, para: bytes) -> AkcipherPa
 
 # --- operations -------------------------------------------------------------------------
 
-def _emsa_pkcs1_raw(data: bytes, size: int) -> bytes:
-    """EMSA-PKCS1-v1_5 block type 1 without a DigestInfo (the NO_HASH case)."""
-    if len(data) > size - 11:
+# DigestInfo DER prefixes of EMSA-PKCS1-v1_5 (RFC 8017, section 9.2, note 1).
+_DIGEST_INFO = {
+    RsaHash.MD5: bytes.fromhex("3020300c06082a864886f70d020505000410"),
+    RsaHash.SHA1: bytes.fromhex("3021300906052b0e03021a05000414"),
+    RsaHash.SHA224: bytes.fromhex("302d300d06096086480165030402040500041c"),
+    RsaHash.SHA256: bytes.fromhex("3031300d060960864801650304020105000420"),
+    RsaHash.SHA384: bytes.fromhex("3041300d060960864801650304020205000430"),
+    RsaHash.SHA512: bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+def _emsa_pkcs1(params: AkcipherParams, digest: bytes, size: int) -> bytes:
+    """EMSA-PKCS1-v1_5 block type 1: 00 01 FF.. 00 DigestInfo digest (no DigestInfo for NO_HASH)."""
+    hash_cls = _RSA_HASHES.get(params.rsa_hash)
+    if hash_cls is not None and len(digest) != hash_cls().digest_size:
+        raise fail(f"digest of {len(digest)} bytes does not match {params.rsa_hash.name}")
+    t = _DIGEST_INFO.get(params.rsa_hash, b"") + digest
+    if len(t) > size - 11:
         raise fail("PKCS#1 input too long for the modulus")
-    return b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
+    return b"\x00\x01" + b"\xff" * (size - 3 - len(t)) + b"\x00" + t
+
+
+def _eme_pkcs1_decode(em: bytes) -> bytes:
+    """EME-PKCS1-v1_5 decoding (block type 2), for keys `cryptography` cannot load."""
+    sep = em.find(b"\x00", 2)
+    if em[:2] != b"\x00\x02" or sep < 10:
+        raise fail("PKCS#1 decryption error")
+    return em[sep + 1:]
 
 
 def _rsa_int(data: bytes, key: _RsaKey) -> int:
@@ -224,37 +245,41 @@ def _need_private(key: _RsaKey | _EcKey) -> None:
 
 
 def _rsa(params: AkcipherParams, key: _RsaKey, op: int, src: bytes, digest: bytes) -> bytes:
+    """Raw RSA is integer arithmetic; PKCS#1 uses `cryptography` where it has a key object
+    (fast CRT private operations) and the same arithmetic otherwise (odd test keys).
+    Verification compares the recomputed encoding, as RFC 8017 recommends."""
     k = key.size
-    if params.rsa_padding == RsaPadding.RAW:
-        if op == Op.AKCIPHER_ENCRYPT:
-            return key.public_op(_rsa_int(src, key)).to_bytes(k, "big")
-        if op == Op.AKCIPHER_DECRYPT:
-            _need_private(key)
-            return key.private_op(_rsa_int(src, key)).to_bytes(k, "big")
+    raw = params.rsa_padding == RsaPadding.RAW
+    if raw and op not in (Op.AKCIPHER_ENCRYPT, Op.AKCIPHER_DECRYPT):
         raise fail("raw RSA sessions cannot sign or verify", Status.NOTSUPP)
-    hash_cls = _RSA_HASHES.get(params.rsa_hash)
-    try:
-        if op == Op.AKCIPHER_ENCRYPT:
-            return key.public.encrypt(src, padding.PKCS1v15())  # type: ignore[union-attr]
-        if op == Op.AKCIPHER_DECRYPT:
-            _need_private(key)
-            return key.private.decrypt(src, padding.PKCS1v15())  # type: ignore[union-attr]
-        if op == Op.AKCIPHER_SIGN:
-            _need_private(key)
-            if hash_cls is None:
-                return key.private_op(_rsa_int(_emsa_pkcs1_raw(src, k), key)).to_bytes(k, "big")
-            return key.private.sign(src, padding.PKCS1v15(), utils.Prehashed(hash_cls()))  # type: ignore[union-attr]
-        # verify: src is the signature, digest the data it signs
-        if hash_cls is None:
-            if len(src) != k or key.public_op(_rsa_int(src, key)).to_bytes(k, "big") != _emsa_pkcs1_raw(digest, k):
-                raise InvalidSignature
-        else:
-            key.public.verify(src, digest, padding.PKCS1v15(), utils.Prehashed(hash_cls()))  # type: ignore[union-attr]
-        return b""
-    except InvalidSignature:
-        raise fail("RSA signature does not verify", Status.KEY_REJECTED) from None
-    except ValueError as exc:
-        raise fail(f"RSA PKCS#1 {Op(op).name}: {exc}") from None
+    if op in (Op.AKCIPHER_DECRYPT, Op.AKCIPHER_SIGN):
+        _need_private(key)
+    if op == Op.AKCIPHER_ENCRYPT:
+        if raw:
+            return key.public_op(_rsa_int(src, key)).to_bytes(k, "big")
+        if key.public is None or len(src) > k - 11:
+            raise fail("PKCS#1 message too long for the modulus")
+        return key.public.encrypt(src, padding.PKCS1v15())
+    if op == Op.AKCIPHER_DECRYPT:
+        if raw:
+            return key.private_op(_rsa_int(src, key)).to_bytes(k, "big")
+        if key.private is not None:
+            try:
+                return key.private.decrypt(src, padding.PKCS1v15())
+            except ValueError:
+                raise fail("PKCS#1 decryption error") from None
+        return _eme_pkcs1_decode(key.private_op(_rsa_int(src, key)).to_bytes(k, "big"))
+    if op == Op.AKCIPHER_SIGN:
+        em = _emsa_pkcs1(params, src, k)
+        hash_cls = _RSA_HASHES.get(params.rsa_hash)
+        if key.private is not None and hash_cls is not None:
+            return key.private.sign(src, padding.PKCS1v15(), utils.Prehashed(hash_cls()))
+        return key.private_op(int.from_bytes(em, "big")).to_bytes(k, "big")
+    # VERIFY: src is the signature, digest the data it signs
+    expected = _emsa_pkcs1(params, digest, k)
+    if len(src) != k or key.public_op(_rsa_int(src, key)).to_bytes(k, "big") != expected:
+        raise fail("RSA signature does not verify", Status.KEY_REJECTED)
+    return b""
 
 
 def _ecdsa(key: _EcKey, op: int, src: bytes, digest: bytes) -> bytes:
