@@ -5,6 +5,11 @@ firmware glue and the run loop speak in RISC-V terms (x10, sstatus, PRIV). Two e
 quirks are absorbed here (DESIGN.md):
 - M-level CSRs are reachable only at PRIV 3 (fact 2): `read_mcsr`/`write_mcsr` raise
   the privilege around the access and restore it.
+- `ctl_remove_cache` resolves its address through the MMU of the current privilege (it
+  calls the engine's code-fetch translation). Under Sv39 a physical address then names
+  the wrong page, or faults, and that swallowed fault stays pending and reaches the
+  guest as a bogus instruction page fault. `forget_code` therefore runs at PRIV 3, where
+  fetch addresses are physical.
 - The Python binding lacks `uc_vmem_read` (fact 1): `read_virtual` calls it via ctypes
   to fetch guest-virtual instruction bytes.
 """
@@ -12,7 +17,8 @@ from __future__ import annotations
 
 import ctypes
 import enum
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from vmsim.engine import load_unicorn
 
@@ -108,23 +114,25 @@ class Cpu:
     def set_csr(self, name: str, value: int) -> None:
         self.uc.reg_write(CSR[name], value)
 
-    def read_mcsr(self, name: str) -> int:
-        """Read an M-level CSR, briefly at PRIV 3 (fact 2)."""
+    @contextmanager
+    def _at_machine_level(self) -> Iterator[None]:
+        """Briefly run at PRIV 3, then restore the guest's privilege."""
         saved = self.uc.reg_read(rv.UC_RISCV_REG_PRIV)
         self.uc.reg_write(rv.UC_RISCV_REG_PRIV, PRIV_MACHINE)
         try:
-            return self.uc.reg_read(MCSR[name])
+            yield
         finally:
             self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
 
+    def read_mcsr(self, name: str) -> int:
+        """Read an M-level CSR, briefly at PRIV 3 (fact 2)."""
+        with self._at_machine_level():
+            return self.uc.reg_read(MCSR[name])
+
     def write_mcsr(self, name: str, value: int) -> None:
         """Write an M-level CSR, briefly at PRIV 3 (fact 2)."""
-        saved = self.uc.reg_read(rv.UC_RISCV_REG_PRIV)
-        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, PRIV_MACHINE)
-        try:
+        with self._at_machine_level():
             self.uc.reg_write(MCSR[name], value)
-        finally:
-            self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
 
     def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3)."""
@@ -173,9 +181,12 @@ class Cpu:
         self.uc.ctl_flush_tb()
 
     def forget_code(self, address: int, size: int) -> None:
-        """Drop translations of a range the host has written (fact 10)."""
+        """Drop translations of a guest-physical range the host has written (fact 10).
+
+        At PRIV 3 so that the engine reads `address` as physical (module docstring)."""
         if size > 0:
-            self.uc.ctl_remove_cache(address, address + size)
+            with self._at_machine_level():
+                self.uc.ctl_remove_cache(address, address + size)
 
     # -- hooks and running ------------------------------------------------------
 
