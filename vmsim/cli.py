@@ -1,6 +1,7 @@
 """The `vmsim` command line.
 
     vmsim run [--kernel IMAGE] [--initrd CPIO] [--append CMDLINE] [--mem 256M] [--dtb-out FILE]
+              [--crypto-queues N] [--crypto-workers N] [--crypto-not-ready] [--no-crypto]
     vmsim guest build | path
     vmsim --version
 
@@ -53,6 +54,29 @@ def parse_memory_size(text: str) -> int:
     return size
 
 
+def _add_crypto_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("virtio-crypto device")
+    group.add_argument("--crypto-queues", type=int, default=1, metavar="N",
+                       help="data queues the device offers (max_dataqueues; default 1)")
+    group.add_argument("--crypto-workers", type=int, default=None, metavar="N",
+                       help="worker processes for crypto work (default: one per CPU; "
+                            "0 runs everything on the CPU thread)")
+    group.add_argument("--crypto-not-ready", action="store_true",
+                       help="withhold HW_READY, so the driver registers no algorithm")
+    group.add_argument("--no-crypto", action="store_true", help="omit the device")
+
+
+def crypto_factories(args: argparse.Namespace) -> list:
+    """The virtio slot factories that the crypto options ask for."""
+    from vmsim.slots import CryptoOptions, crypto_slot
+
+    if args.no_crypto:
+        return []
+    options = CryptoOptions(queues=args.crypto_queues, workers=args.crypto_workers,
+                            hw_ready=not args.crypto_not_ready)
+    return [crypto_slot(options)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vmsim", description="A small riscv64 full-system emulator.")
     parser.add_argument("--version", action="store_true", help="print version and engine")
@@ -66,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mem", type=parse_memory_size, default=DEFAULT_MEMORY,
                      help="RAM size, e.g. 256M (default) or 1G")
     run.add_argument("--dtb-out", type=Path, help="also write the generated device tree here")
+    _add_crypto_options(run)
 
     guest = commands.add_parser("guest", help="the default Linux guest")
     guest_commands = guest.add_subparsers(dest="guest_command", metavar="ACTION")
@@ -108,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         kernel, initrd = paths.kernel, initrd or paths.initrd
     config = MachineConfig(kernel=kernel, initrd=initrd, memory=args.mem,
                            append=DEFAULT_APPEND if args.append is None else args.append,
-                           dtb_out=args.dtb_out)
+                           dtb_out=args.dtb_out, virtio=crypto_factories(args))
     machine = Machine(config)
     try:
         machine.load()

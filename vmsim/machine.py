@@ -47,10 +47,11 @@ DEFAULT_APPEND = "console=ttyS0"
 TIMEBASE_HZ = 10_000_000
 S_MODE_CONTEXT = 1
 EXIT_INTERRUPTED = 130
+VIRTIO_SLOT_SIZE = 0x1000
 
 
 @dataclass(frozen=True)
-class DeviceContext:
+class SlotContext:
     """What a virtio device factory gets from the machine for its slot."""
 
     memory: GuestMemory
@@ -58,7 +59,7 @@ class DeviceContext:
     waker: Waker
 
 
-DeviceFactory = Callable[[DeviceContext], MmioDevice]
+DeviceFactory = Callable[[SlotContext], MmioDevice]
 
 
 @dataclass
@@ -118,11 +119,13 @@ class Machine:
             (PLIC_BASE, PLIC_SIZE, self.plic), (UART_BASE, UART_SIZE, self.uart),
             (POWER_BASE, POWER_SIZE, self.power)]
         self._virtio_slots: list[tuple[int, int]] = []
+        self.virtio: list[MmioDevice] = []
         for index, factory in enumerate(config.virtio):
             base, irq = virtio_slot(index)
-            device = factory(DeviceContext(self.ram, self.plic.line(irq), waker))
-            self._devices.append((base, 0x1000, device))
+            device = factory(SlotContext(self.ram, self.plic.line(irq), waker))
+            self._devices.append((base, VIRTIO_SLOT_SIZE, device))
             self._virtio_slots.append((base, irq))
+            self.virtio.append(device)
         for base, size, device in self._devices:
             self._map(base, size, device)
         self._pollables = [d for _, _, d in self._devices if isinstance(d, Pollable)]
@@ -318,8 +321,13 @@ class Machine:
     # -- teardown ----------------------------------------------------------------------
 
     def close(self) -> None:
+        """Stop helper threads and every device's host resources (worker processes)."""
         self.watchdog.close()
         self._stopper.close()
+        for _, _, device in self._devices:
+            close = getattr(device, "close", None)
+            if close is not None:
+                close()
 
 
 class _FirmwarePlatform:

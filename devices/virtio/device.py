@@ -94,3 +94,6 @@ class VirtioDevice(ABC):
     @abstractmethod
     def reset(self) -> None:
         """The driver wrote status 0: drop every piece of state, including the context."""
+
+    def close(self) -> None:
+        """The machine is shutting down: release host resources (processes, threads)."""

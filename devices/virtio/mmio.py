@@ -181,6 +181,9 @@ class MmioTransport:
         if self.context is not None:
             self.device.poll()
 
+    def close(self) -> None:
+        self.device.close()
+
     # ---- config space -------------------------------------------------------------
 
     def _read_config(self, offset: int, size: int) -> int:
