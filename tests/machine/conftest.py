@@ -11,11 +11,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pytest
 
-from vmsim.machine import Machine, MachineConfig
+from vmsim.machine import DeviceFactory, Machine, MachineConfig
 
 AS = "riscv64-linux-gnu-as"
 LD = "riscv64-linux-gnu-ld"
@@ -108,9 +108,11 @@ def boot(build: Callable[[str], Path]) -> Callable[..., Run]:
     """Build a program and run it to completion on a fresh machine."""
     machines: list[Machine] = []
 
-    def _boot(source: str, before_run: Callable[[Machine], None] | None = None) -> Run:
+    def _boot(source: str, before_run: Callable[[Machine], None] | None = None,
+              virtio: Sequence[DeviceFactory] = ()) -> Run:
         output = bytearray()
-        machine = Machine(MachineConfig(kernel=build(source), memory=TEST_MEMORY),
+        machine = Machine(MachineConfig(kernel=build(source), memory=TEST_MEMORY,
+                                        virtio=list(virtio)),
                           output=output.extend)
         machines.append(machine)
         machine.load()

@@ -1,0 +1,151 @@
+"""Device DMA while the guest runs under Sv39, and device completions from other threads.
+
+A device writes guest RAM from inside an MMIO callback (an inline crypto request) or
+from `poll()` after a foreign thread woke the machine (a pooled one). Both must reach
+a guest that has paging on, without disturbing it, and the second must reach a guest
+that spins on memory with interrupts off and never traps.
+"""
+from __future__ import annotations
+
+import threading
+
+from devices.bus import GuestMemory, Waker
+from vmsim.machine import SlotContext
+
+SLOT = 0x1000_1000
+DMA_TARGET = 0x8030_0000          # physical; unmapped at this virtual address below
+MARK = 0x5A5A_1234
+
+# Paging with VA 0xC000_0000 -> PA 0x8000_0000 (1 GiB leaf) and VA 0 -> PA 0 for MMIO.
+# VA 0x8000_0000 stays unmapped, so a physical DMA address looked up as virtual faults.
+PAGING = r"""
+    la t0, root
+    li t1, (0x0 >> 2) | 0xCF           # V R W X A D, PA 0
+    sd t1, 0(t0)
+    li t1, (0x80000000 >> 2) | 0xCF    # PA 0x8000_0000 at VA 0xC000_0000
+    sd t1, 24(t0)
+    srli t0, t0, 12
+    li t1, 8 << 60
+    or t0, t0, t1
+    la t2, trap
+    li t1, 0x40000000
+    add t2, t2, t1
+    csrw stvec, t2
+    la t2, virtual
+    add t2, t2, t1
+    csrw satp, t0
+    sfence.vma
+    jr t2
+trap:
+    exit 9
+virtual:
+"""
+
+ROOT_TABLE = r"""
+    .balign 4096
+root:
+    .zero 4096
+"""
+
+
+class _DmaDevice:
+    """Writes MARK into RAM at once when poked (like an inline crypto request), or
+    from poll() after another thread's wake (like a pooled one)."""
+
+    def __init__(self, memory: GuestMemory, waker: Waker, deferred: bool) -> None:
+        self._memory = memory
+        self._waker = waker
+        self._deferred = deferred
+        self._ready = threading.Event()
+
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if not self._deferred:
+            self._memory.write(DMA_TARGET, MARK.to_bytes(4, "little"))
+            return
+
+        def complete_later() -> None:
+            self._ready.set()
+            self._waker.wake()
+
+        threading.Timer(0.05, complete_later).start()
+
+    def poll(self) -> None:
+        if self._ready.is_set():
+            self._ready.clear()
+            self._memory.write(DMA_TARGET, MARK.to_bytes(4, "little"))
+
+
+class _CodeDmaDevice:
+    """Overwrites the guest's `answer` function with `li a0, 2; ret` when poked; the
+    guest passes the function's physical address in the written value."""
+
+    def __init__(self, memory: GuestMemory) -> None:
+        self._memory = memory
+
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        li_a0_2 = (2 << 20) | (10 << 7) | 0x13           # addi a0, zero, 2
+        ret = 0x00008067                                  # jalr zero, 0(ra)
+        self._memory.write(value, li_a0_2.to_bytes(4, "little") + ret.to_bytes(4, "little"))
+
+
+def _slot(deferred: bool):
+    def build(slot: SlotContext) -> _DmaDevice:
+        return _DmaDevice(slot.memory, slot.waker, deferred)
+    return build
+
+
+POKE_AND_WAIT = fr"""
+    li t0, {SLOT}
+    sw zero, 0(t0)                     # the device writes RAM during this store
+    csrr t6, sscratch                  # leave the block chain: a stray pending fault
+    csrr t6, sscratch                  #   would be delivered here
+    li t3, {DMA_TARGET + 0x40000000}   # the same RAM, through the guest's mapping
+1:  lw t4, 0(t3)
+    li t5, {MARK}
+    bne t4, t5, 1b                     # spin: interrupts off, no traps, no timer
+    exit 0
+"""
+
+
+def test_inline_dma_under_sv39_does_not_fault_the_guest(boot) -> None:
+    run = boot(PAGING + POKE_AND_WAIT + ROOT_TABLE, virtio=[_slot(deferred=False)])
+    assert run.status == 0
+
+
+def test_deferred_completion_reaches_a_guest_polling_with_interrupts_off(boot) -> None:
+    run = boot(PAGING + POKE_AND_WAIT + ROOT_TABLE, virtio=[_slot(deferred=True)])
+    assert run.status == 0
+
+
+CALL_REWRITE_CALL = fr"""
+    la t0, answer                      # virtual address of answer
+    li t1, 0x40000000
+    sub s1, t0, t1                     # its physical address
+    jalr t0                            # translate and run it once: a0 = 1
+    fail_unless_eq a0, 1, 2
+    li t0, {SLOT}
+    sw s1, 0(t0)                       # the device rewrites answer in RAM
+    fence.i
+    la t0, answer
+    jalr t0                            # must run the new code: a0 = 2
+    fail_unless_eq a0, 2, 3
+    exit 0
+    .balign 4096
+answer:
+    li a0, 1
+    ret
+"""
+
+
+def test_code_written_by_a_device_replaces_stale_translations_under_sv39(boot) -> None:
+    def slot(ctx: SlotContext) -> _CodeDmaDevice:
+        return _CodeDmaDevice(ctx.memory)
+
+    run = boot(PAGING + CALL_REWRITE_CALL + ROOT_TABLE, virtio=[slot])
+    assert run.status == 0
