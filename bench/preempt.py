@@ -5,7 +5,7 @@ bare wheel as a speed reference, which has no safe stop) it prints:
 - the speed of a bare-metal AMO + LR/SC loop, with no stops and under a stop every
   100 µs;
 - how many stops per second land when another thread requests them back to back;
-- once the machine can boot Linux, the default guest's boot time.
+- the default guest's boot time, and the speed of its busy user loop under Linux.
 
 Each engine runs in its own interpreter (the binding binds one library per process).
 Figures are best of a few runs, since the host is shared. Run from the repository root:
@@ -67,27 +67,39 @@ def loop_figures(elf: Path, runs: int) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def boot_seconds(engine: str, boots: int) -> str:
-    """Median boot-to-init and boot-to-poweroff times of the default guest."""
-    times = []
-    for _ in range(boots):
-        out = subprocess.run([sys.executable, __file__, "--boot-once"], cwd=REPO,
-                             capture_output=True, text=True,
-                             env=dict(os.environ, VMSIM_ENGINE=engine, PYTHONPATH=str(REPO)))
-        if out.returncode != 0:
-            return "boot failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:100]
-        times.append(json.loads(out.stdout))
+BUSY_APPEND = "console=ttyS0 vmsim.run=busy vmsim.busy_ms=1000"
+
+
+def linux_figures(engine: str, boots: int) -> str:
+    """Median boot times of the default guest, then the guest's busy user loop speed."""
+    times = [_boot_in_subprocess(engine, None) for _ in range(boots)]
+    if any(isinstance(t, str) for t in times):
+        return next(t for t in times if isinstance(t, str))
     to_init = statistics.median(t["init"] for t in times)
     to_off = statistics.median(t["poweroff"] for t in times)
-    return f"{to_init:.2f} s to init, {to_off:.2f} s to poweroff (median of {boots})"
+    busy = _boot_in_subprocess(engine, BUSY_APPEND)
+    if isinstance(busy, str):
+        return busy
+    return (f"boot {to_init:.2f} s to init, {to_off:.2f} s to poweroff (median of {boots}); "
+            f"user busy loop {busy['batches_per_s']:.0f} batches/s")
+
+
+def _boot_in_subprocess(engine: str, append: str | None) -> dict | str:
+    cmd = [sys.executable, __file__, "--boot-once"] + (["--append", append] if append else [])
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                         env=dict(os.environ, VMSIM_ENGINE=engine, PYTHONPATH=str(REPO)))
+    if out.returncode != 0:
+        return "boot failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:100]
+    return json.loads(out.stdout)
 
 
 INIT_MARKER = b"@vmsim event=init-start"
 
 
-def boot_once() -> dict:
-    """Boot the default guest once (its default programs) and time it from run()."""
-    from vmsim.guest import ensure_default_guest
+def boot_once(append: str | None) -> dict:
+    """Boot the default guest once and time it from run(); with the busy program, also
+    its batches per second (a CPU-bound user loop with AMOs, under Linux)."""
+    from vmsim.guest import ensure_default_guest, parse_result_lines
     from vmsim.machine import Machine, MachineConfig
 
     paths = ensure_default_guest()
@@ -99,7 +111,10 @@ def boot_once() -> dict:
         if "init" not in marks and INIT_MARKER in seen:
             marks["init"] = time.perf_counter()
 
-    machine = Machine(MachineConfig(kernel=paths.kernel, initrd=paths.initrd), output=output)
+    config = MachineConfig(kernel=paths.kernel, initrd=paths.initrd)
+    if append:
+        config.append = append
+    machine = Machine(config, output=output)
     machine.load()
     started = time.perf_counter()
     try:
@@ -108,7 +123,11 @@ def boot_once() -> dict:
         machine.close()
     if status != 0 or "init" not in marks:
         raise SystemExit(f"the guest did not boot cleanly (status {status})")
-    return {"init": marks["init"] - started, "poweroff": time.perf_counter() - started}
+    figures = {"init": marks["init"] - started, "poweroff": time.perf_counter() - started}
+    for result in parse_result_lines(seen.decode(errors="replace")):
+        if result.get("test") == "busy" and result.get("result") == "pass":
+            figures["batches_per_s"] = int(result["batches"]) * 1000 / int(result["ms"])
+    return figures
 
 
 def main() -> int:
@@ -116,9 +135,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (best is kept)")
     parser.add_argument("--boots", type=int, default=3, help="boots per engine")
     parser.add_argument("--boot-once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--append", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.boot_once:
-        print(json.dumps(boot_once()))
+        print(json.dumps(boot_once(args.append)))
         return 0
     if probe.missing_tool():
         print(f"skipped: {probe.missing_tool()}")
@@ -133,7 +153,7 @@ def main() -> int:
     for label, engine, direct in ENGINES:
         if args.boots <= 0 or direct or (engine == "patched" and cached_patched_unicorn() is None):
             continue
-        print(f"boot, {label}: {boot_seconds(engine, args.boots)}")
+        print(f"Linux, {label}: {linux_figures(engine, args.boots)}")
     return 0
 
 
