@@ -447,3 +447,14 @@ def test_rsa_key_with_placeholder_primes_like_linux_testmgr(rig, rsa_key):
     assert reply.status == Status.OK and reply.output[:reply.used_len - 1] == b"abc"
     bad = rig.akcipher(pk, Op.AKCIPHER_DECRYPT, os.urandom(255), 256)
     assert bad.status == Status.ERR and bad.used_len == 1
+
+
+def test_rsa_public_key_modulus_without_leading_zero_like_linux_testmgr(rig, rsa_key):
+    """testmgr's rsa public-key vector writes a 256-byte modulus with its top bit set and
+    no leading zero (negative in strict DER); Linux reads it unsigned, and so must we."""
+    n = rsa_key.public_key().public_numbers().n
+    body = b"\x02\x82\x01\x00" + n.to_bytes(256, "big") + b"\x02\x03\x01\x00\x01"
+    key = b"\x30\x82" + len(body).to_bytes(2, "big") + body
+    sid = rig.create_akcipher(AkcipherAlgo.RSA, KeyType.PUBLIC, key, u32(RsaPadding.RAW, 0))
+    reply = rig.akcipher(sid, Op.AKCIPHER_ENCRYPT, b"\x02", 256)
+    assert reply.status == Status.OK and reply.output == pow(2, 65537, n).to_bytes(256, "big")

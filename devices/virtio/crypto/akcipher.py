@@ -68,7 +68,10 @@ def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
 
 
 def der_integers(data: bytes) -> list[int]:
-    """The leading INTEGERs of a DER SEQUENCE (anything after them is ignored)."""
+    """The leading INTEGERs of a DER SEQUENCE (anything after them is ignored).
+
+    INTEGERs are read as unsigned, as Linux's RSA key parser does: testmgr's public key
+    vector encodes its modulus without the leading zero byte strict DER would need."""
     tag, pos, end = _tlv(data, 0)
     if tag != 0x30:
         raise fail("key is not a DER SEQUENCE")
@@ -77,8 +80,8 @@ def der_integers(data: bytes) -> list[int]:
         tag, start, stop = _tlv(data, pos)
         if tag != 0x02:
             break
-        if stop == start or data[start] & 0x80:
-            raise fail("DER INTEGER empty or negative")
+        if stop == start:
+            raise fail("DER INTEGER is empty")
         values.append(int.from_bytes(data[start:stop], "big"))
         pos = stop
     return values
