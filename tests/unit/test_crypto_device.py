@@ -318,3 +318,25 @@ def test_stateless_without_its_feature_is_notsupp():
     reply = r.data([data_header(Op.HASH, 0, u32(HashAlgo.SHA1, 3, 20, 0), True), b"abc"], 20)
     assert reply.status == Status.NOTSUPP
     r.close()
+
+
+def test_stateless_akcipher_rsa_and_ecdsa(rev1):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+    key = rsa.generate_private_key(65537, 1024)
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    digest = os.urandom(32)
+    flf = u32(1, 2, len(der), 1, 6, 32, 128)      # RSA, private, PKCS#1 + SHA-256, src 32, dst 128
+    reply = rev1.data([data_header(Op.AKCIPHER_SIGN, 0, flf, True), der, digest], 128)
+    from cryptography.hazmat.primitives.asymmetric import padding
+    assert reply.status == Status.OK and reply.used_len == 129
+    assert reply.output == key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+    eck = ec.generate_private_key(ec.SECP384R1())
+    point = eck.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    sig = eck.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    flf = u32(3, 1, len(point), 4, 0, len(sig), 32)   # ECDSA, public, P-384, sig, digest
+    ok = rev1.data([data_header(Op.AKCIPHER_VERIFY, 0, flf, True), point, sig + digest], 0)
+    assert ok.status == Status.OK and ok.used_len == 1
+    bad = rev1.data([data_header(Op.AKCIPHER_VERIFY, 0, flf, True), point, sig + bytes(32)], 0)
+    assert bad.status == Status.KEY_REJECTED

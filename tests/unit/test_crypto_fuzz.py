@@ -20,11 +20,24 @@ lengths = st.one_of(st.integers(0, 80), st.sampled_from([0xFFFF_FFFF, 0x8000_000
 opcodes = lambda known: st.one_of(st.sampled_from(known), st.integers(0, 0xFFFF_FFFF))  # noqa: E731
 
 
+def _rsa_keys() -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(65537, 1024)
+    return (key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()),
+            key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1))
+
+
+RSA_PRIVATE, RSA_PUBLIC = _rsa_keys()
+
+
 def make_rig(revision_1: bool = False) -> tuple[ServiceRig, list[int]]:
     features = CryptoFeatures.ALL if revision_1 else CryptoFeatures.DEFAULT
     rig = ServiceRig(CryptoDevice(workers=0, features=features), queue_size=16, ram_size=1 << 20)
     sessions = [rig.create_cipher(CipherAlgo.AES_CBC, bytes(16)), rig.create_hash(HashAlgo.SHA_256, 32),
-                rig.create_mac(2, bytes(20), 20)]
+                rig.create_mac(2, bytes(20), 20),
+                rig.create_akcipher(1, 2, RSA_PRIVATE, u32(1, 5)), rig.create_akcipher(1, 1, RSA_PUBLIC, u32(0, 0))]
     return rig, sessions
 
 
@@ -62,7 +75,7 @@ def run_and_check(rig: ServiceRig, queue: int, readable: list[bytes], writable: 
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(opcode=opcodes(DATA_OPS), session=st.integers(0, 5), flag=st.integers(0, 3),
+@given(opcode=opcodes(DATA_OPS), session=st.integers(0, 7), flag=st.integers(0, 3),
        fields=st.lists(lengths, min_size=12, max_size=12), op_type=st.integers(0, 3),
        payload=st.binary(max_size=160), cuts=st.lists(st.integers(0, 200), max_size=4),
        writable=st.lists(st.integers(0, 64), min_size=0, max_size=4), indirect=st.booleans(),

@@ -152,3 +152,42 @@ def test_reset_discards_late_results():
         assert r.digest(Op.HASH, sid, b"x", 32).status == Status.OK
     finally:
         r.close()
+
+
+def _slow_rsa_key() -> bytes:
+    """An RSAPrivateKey DER with an 8192-bit odd modulus and exponent and placeholder
+    primes: a raw decrypt is then one pow() of several hundred ms in a worker."""
+    import random
+    rnd = random.Random(7)
+    n = rnd.getrandbits(8192) | (1 << 8191) | 1
+    d = rnd.getrandbits(8190) | 1
+
+    def integer(v: int) -> bytes:
+        body = v.to_bytes(v.bit_length() // 8 + 1, "big")
+        return b"\x02" + (bytes([len(body)]) if len(body) < 0x80 else b"\x82" + len(body).to_bytes(2, "big")) + body
+
+    body = b"".join(integer(v) for v in (0, n, 65537, d, 1, 1, 1, 1, 1))
+    return b"\x30\x82" + len(body).to_bytes(2, "big") + body
+
+
+def test_device_request_on_a_killed_worker_completes_with_err():
+    r = ServiceRig(CryptoDevice(workers=1))
+    try:
+        sid = r.create_akcipher(1, 2, _slow_rsa_key(), u32(0, 0))
+        q = r.driver.queues[0]
+        request = q.submit([r.hdr(Op.AKCIPHER_DECRYPT, sid, u32(16, 1024), algo=1), os.urandom(16)], [1024, 1],
+                           indirect=True)
+        pool = r.device._pool
+        deadline = time.monotonic() + 10
+        while not any(w.jobs for w in pool._workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)                               # let the worker start the pow()
+        os.kill(pool.pids()[0], 9)
+        (used,) = r.wait(0)
+        assert used.head == request.head and used.len == 1      # akcipher: result 0 + 1
+        assert request.written()[-1] == Status.ERR
+        assert r.device.stats[0].statuses["ERR"] == 1
+        hsid = r.create_hash(HashAlgo.SHA1, 20)
+        assert r.digest(Op.HASH, hsid, b"abc", 20).status == Status.OK   # the device carries on
+    finally:
+        r.close()

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from devices.virtio.crypto.constants import (
-    AeadAlgo, AkcipherAlgo, CipherAlgo, CipherDirection, Curve, HashAlgo, KeyType, MacAlgo, Op, RsaHash,
-    RsaPadding, Status)
+    AeadAlgo, AkcipherAlgo, CipherAlgo, CipherDirection, CryptoFeatures, Curve, HashAlgo, KeyType, MacAlgo, Op,
+    RsaHash, RsaPadding, Status)
+from devices.virtio.crypto.device import CryptoDevice
 from tests.unit.test_crypto_support import ServiceRig, u32
 
 SAMPLE = 4
@@ -69,9 +70,12 @@ def h(value: str) -> bytes:
     return bytes.fromhex(value)
 
 
-@pytest.fixture(scope="module")
-def rig():
-    r = ServiceRig(queue_size=256)
+@pytest.fixture(scope="module", params=["legacy", "revision_1"])
+def rig(request):
+    """Each vector runs twice: Linux's padded layouts, and REVISION_1's unpadded ones."""
+    features = CryptoFeatures.DEFAULT if request.param == "legacy" else CryptoFeatures.REVISION_1
+    r = ServiceRig(CryptoDevice(workers=0, features=features), queue_size=256)
+    assert r.revision_1 == (request.param == "revision_1")
     yield r
     r.close()
 
