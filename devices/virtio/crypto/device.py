@@ -131,7 +131,8 @@ class CryptoDevice(VirtioDevice):
             try:
                 self._complete(ctx, pending.queue, pending.chain, pending.service, outcome)
                 touched.add(pending.queue)
-            except ChainError as err:
+            except Exception as err:  # noqa: BLE001 - e.g. ChainError: the queue was stopped
+                self._emit("error", pending.queue, reason=f"completion: {err}")
                 ctx.needs_reset(f"virtio-crypto completion: {err}")
         for index in touched:
             ctx.signal_used(index)  # type: ignore[union-attr]
