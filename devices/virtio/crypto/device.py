@@ -217,9 +217,10 @@ class CryptoDevice(VirtioDevice):
             used = chain.writable_len
         ctx.queues[index].add_used(chain.head, used)
         self._count(index, outcome.status, chain.readable_len)
-        self._emit("request", index, head=chain.head, kind="data",
-                   service=Service(service).name if service is not None else "?",
-                   status=outcome.status.name, used=used)
+        if self._trace is not discard:
+            self._emit("request", index, head=chain.head, kind="data",
+                       service=Service(service).name if service is not None else "?",
+                       status=outcome.status.name, used=used)
 
     # ---- helpers -----------------------------------------------------------------------
 
