@@ -191,3 +191,9 @@ def test_device_request_on_a_killed_worker_completes_with_err():
         assert r.digest(Op.HASH, hsid, b"abc", 20).status == Status.OK   # the device carries on
     finally:
         r.close()
+
+
+def test_a_job_that_cannot_be_sent_fails_alone(pool):
+    pool.submit(1, (0.0, lambda: None))      # not picklable
+    pool.submit(2, (0.0, "fine"))
+    assert sorted(drain(pool, 2), key=lambda r: r[0]) == [(1, CRASHED), (2, "fine")]

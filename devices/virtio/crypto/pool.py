@@ -128,6 +128,12 @@ class WorkerPool(Generic[J, R]):
                 worker.tasks.send(item)
             except (OSError, ValueError):
                 pass  # the worker died; the collector requeues what it held
+            except Exception:  # noqa: BLE001 - e.g. a job that cannot be pickled
+                with self._lock:
+                    if item in worker.jobs:
+                        worker.jobs.remove(item)
+                self._results.append((item[0], self._crash_result))
+                self._on_result()
 
     # ---- collector thread ------------------------------------------------------------
 
