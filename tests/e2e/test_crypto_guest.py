@@ -27,8 +27,9 @@ from vmsim.guest import INITRAMFS_SOURCES, GuestPaths, guest_paths
 
 PROGRAMS = INITRAMFS_SOURCES / "programs"
 STRESS_PROCS, STRESS_OPS = 4, 128
-SUITE = (f"console=ttyS0 vmsim.run=crypto-reg,afalg-kat,rsa-keyctl,afalg-stress "
-         f"vmsim.procs={STRESS_PROCS} vmsim.ops={STRESS_OPS}")
+BENCH_MS = 50          # just enough to show the benchmark program works; bench/ measures
+SUITE = (f"console=ttyS0 vmsim.run=crypto-reg,afalg-kat,rsa-keyctl,afalg-stress,afalg-bench "
+         f"vmsim.procs={STRESS_PROCS} vmsim.ops={STRESS_OPS} vmsim.bench_ms={BENCH_MS}")
 NO_ALGS = "console=ttyS0 vmsim.run=crypto-reg vmsim.expect_algs=none"
 BOOT_TIMEOUT = 180.0
 
@@ -203,6 +204,16 @@ def test_vmsim_concurrent_requests_match_software_and_log_stays_clean(
     problems = gc.check_stress(suite_run, STRESS_PROCS, STRESS_OPS)
     problems += gc.kernel_problems(suite_run.console)
     assert not problems, _explain(suite_run, problems)
+
+
+@pytest.mark.linux
+def test_vmsim_benchmark_program_measures_every_point(suite_run: gc.GuestRun) -> None:
+    points = gc.bench_points(suite_run)
+    problems = gc.check_result(suite_run, "afalg-bench")
+    assert not problems, _explain(suite_run, problems)
+    assert {(p.size, p.procs) for p in points} == {(size, procs) for size in (16, 256, 4096, 65536)
+                                                  for procs in (1, STRESS_PROCS)}
+    assert all(p.ok and p.ops > 0 for p in points), points
 
 
 @pytest.mark.linux
