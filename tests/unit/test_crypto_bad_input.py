@@ -15,7 +15,7 @@ from devices.virtio.crypto.constants import CipherAlgo, HashAlgo, MacAlgo, Op, S
 from devices.virtio.crypto.device import CryptoDevice
 from devices.virtio.spec import Desc, Status as DevStatus
 from tests.support.virtio_driver import Descriptor
-from tests.unit.test_crypto_support import ServiceRig, ctrl_header, sym_flf, u32
+from tests.support.crypto_rig import ServiceRig, ctrl_header, sym_flf, u32
 
 IV = bytes(16)
 

@@ -16,7 +16,7 @@ from devices.virtio.crypto.constants import (
     Status, SymOp)
 from devices.virtio.crypto.device import CryptoDevice
 from devices.virtio.spec import Feature, Reg
-from tests.unit.test_crypto_support import (
+from tests.support.crypto_rig import (
     CryptoRig, ServiceRig, ctrl_header, data_header, pad, sym_flf, u32)
 
 

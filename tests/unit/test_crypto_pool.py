@@ -13,7 +13,7 @@ import pytest
 from devices.virtio.crypto.constants import CipherAlgo, HashAlgo, Op, Status
 from devices.virtio.crypto.device import CryptoDevice
 from devices.virtio.crypto.pool import WorkerPool
-from tests.unit.test_crypto_support import ServiceRig, u32
+from tests.support.crypto_rig import ServiceRig, u32
 
 CRASHED = "crashed"
 
@@ -117,7 +117,7 @@ def test_destroy_while_requests_are_in_flight_is_safe():
         key = os.urandom(16)
         sid = r.create_cipher(CipherAlgo.AES_ECB, key)
         q = r.driver.queues[0]
-        from tests.unit.test_crypto_support import sym_flf
+        from tests.support.crypto_rig import sym_flf
         requests = [q.submit([r.hdr(Op.CIPHER_ENCRYPT, sid, sym_flf(u32(0, 1 << 16, 1 << 16), 1)), bytes(1 << 16)],
                              [1 << 16, 1], indirect=True) for _ in range(4)]
         assert r.destroy(Op.CIPHER_DESTROY_SESSION, sid) == Status.OK

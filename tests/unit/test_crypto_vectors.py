@@ -19,7 +19,7 @@ from devices.virtio.crypto.constants import (
     AeadAlgo, AkcipherAlgo, CipherAlgo, CipherDirection, CryptoFeatures, Curve, HashAlgo, KeyType, MacAlgo, Op,
     RsaHash, RsaPadding, Status)
 from devices.virtio.crypto.device import CryptoDevice
-from tests.unit.test_crypto_support import ServiceRig, u32
+from tests.support.crypto_rig import ServiceRig, u32
 
 SAMPLE = 4
 
