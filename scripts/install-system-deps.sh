@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
   linux-source-6.1 flex bison bc cpio xz-utils make cmake pkg-config python3-venv
-  qemu-system-misc opensbi gdb-multiarch tmux device-tree-compiler
+  qemu-system-misc opensbi gdb-multiarch tmux device-tree-compiler patch ninja-build
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -310,6 +310,11 @@ class Machine:
     def read_sbi_input(self) -> int:
         return self._sbi_input.popleft() if self._sbi_input else -1
 
+    def request_stop(self) -> None:
+        """Any thread: end the current engine run at the next safe point; the run loop
+        services devices and resumes. (Preemption stress tests storm this.)"""
+        self._stopper.request()
+
     def request_quit(self, status: int = 0) -> None:
         """Any thread (Ctrl-C, Ctrl-A x): stop the machine soon with `status`."""
         self._quit_status = status

@@ -46,11 +46,12 @@ class StopStorm:
     the wheel, for showing by hand that this gate catches the corruption.
     """
 
-    def __init__(self, uc, interval: float, direct: bool = False) -> None:
-        from vmsim.preempt import BlockBoundaryStopper, make_stopper
+    def __init__(self, machine, interval: float, direct: bool = False) -> None:
+        from vmsim.preempt import BlockBoundaryStopper
 
         self.requests = 0
-        self._stopper = BlockBoundaryStopper(uc) if direct else make_stopper(uc)
+        self._direct = BlockBoundaryStopper(machine.cpu.uc) if direct else None
+        self._request = self._direct.request if direct else machine.request_stop
         self._interval = interval
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stop-storm", daemon=True)
@@ -58,13 +59,14 @@ class StopStorm:
 
     def _run(self) -> None:
         while not self._done.wait(self._interval):
-            self._stopper.request()
+            self._request()
             self.requests += 1
 
     def close(self) -> None:
         self._done.set()
         self._thread.join()
-        self._stopper.close()
+        if self._direct is not None:
+            self._direct.close()
 
 
 def boot_once(kernel: Path, initrd: Path, direct: bool = False) -> dict:
@@ -76,7 +78,7 @@ def boot_once(kernel: Path, initrd: Path, direct: bool = False) -> dict:
     machine = Machine(MachineConfig(kernel=kernel, initrd=initrd, append=APPEND),
                       output=console.extend)
     machine.load()
-    storm = StopStorm(machine.cpu.uc, STOP_INTERVAL_S, direct)
+    storm = StopStorm(machine, STOP_INTERVAL_S, direct)
     deadline = threading.Timer(BOOT_TIMEOUT_S, machine.request_quit, args=(TIMED_OUT,))
     deadline.start()
     started = time.perf_counter()
