@@ -112,10 +112,11 @@ static inline int afalg_rekey(struct afalg_cipher *c, const uint8_t *key, size_t
 static inline int afalg_open_cipher(struct afalg_cipher *c, const char *name,
                                     const uint8_t *key, size_t keylen)
 {
-    c->op = -1;
-    c->tfm = afalg_bind("skcipher", name);
-    if (c->tfm < 0)
-        return c->tfm;
+    c->op = c->tfm = -1;
+    int fd = afalg_bind("skcipher", name);
+    if (fd < 0)
+        return fd;
+    c->tfm = fd;
     int err = afalg_rekey(c, key, keylen);
     if (err)
         afalg_close(c);

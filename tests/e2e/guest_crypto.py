@@ -189,7 +189,9 @@ KAT_MODES = ("single", "iov", "more", "splice")
 
 
 def kat_case(key_bytes: int, length: int, mode: str) -> tuple[bytes, bytes, bytes]:
-    """(key, iv, plaintext) of one afalg-kat case, drawn as the guest draws them."""
+    """(key, iv, plaintext) of one afalg-kat case, drawn as the guest draws them: one
+    stream seeded with (key bytes << 56) | (mode index << 48) | length gives the key,
+    then the 16-byte IV, then the plaintext."""
     gen = DataGen((key_bytes << 56) | (KAT_MODES.index(mode) << 48) | length)
     return gen.fill(key_bytes), gen.fill(16), gen.fill(length)
 

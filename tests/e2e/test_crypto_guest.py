@@ -233,6 +233,17 @@ def test_vmsim_without_a_ready_device_registers_nothing(guest: GuestPaths, flag:
 
 
 @pytest.mark.linux
+def test_stress_program_reports_processes_that_outlive_its_deadline(guest: GuestPaths) -> None:
+    """With a zero timeout every stress process is still running at the deadline: the
+    program must say so and fail, which is what a request that never completes shows."""
+    run = gc.run_vmsim(guest, "console=ttyS0 vmsim.run=afalg-stress vmsim.stress_timeout_s=0",
+                       timeout=BOOT_TIMEOUT)
+    assert gc.check_result(run, "afalg-stress", "fail") == [], run.tail()
+    assert run.events("stress-hang") and run.result("afalg-stress")["hung"] == "4", run.tail()
+    assert run.status != 0
+
+
+@pytest.mark.linux
 def test_qemu_reference_passes_everything_but_its_raw_rsa_self_test(
         guest: GuestPaths) -> None:
     """The programs and checks agree with QEMU 7.2, whose builtin backend rejects raw
