@@ -1,6 +1,7 @@
 """Guest time: the host monotonic clock seen through the timebase, and the SBI timer.
 
-The guest reads `time` (emulated, DESIGN.md fact 4) and programs one deadline through
+The guest reads `time` (natively on the patched engine, emulated on the wheel: DESIGN.md
+fact 4) and programs one deadline through
 SBI set_timer. Nothing in Unicorn counts time, so the deadline is watched by one
 persistent thread (`Watchdog`) that asks the machine to stop the CPU when it
 passes (fact 6: no per-run timeout threads), and by the run loop's hooks, which raise
@@ -16,14 +17,17 @@ NEVER = (1 << 64) - 1
 
 
 class GuestClock:
-    """Timebase ticks since the machine was created."""
+    """Timebase ticks of the host's CLOCK_MONOTONIC, with no origin of its own.
+
+    The patched engine reads `time` natively from the same clock at the same basis
+    (its patch), so the guest's rdtime and the SBI deadline always agree, whichever
+    engine runs. A counter that does not start at 0 is normal on real boards too."""
 
     def __init__(self, timebase_hz: int = 10_000_000) -> None:
         self.timebase_hz = timebase_hz
-        self._origin_ns = time.monotonic_ns()
 
     def ticks(self) -> int:
-        return (time.monotonic_ns() - self._origin_ns) * self.timebase_hz // 1_000_000_000
+        return time.monotonic_ns() * self.timebase_hz // 1_000_000_000
 
     def seconds_until(self, tick: int) -> float:
         """Host seconds until `tick` (negative when it has passed)."""

@@ -8,8 +8,13 @@ quirks are absorbed here (DESIGN.md):
 - `ctl_remove_cache` resolves its address through the MMU of the current privilege (it
   calls the engine's code-fetch translation). Under Sv39 a physical address then names
   the wrong page, or faults, and that swallowed fault stays pending and reaches the
-  guest as a bogus instruction page fault. `forget_code` therefore runs at PRIV 3, where
+  guest as a bogus instruction page fault. Invalidation therefore runs at PRIV 3, where
   fetch addresses are physical.
+- Host writes to guest RAM do not invalidate translated code (fact 10). Writers call
+  `note_written`; the pages are invalidated together, in merged runs, when the hook or
+  MMIO callback that wrote them returns and before every run, which are the only ways
+  back into guest code. One invalidation per callback instead of one per write keeps
+  a device's DMA cheap.
 - The Python binding lacks `uc_vmem_read` (fact 1): `read_virtual` calls it via ctypes
   to fetch guest-virtual instruction bytes.
 """
@@ -49,6 +54,7 @@ MCSR = {
 _PROT_READ, _PROT_EXEC = 1, 4
 # An odd address: pc never equals it, so emu_start's `until` never ends a run.
 _NEVER_REACHED = (1 << 64) - 1
+PAGE_SHIFT = 12
 
 
 class EngineStop(enum.Enum):
@@ -78,6 +84,7 @@ class Cpu:
         self._lib = _vmem_functions()
         self._handle = self.uc._uch
         self.last_error = ""
+        self._written_pages: set[int] = set()
 
     # -- general registers -------------------------------------------------------
 
@@ -135,11 +142,14 @@ class Cpu:
             self.uc.reg_write(MCSR[name], value)
 
     def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
-        """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3)."""
-        mip = self.read_mcsr("mip")
-        new = (mip | set_bits) & ~clear_bits
-        if new != mip:
-            self.write_mcsr("mip", new)
+        """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3).
+        One privilege round trip for the read and the write: this runs on every
+        interrupt-line change."""
+        with self._at_machine_level():
+            mip = self.uc.reg_read(MCSR["mip"])
+            new = (mip | set_bits) & ~clear_bits
+            if new != mip:
+                self.uc.reg_write(MCSR["mip"], new)
 
     def interrupt_waiting(self) -> bool:
         """Whether wfi would wake now: some interrupt is both pending and enabled."""
@@ -180,20 +190,39 @@ class Cpu:
         """Drop all translated code (SBI remote fence.i)."""
         self.uc.ctl_flush_tb()
 
-    def forget_code(self, address: int, size: int) -> None:
-        """Drop translations of a guest-physical range the host has written (fact 10).
-
-        At PRIV 3 so that the engine reads `address` as physical (module docstring)."""
+    def note_written(self, address: int, size: int) -> None:
+        """The host wrote guest-physical [address, address+size): its translated code
+        is dropped before the guest runs again (module docstring)."""
         if size > 0:
-            with self._at_machine_level():
-                self.uc.ctl_remove_cache(address, address + size)
+            self._written_pages.update(range(address >> PAGE_SHIFT,
+                                             ((address + size - 1) >> PAGE_SHIFT) + 1))
+
+    def _forget_written_code(self) -> None:
+        """Invalidate the noted pages, one engine call per run of adjacent pages, at
+        PRIV 3 so that the engine reads the addresses as physical."""
+        if not self._written_pages:
+            return
+        pages = sorted(self._written_pages)
+        self._written_pages.clear()
+        with self._at_machine_level():
+            start = previous = pages[0]
+            for page in pages[1:]:
+                if page != previous + 1:
+                    self.uc.ctl_remove_cache(start << PAGE_SHIFT, (previous + 1) << PAGE_SHIFT)
+                    start = page
+                previous = page
+            self.uc.ctl_remove_cache(start << PAGE_SHIFT, (previous + 1) << PAGE_SHIFT)
 
     # -- hooks and running ------------------------------------------------------
 
     def on_exception(self, callback: Callable[[int], None]) -> None:
         """Call `callback(cause)` for every synchronous exception except ebreak; pc is
         already 4 past the faulting instruction (fact 1)."""
-        self.uc.hook_add(uc_mod.UC_HOOK_INTR, lambda _uc, cause, _data: callback(cause))
+        def hook(_uc: Any, cause: int, _data: Any) -> None:
+            callback(cause)
+            self._forget_written_code()
+
+        self.uc.hook_add(uc_mod.UC_HOOK_INTR, hook)
 
     def on_invalid_instruction(self, callback: Callable[[], bool]) -> None:
         """Call `callback()` for what Unicorn cannot translate (ebreak); pc is at the
@@ -207,13 +236,20 @@ class Cpu:
     def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
                  write: Callable[[int, int, int], None]) -> None:
         """Route accesses in [base, base+size) to Python callbacks (offset, size[, value])."""
-        self.uc.mmio_map(base, size,
-                         lambda _uc, offset, width, _data: read(offset, width), None,
-                         lambda _uc, offset, width, value, _data: write(offset, width, value),
-                         None)
+        def on_read(_uc: Any, offset: int, width: int, _data: Any) -> int:
+            value = read(offset, width)
+            self._forget_written_code()
+            return value
+
+        def on_write(_uc: Any, offset: int, width: int, value: int, _data: Any) -> None:
+            write(offset, width, value)
+            self._forget_written_code()
+
+        self.uc.mmio_map(base, size, on_read, None, on_write, None)
 
     def run(self, start: int) -> EngineStop:
         """Run from `start` until something stops the engine; say why."""
+        self._forget_written_code()
         try:
             self.uc.emu_start(start, _NEVER_REACHED)
         except uc_mod.UcError as error:

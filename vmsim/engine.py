@@ -3,10 +3,12 @@
 Two engines can back the `unicorn` Python binding (DESIGN.md, fact 14):
 
 - "patched": libunicorn 2.1.4 built by `python -m vmsim.unicorn_build` with vmsim's
-  patch. A stop from another thread lands only at a block boundary, and the guest runs
-  faster than on the wheel. It is the default whenever it has been built.
+  patch. A stop from another thread lands only at a block boundary, `rdtime` and
+  delegated system calls run natively, and the guest runs faster than on the wheel. It is the default whenever it
+  has been built.
 - "wheel": the PyPI wheel's own library. Stops go through a native block hook
-  (see `vmsim.preempt`), which costs some speed.
+  (see `vmsim.preempt`), which costs some speed; `rdtime` traps to be emulated and
+  every system call goes through the trap hook.
 
 `VMSIM_ENGINE=patched|wheel` forces one (for measurement); unset or `auto` picks the
 patched build if cached. The binding reads LIBUNICORN_PATH once, at import, so the
@@ -84,6 +86,6 @@ def engine_description() -> str:
     """One line for `vmsim --version`: which engine and which preemption method."""
     unicorn = load_unicorn()
     if engine_kind(unicorn) == PATCHED:
-        return f"unicorn {unicorn.__version__}, patched build (stops at block boundaries)"
+        return f"unicorn {unicorn.__version__}, patched build (stops at block boundaries; native time CSR and system calls)"
     return (f"unicorn {unicorn.__version__}, PyPI wheel (stops through a native block hook; "
             "`make unicorn` builds the faster patched engine)")

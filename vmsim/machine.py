@@ -100,7 +100,7 @@ class Machine:
         self.ram = Ram(RAM_BASE, config.memory)
         self.cpu = Cpu()
         self.cpu.map_ram(self.ram.base, self.ram.size, self.ram.host_address)
-        self.ram.add_write_listener(self.cpu.forget_code)
+        self.ram.add_write_listener(self.cpu.note_written)
         self._stopper = make_stopper(self.cpu.uc)
 
         self.clock = GuestClock(TIMEBASE_HZ)

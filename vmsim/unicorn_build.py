@@ -3,7 +3,9 @@
 `python -m vmsim.unicorn_build` (the Makefile's `unicorn` target) makes both available:
 
 - libunicorn 2.1.4 from the PyPI sdist with `patches/` applied, riscv only, so that a
-  stop from another thread lands only at a block boundary (DESIGN.md, fact 14);
+  stop from another thread lands only at a block boundary (DESIGN.md, fact 14), the
+  `time` CSR reads the host clock natively instead of trapping (fact 4), and system
+  calls the kernel delegated reach it natively instead of through the trap hook;
 - the tiny C block hook in `native/`, the safe stop for the stock wheel (the fallback).
 
 Each lands in `~/.cache/vmsim/<kind>/<key>/`, where the key hashes everything that
@@ -30,7 +32,7 @@ from vmsim.errors import VmsimError
 UNICORN_VERSION = "2.1.4"
 # sha256 of unicorn-2.1.4.tar.gz on PyPI: a different download is never built.
 UNICORN_SDIST_SHA256 = "00567a70e323f749b419cd86bee4f9115beab7ebba32194581c090cbb7c59cff"
-UNICORN_PATCH = Path(__file__).parent / "patches" / "unicorn-2.1.4-stop-at-block-boundaries.patch"
+UNICORN_PATCH = Path(__file__).parent / "patches" / "unicorn-2.1.4-vmsim.patch"
 UNICORN_CMAKE_OPTIONS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DUNICORN_ARCH=riscv",
