@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.e2e.guest_crypto import (BenchPoint, GuestRun, bench_points,  # noqa: E402
+from vmsim.guest_crypto import (BenchPoint, GuestRun, bench_points,  # noqa: E402
                                     check_result, run_qemu, run_vmsim)
 from vmsim.errors import VmsimError  # noqa: E402
 from vmsim.guest import GuestPaths, ensure_default_guest  # noqa: E402

@@ -2,6 +2,7 @@
 
     vmsim run [--kernel IMAGE] [--initrd CPIO] [--append CMDLINE] [--mem 256M] [--dtb-out FILE]
               [--crypto-queues N] [--crypto-workers N] [--crypto-not-ready] [--no-crypto]
+    vmsim demo [--crypto-queues N] [--console]
     vmsim guest build | path
     vmsim --version
 
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtb-out", type=Path, help="also write the generated device tree here")
     _add_crypto_options(run)
 
+    demo = commands.add_parser("demo", help="boot the default guest with the crypto device "
+                               "and show what the guest and the device did")
+    demo.add_argument("--crypto-queues", type=int, default=1, metavar="N",
+                      help="data queues the device offers (default 1)")
+    demo.add_argument("--console", action="store_true", help="also show the guest console")
+
     guest = commands.add_parser("guest", help="the default Linux guest")
     guest_commands = guest.add_subparsers(dest="guest_command", metavar="ACTION")
     guest_commands.add_parser("build", help="build the default guest (cached)")
@@ -143,6 +150,16 @@ def _run(args: argparse.Namespace) -> int:
         machine.close()
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from vmsim.demo import run_demo
+    from vmsim.slots import CryptoOptions
+
+    CryptoOptions(queues=args.crypto_queues)       # validates the number
+    return run_demo(Console(), queues=args.crypto_queues, show_console=args.console)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vmsim` console script; returns the exit status."""
     try:
@@ -153,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "guest":
             return _guest(args)
-        raise UsageError("missing command (run, guest, or --version)")
+        if args.command == "demo":
+            return _demo(args)
+        raise UsageError("missing command (run, demo, guest, or --version)")
     except VmsimError as error:
         print(f"vmsim: error: {error}", file=sys.stderr)
         return error.exit_code

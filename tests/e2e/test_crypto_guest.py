@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from tests.e2e import guest_crypto as gc
+from vmsim import guest_crypto as gc
 from vmsim.guest import INITRAMFS_SOURCES, GuestPaths, guest_paths
 
 PROGRAMS = INITRAMFS_SOURCES / "programs"

@@ -2,7 +2,7 @@
 afalg-kat.c, rsa-keyctl.c, afalg-stress.c, afalg-bench.c): booting them, the
 expected values recomputed with `cryptography`, and the checks of their result lines.
 
-Shared by tests/e2e/test_crypto_guest.py and bench/guest_crypto.py. Every `check_*`
+Shared by `vmsim demo`, tests/e2e/test_crypto_guest.py and bench/guest_crypto.py. Every `check_*`
 function returns a list of problems, empty when the run is right, so a failing test
 names every wrong line at once.
 """
