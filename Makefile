@@ -27,7 +27,7 @@ guest: venv system
 	@$(VENV)/bin/vmsim guest build
 
 test: setup
-	@$(PY) -m pytest -q -p no:cacheprovider
+	@VMSIM_REQUIRE_GUEST=1 $(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: venv
 	@$(PY) -m pytest -q -p no:cacheprovider -m "not linux and not stress"

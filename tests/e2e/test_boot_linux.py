@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vmsim.guest import GuestPaths, guest_paths, parse_result_lines
+from tests.support.guest import built_default_guest
+
+from vmsim.guest import GuestPaths, parse_result_lines
 from vmsim.machine import Machine, MachineConfig
 
 pytestmark = pytest.mark.linux
@@ -12,9 +14,7 @@ pytestmark = pytest.mark.linux
 
 @pytest.fixture(scope="module")
 def guest() -> GuestPaths:
-    paths = guest_paths()
-    if not (paths.kernel.exists() and paths.initrd.exists()):
-        pytest.skip("default guest not built (run `vmsim guest build`)")
+    paths = built_default_guest()
     return paths
 
 

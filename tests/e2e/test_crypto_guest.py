@@ -19,11 +19,13 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.guest import built_default_guest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from vmsim import guest_crypto as gc
-from vmsim.guest import INITRAMFS_SOURCES, GuestPaths, guest_paths
+from vmsim.guest import INITRAMFS_SOURCES, GuestPaths
 
 PROGRAMS = INITRAMFS_SOURCES / "programs"
 STRESS_PROCS, STRESS_OPS = 4, 128
@@ -151,9 +153,7 @@ def test_rsa_check_recomputes_every_output() -> None:
 
 @pytest.fixture(scope="module")
 def guest() -> GuestPaths:
-    paths = guest_paths()
-    if not (paths.kernel.exists() and paths.initrd.exists()):
-        pytest.skip("default guest not built (run `vmsim guest build`)")
+    paths = built_default_guest()
     return paths
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.guest import built_default_guest
+
 from devices.virtio.crypto import CryptoDevice
 from devices.virtio.mmio import MmioTransport
 
@@ -15,12 +17,10 @@ pytestmark = pytest.mark.linux
 
 
 def test_linux_registers_every_algorithm_and_its_self_tests_pass():
-    from vmsim.guest import guest_paths, parse_result_lines
+    from vmsim.guest import parse_result_lines
     from vmsim.machine import Machine, MachineConfig
 
-    paths = guest_paths()
-    if not (paths.kernel.exists() and paths.initrd.exists()):
-        pytest.skip("default guest not built (vmsim guest build)")
+    paths = built_default_guest()
     devices: list[CryptoDevice] = []
 
     def crypto(ctx):

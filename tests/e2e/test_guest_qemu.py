@@ -5,6 +5,8 @@ Boots the cached guest, so it is marked `linux` and skipped until `vmsim guest b
 """
 import pytest
 
+from tests.support.guest import built_default_guest
+
 from vmsim import guest
 from vmsim.errors import VmsimError
 
@@ -13,9 +15,7 @@ pytestmark = pytest.mark.linux
 
 @pytest.fixture(scope="module")
 def paths() -> guest.GuestPaths:
-    paths = guest.guest_paths()
-    if not (paths.kernel.exists() and paths.initrd.exists()):
-        pytest.skip("the default guest is not built yet (vmsim guest build)")
+    paths = built_default_guest()
     try:
         guest.require(guest.QEMU_REQUIREMENTS)
     except VmsimError as missing:

@@ -292,12 +292,10 @@ def _rsa_der(key: rsa.RSAPrivateKey) -> tuple[bytes, bytes]:
 
 def _sigver15_vectors():
     """(n, e, sha name, msg, S, pass) from the CAVP SigVer15 file."""
-    n = e = None
-    sha = ""
+    n = None
     out = []
     for v in load("asymmetric/RSA/FIPS_186-2/SigVer15_186-3.rsp"):
         n = int(v["N"], 16) if "N" in v else n
-        e = int(v["E"], 16) if "E" in v and "MSG" in v else e
         if "MSG" in v:
             out.append((n, int(v["E"], 16), v["SHAALG"], h(v["MSG"]), h(v["S"]), v["RESULT"].startswith("P")))
     return out

@@ -120,7 +120,7 @@ def test_write_flag_on_indirect_descriptor_is_ignored(rig):
 
 def test_chain_copy_is_immune_to_later_guest_writes(rig):
     """TOCTOU (case 11): what was validated is what the device uses."""
-    a, b = buf(rig), buf(rig)
+    a = buf(rig)
     q = offer_raw(rig, {0: Descriptor(a, 4, WRITE)})
     chain = q.pop()
     rig.driver.queues[0].write_desc(0, Descriptor(MMIO_WINDOW, 4, WRITE))
