@@ -16,6 +16,9 @@
 #define UART_BASE        0x10000000UL
 #define POWER_BASE       0x00100000UL
 #define VIRTIO_SLOT0     0x10001000UL
+#ifndef VIRTIO_CRYPTO_BASE
+#define VIRTIO_CRYPTO_BASE VIRTIO_SLOT0  /* QEMU virt fills slots from the top: 0x10008000 */
+#endif
 #define TIMEBASE_HZ      10000000UL
 
 /* Device registers are uncached I/O. The fences order them against ordinary memory
@@ -35,8 +38,9 @@ static inline void mmio_write32(uintptr_t addr, uint32_t value)
     *(volatile uint32_t *)addr = value;
 }
 
-/* The timebase counter. Under vmsim each read traps to the host (about 8 us), so
- * read it sparingly: once before and once after what is being timed. */
+/* The timebase counter. Depending on the engine, vmsim may emulate each read in a
+ * host trap (about 8 us), so read it sparingly: once before and once after what is
+ * being timed. */
 static inline uint64_t read_time(void)
 {
     uint64_t t;

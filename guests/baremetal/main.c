@@ -155,13 +155,13 @@ static void bring_up(void)
         [VIRTIO_CRYPTO_INIT_NOT_READY] = EXIT_NOT_READY,
     };
     static const char *const reasons[] = {
-        [VIRTIO_CRYPTO_INIT_NO_DEVICE] = "no-virtio-crypto-device-in-slot-0",
+        [VIRTIO_CRYPTO_INIT_NO_DEVICE] = "no-virtio-crypto-device",
         [VIRTIO_CRYPTO_INIT_FEATURES] = "feature-negotiation",
         [VIRTIO_CRYPTO_INIT_QUEUE] = "queue-setup",
         [VIRTIO_CRYPTO_INIT_NOT_READY] = "not-hw-ready",
     };
 
-    enum virtio_crypto_init_error e = virtio_crypto_init(&crypto, VIRTIO_SLOT0);
+    enum virtio_crypto_init_error e = virtio_crypto_init(&crypto, VIRTIO_CRYPTO_BASE);
     if (e != VIRTIO_CRYPTO_INIT_OK) {
         struct step s = {"init", -1, codes[e]};
         fail(&s, reasons[e], 0);
