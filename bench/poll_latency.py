@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vmsim.baremetal import ensure_example  # noqa: E402
-from vmsim.guest import parse_result_lines  # noqa: E402
-from vmsim.machine import Machine, MachineConfig  # noqa: E402
-from vmsim.slots import CryptoOptions, crypto_slot  # noqa: E402
+from vmsim.baremetal import ensure_example
+from vmsim.guest import parse_result_lines
+from vmsim.machine import Machine, MachineConfig
+from vmsim.slots import CryptoOptions, crypto_slot
 
 TARGET_US = 1000.0
 TICKS_PER_US = 10           # the machine's 10 MHz timebase

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from rich.console import Console
 
@@ -62,9 +62,10 @@ def define_flags(defines: Defines) -> list[str]:
     return [f"-D{name}={value}" if value else f"-D{name}" for name, value in sorted(defines.items())]
 
 
-def compile_command(output: Path, defines: Defines = {},
+def compile_command(output: Path, defines: Defines | None = None,
                     root: Path = BAREMETAL_SOURCES) -> list[str]:
     """The one compiler call that builds the example (also the README's recipe)."""
+    defines = defines or {}
     units = [str(p) for p in sorted(root.iterdir()) if p.suffix in COMPILED_SUFFIXES]
     return [CROSS_GCC, *CFLAGS, *define_flags(defines), "-T", str(root / LINKER_SCRIPT),
             "-o", str(output), *units]
@@ -77,14 +78,16 @@ def example_key(sources: Mapping[str, bytes], defines: Defines, compiler: str) -
     return _digest(parts)
 
 
-def example_path(defines: Defines = {}) -> Path:
+def example_path(defines: Defines | None = None) -> Path:
     """Where the cached ELF for the current sources and `defines` is (it may not exist)."""
+    defines = defines or {}
     key = example_key(read_sources(), defines, compiler_version())
     return cache_root() / f"baremetal-{key}" / ELF_NAME
 
 
-def ensure_example(defines: Defines = {}, console: Console | None = None) -> Path:
+def ensure_example(defines: Defines | None = None, console: Console | None = None) -> Path:
     """Build the example ELF if the cache lacks it; return its path."""
+    defines = defines or {}
     check_defines(defines)
     elf = example_path(defines)
     if elf.exists():
