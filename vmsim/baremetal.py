@@ -1,7 +1,7 @@
 """The bare-metal example in `guests/baremetal/`, built into an ELF that `vmsim run
 --kernel` boots: a poll-mode virtio-crypto driver that checks known answers.
 
-The ELF is cached like the default guest (`vmsim.guest`): one directory per hash of
+The ELF is cached like the default guest (`vmsim.buildcache`): one directory per hash of
 the sources, the compiler, the flags and the build-time defines, built in a temporary
 directory and renamed into place, one build at a time per cache. A test that needs a
 variant (a spoiled known answer, more rounds) passes defines and gets its own entry.
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from vmsim.buildcache import (Builder, Requirement, build_atomically, cache_lock, cache_root,
+                              digest, require)
 from vmsim.errors import VmsimError
-from vmsim.guest import (CROSS_GCC, GUEST_SOURCES, Requirement, _build_atomically, _Builder,
-                         _cache_lock, _digest, cache_root, compiler_version, require)
+from vmsim.guest import CROSS_GCC, GUEST_SOURCES, compiler_version
 
+CACHE_KIND = "baremetal"
 BAREMETAL_SOURCES = GUEST_SOURCES / "baremetal"
 LINKER_SCRIPT = "link.ld"
 ELF_NAME = "virtio-crypto-poll.elf"
@@ -75,14 +77,14 @@ def example_key(sources: Mapping[str, bytes], defines: Defines, compiler: str) -
     parts: dict[str, bytes | str] = {f"src/{name}": data for name, data in sources.items()}
     parts.update(recipe=str(RECIPE), compiler=compiler, cflags=" ".join(CFLAGS),
                  defines=" ".join(define_flags(defines)))
-    return _digest(parts)
+    return digest(parts)
 
 
 def example_path(defines: Defines | None = None) -> Path:
     """Where the cached ELF for the current sources and `defines` is (it may not exist)."""
     defines = defines or {}
     key = example_key(read_sources(), defines, compiler_version())
-    return cache_root() / f"baremetal-{key}" / ELF_NAME
+    return cache_root(CACHE_KIND) / key / ELF_NAME
 
 
 def ensure_example(defines: Defines | None = None, console: Console | None = None) -> Path:
@@ -95,12 +97,12 @@ def ensure_example(defines: Defines | None = None, console: Console | None = Non
     require(REQUIREMENTS)
     console = console or Console(stderr=True)
 
-    def build(b: _Builder, work: Path, out: Path) -> None:
+    def build(b: Builder, work: Path, out: Path) -> None:
         b.run("compiling and linking", compile_command(out / ELF_NAME, defines), cwd=work)
 
-    with _cache_lock(cache_root()):
+    with cache_lock(cache_root(CACHE_KIND)):
         if not elf.exists():
-            _build_atomically(elf.parent, "bare-metal example", console, build)
+            build_atomically(elf.parent, "bare-metal example", console, build)
     return elf
 
 

@@ -11,25 +11,22 @@ reference for behaviour and speed.
 """
 from __future__ import annotations
 
-import fcntl
 import gzip
-import hashlib
 import os
 import re
 import shutil
 import subprocess
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Mapping
 
 from rich.console import Console
-from rich.markup import escape
-from rich.status import Status
 
+from vmsim.buildcache import (Builder, BuildSteps, Requirement, build_atomically, cache_lock,
+                              cache_root, digest, require)
 from vmsim.errors import VmsimError
 
+CACHE_KIND = "guest"
 GUEST_SOURCES = Path(__file__).resolve().parent.parent / "guests"
 CONFIG_FRAGMENT = GUEST_SOURCES / "linux" / "vmsim.config"
 INITRAMFS_SOURCES = GUEST_SOURCES / "initramfs"
@@ -63,19 +60,6 @@ class GuestPaths:
 # --------------------------------------------------------------------------- tools
 
 
-@dataclass(frozen=True)
-class Requirement:
-    """A program on PATH, or an absolute file, and the Debian package that provides it."""
-
-    name: str
-    package: str
-
-    def present(self, search_path: str | None) -> bool:
-        if self.name.startswith("/"):
-            return Path(self.name).exists()
-        return shutil.which(self.name, path=search_path) is not None
-
-
 BUILD_REQUIREMENTS = (
     Requirement(CROSS_GCC, "gcc-riscv64-linux-gnu"),
     Requirement(CROSS_COMPILE + "ld", "binutils-riscv64-linux-gnu"),
@@ -95,19 +79,6 @@ QEMU_REQUIREMENTS = (
     Requirement("qemu-system-riscv64", "qemu-system-misc"),
     Requirement(str(OPENSBI_FIRMWARE), "opensbi"),
 )
-
-
-def require(requirements: tuple[Requirement, ...], search_path: str | None = None) -> None:
-    """Raise one VmsimError naming every missing tool and the apt packages to install.
-
-    `search_path` replaces PATH for the lookup (None means the process's PATH).
-    """
-    missing = [r for r in requirements if not r.present(search_path)]
-    if not missing:
-        return
-    names = ", ".join(r.name for r in missing)
-    packages = " ".join(dict.fromkeys(r.package for r in missing))
-    raise VmsimError(f"missing {names}; install with: apt-get install {packages}")
 
 
 # ------------------------------------------------------------------ cache keys
@@ -137,18 +108,8 @@ def compiler_version() -> str:
     return _command_output([CROSS_GCC, "--version"]).partition("\n")[0] or "missing"
 
 
-def _digest(parts: Mapping[str, bytes | str]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(parts):
-        value = parts[name]
-        data = value.encode() if isinstance(value, str) else value
-        h.update(f"{name}\0{len(data)}\0".encode())
-        h.update(data)
-    return h.hexdigest()[:16]
-
-
 def kernel_key(fragment: bytes, kernel_version: str, compiler: str) -> str:
-    return _digest({"recipe": str(KERNEL_RECIPE), "fragment": fragment,
+    return digest({"recipe": str(KERNEL_RECIPE), "fragment": fragment,
                     "kernel": kernel_version, "compiler": compiler})
 
 
@@ -156,7 +117,7 @@ def initramfs_key(sources: Mapping[str, bytes], kernel_version: str, compiler: s
     """The kernel version counts because the archive is made by its `gen_init_cpio`."""
     parts: dict[str, bytes | str] = {f"src/{name}": data for name, data in sources.items()}
     parts.update(recipe=str(INITRAMFS_RECIPE), kernel=kernel_version, compiler=compiler)
-    return _digest(parts)
+    return digest(parts)
 
 
 def read_initramfs_sources(root: Path = INITRAMFS_SOURCES) -> dict[str, bytes]:
@@ -166,11 +127,6 @@ def read_initramfs_sources(root: Path = INITRAMFS_SOURCES) -> dict[str, bytes]:
 
 
 # ------------------------------------------------------------------- cache layout
-
-
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vmsim" / "guest"
 
 
 @dataclass(frozen=True)
@@ -188,7 +144,7 @@ class _Plan:
 
 def _plan() -> _Plan:
     kernel_version, compiler = kernel_source_version(), compiler_version()
-    root = cache_root()
+    root = cache_root(CACHE_KIND)
     kkey = kernel_key(CONFIG_FRAGMENT.read_bytes(), kernel_version, compiler)
     ikey = initramfs_key(read_initramfs_sources(), kernel_version, compiler)
     return _Plan(root / f"kernel-{kkey}", root / f"initramfs-{ikey}")
@@ -197,106 +153,6 @@ def _plan() -> _Plan:
 def guest_paths() -> GuestPaths:
     """Where the cached default guest is for the current inputs (it may not exist yet)."""
     return _plan().paths
-
-
-# --------------------------------------------------------------- build helpers
-
-
-class _StepFailed(Exception):
-    pass
-
-
-class _Builder:
-    """Runs the steps of one build with a spinner; command output goes to a log file."""
-
-    def __init__(self, what: str, status: Status, log: Path) -> None:
-        self.what = what
-        self.status = status
-        self.log = log
-        self.started = time.monotonic()
-
-    def elapsed(self) -> str:
-        seconds = int(time.monotonic() - self.started)
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-
-    def show(self, step: str, detail: str = "") -> None:
-        text = f"[bold]{self.what}[/]: {step} [dim]({self.elapsed()})[/]"
-        self.status.update(f"{text} [dim]{escape(detail)}[/]" if detail else text)
-
-    def run(self, step: str, cmd: list[str], cwd: Path, env: Mapping[str, str] | None = None,
-            stdout: Path | None = None) -> None:
-        """Run a command, its output appended to the log (or stdout to a file)."""
-        self.show(step)
-        with open(self.log, "ab") as log:
-            log.write(f"\n$ {' '.join(cmd)}\n".encode())
-            log.flush()
-            out = open(stdout, "wb") if stdout else log
-            try:
-                proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=log,
-                                        stdin=subprocess.DEVNULL)
-                while True:
-                    try:
-                        code = proc.wait(timeout=0.25)
-                        break
-                    except subprocess.TimeoutExpired:
-                        self.show(step, _last_line(self.log))
-            finally:
-                if stdout:
-                    out.close()
-        if code != 0:
-            raise _StepFailed(step)
-
-
-def _last_line(log: Path) -> str:
-    """The last complete line of a growing log, for the spinner."""
-    with open(log, "rb") as f:
-        f.seek(max(0, f.seek(0, os.SEEK_END) - 256))
-        tail = f.read().decode(errors="replace")
-    complete = tail[:tail.rfind("\n")].splitlines()
-    return complete[-1].strip()[:60] if complete else ""
-
-
-BuildSteps = Callable[[_Builder, Path, Path], None]
-
-
-@contextmanager
-def _cache_lock(root: Path) -> Iterator[None]:
-    """One build at a time per cache, across processes; leftovers of killed builds go."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for stale in root.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        yield
-
-
-def _build_atomically(final: Path, what: str, console: Console,
-                      build: BuildSteps) -> None:
-    """Call `build(builder, workdir, outdir)` in a temporary directory, then rename
-    `outdir` to `final`. On failure the log is kept and named in the error."""
-    root = final.parent
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    work, out = tmp / "work", tmp / "out"
-    work.mkdir(parents=True)
-    out.mkdir()
-    log = tmp / "build.log"
-    kept_log = root / "logs" / f"{final.name}.log"
-    try:
-        with console.status(what) as status:
-            builder = _Builder(what, status, log)
-            try:
-                build(builder, work, out)
-            except _StepFailed as failed:
-                kept_log.parent.mkdir(exist_ok=True)
-                shutil.copyfile(log, kept_log)
-                raise VmsimError(f"{what} failed while {failed}; log: {kept_log}") from None
-            shutil.copyfile(log, out / "build.log")
-            os.rename(out, final)
-        console.print(f"[green]✓[/] {what} in {builder.elapsed()}: {final}")
-    except OSError as error:
-        raise VmsimError(f"{what} failed: {error}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ the kernel
@@ -327,7 +183,7 @@ def _kernel_env() -> dict[str, str]:
                 KBUILD_BUILD_TIMESTAMP="2024-01-01")
 
 
-def _build_kernel(b: _Builder, work: Path, out: Path) -> None:
+def _build_kernel(b: Builder, work: Path, out: Path) -> None:
     b.run("unpacking the kernel source", ["tar", "-xf", str(KERNEL_TARBALL)], cwd=work)
     (src,) = [p for p in work.iterdir() if p.is_dir()]
     env = _kernel_env()
@@ -394,7 +250,7 @@ def cpio_list(binary: Path, programs: list[str]) -> str:
 
 
 def _build_initramfs(gen_init_cpio: Path) -> BuildSteps:
-    def build(b: _Builder, work: Path, out: Path) -> None:
+    def build(b: Builder, work: Path, out: Path) -> None:
         src = INITRAMFS_SOURCES
         programs = program_names(src)
         check_program_names(programs)
@@ -431,11 +287,11 @@ def ensure_default_guest(console: Console | None = None) -> GuestPaths:
     if paths.kernel.exists() and paths.initrd.exists():
         return paths
     require(BUILD_REQUIREMENTS)
-    with _cache_lock(cache_root()):
+    with cache_lock(cache_root(CACHE_KIND)):
         if not paths.kernel.exists():
-            _build_atomically(plan.kernel_dir, "Linux kernel", console, _build_kernel)
+            build_atomically(plan.kernel_dir, "Linux kernel", console, _build_kernel)
         if not paths.initrd.exists():
-            _build_atomically(plan.initramfs_dir, "initramfs", console,
+            build_atomically(plan.initramfs_dir, "initramfs", console,
                               _build_initramfs(plan.kernel_dir / "gen_init_cpio"))
     return paths
 

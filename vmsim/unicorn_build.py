@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from vmsim.buildcache import Requirement, cache_root, digest, require
 from vmsim.errors import VmsimError
 
 UNICORN_VERSION = "2.1.4"
@@ -46,29 +47,17 @@ STOP_HOOK_SOURCE = Path(__file__).parent / "native" / "stop_hook.c"
 STOP_HOOK_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall")
 STOP_HOOK_NAME = "libvmsim_stophook.so"
 
-# Tool -> Debian package that provides it, for the one-line "missing tool" error.
-_APT_PACKAGE = {"cmake": "cmake", "cc": "gcc", "patch": "patch", "make": "make"}
-
-
-def cache_root() -> Path:
-    """Where vmsim keeps built binaries (honours XDG_CACHE_HOME)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vmsim"
-
-
-def _digest(*parts: bytes | str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode() if isinstance(part, str) else part)
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+CMAKE = Requirement("cmake", "cmake")
+CC = Requirement("cc", "gcc")
+PATCH = Requirement("patch", "patch")
+MAKE = Requirement("make", "make")
 
 
 def patched_unicorn_dir() -> Path:
     """The cache directory for the current patch and options (it may not exist yet)."""
-    key = _digest(UNICORN_VERSION, UNICORN_SDIST_SHA256, UNICORN_PATCH.read_bytes(),
-                  *UNICORN_CMAKE_OPTIONS)
-    return cache_root() / "unicorn" / key
+    key = digest({"version": UNICORN_VERSION, "sdist": UNICORN_SDIST_SHA256,
+                  "patch": UNICORN_PATCH.read_bytes(), "cmake": " ".join(UNICORN_CMAKE_OPTIONS)})
+    return cache_root("unicorn") / key
 
 
 def cached_patched_unicorn() -> Path | None:
@@ -79,8 +68,8 @@ def cached_patched_unicorn() -> Path | None:
 
 def stop_hook_path() -> Path:
     """Where the native stop hook library for the current C source lives."""
-    key = _digest(STOP_HOOK_SOURCE.read_bytes(), *STOP_HOOK_CFLAGS)
-    return cache_root() / "native" / key / STOP_HOOK_NAME
+    key = digest({"source": STOP_HOOK_SOURCE.read_bytes(), "cflags": " ".join(STOP_HOOK_CFLAGS)})
+    return cache_root("native") / key / STOP_HOOK_NAME
 
 
 class _Progress:
@@ -109,14 +98,6 @@ class _Progress:
         if self.tty and self._last_shown >= 0:
             print(file=sys.stderr)
         self._last_shown = -1
-
-
-def _require_tools(*tools: str) -> None:
-    for tool in tools:
-        if shutil.which(tool) is None:
-            package = _APT_PACKAGE.get(tool, tool)
-            raise VmsimError(f"`{tool}` not found: install the Debian package `{package}` "
-                             f"(apt-get install {package})")
 
 
 @contextlib.contextmanager
@@ -151,7 +132,7 @@ def _run(cmd: Sequence[str | os.PathLike], log: Path, step: str, cwd: Path | Non
                 _report_percent(line, progress)
         status = proc.wait()
     if status != 0:
-        kept = cache_root() / "last-build.log"
+        kept = cache_root("unicorn") / "last-build.log"
         shutil.copyfile(log, kept)
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         raise VmsimError(f"unicorn build failed while {step} ({tail[0].strip()[:120]}); "
@@ -193,10 +174,8 @@ def build_patched_unicorn(quiet: bool = False) -> Path:
     with _build_lock(target_dir):
         if cached_patched_unicorn():
             return target_dir
-        _require_tools("cmake", "cc", "patch")
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-        if not generator:
-            _require_tools("make")
+        require((CMAKE, CC, PATCH) if generator else (CMAKE, CC, PATCH, MAKE))
         with tempfile.TemporaryDirectory(prefix="build-", dir=target_dir.parent) as tmp_name:
             tmp = Path(tmp_name)
             log = tmp / "build.log"
@@ -236,7 +215,7 @@ def ensure_stop_hook(quiet: bool = True) -> Path:
     with _build_lock(target.parent):
         if target.is_file():
             return target
-        _require_tools("cc")
+        require((CC,))
         progress.step("building the native stop hook")
         with tempfile.TemporaryDirectory(prefix="build-", dir=target.parent.parent) as tmp_name:
             built = Path(tmp_name) / STOP_HOOK_NAME
