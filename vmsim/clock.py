@@ -89,9 +89,13 @@ class Watchdog:
         return self._pending
 
     def wake(self) -> None:
+        """Any thread: get the CPU thread's attention. The caller interrupts at once, so
+        a device completion does not wait for this thread to be scheduled; this thread
+        only retries in case that first request was dropped."""
         with self._cond:
             self._pending = True
             self._cond.notify()
+        self._interrupt()
 
     def deadline_changed(self) -> None:
         with self._cond:

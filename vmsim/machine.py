@@ -30,6 +30,7 @@ from devices.uart import WINDOW_SIZE as UART_SIZE
 from devices.uart import Uart16550
 from firmware.boot import DELEGATED_EXCEPTIONS, boot_hart
 from firmware.sbi import RESET_REASON_NONE, SbiFirmware
+from vmsim.affinity import CoreSplit
 from vmsim.clock import GuestClock, SbiTimer, Watchdog
 from vmsim.console import PanicDetector, interrupt_on_sigint
 from vmsim.cpu import SEIP, SSIP, STIP, Cpu, EngineStop
@@ -177,17 +178,22 @@ class Machine:
         status. Raises GuestError if the guest dies."""
         if self.layout is None:
             self.load()
-        with interrupt_on_sigint(self._on_sigint):
-            while self.exit_status is None:
-                self._service()
-                if self.exit_status is not None:
-                    break
-                self._running = True
-                reason = None if self.watchdog.pending else self.cpu.run(self.cpu.pc)
-                self._running = False
-                self.watchdog.acknowledge()
-                if reason is not None:
-                    self._after_run(reason)
+        cores = CoreSplit()
+        cores.apply()
+        try:
+            with interrupt_on_sigint(self._on_sigint):
+                while self.exit_status is None:
+                    self._service()
+                    if self.exit_status is not None:
+                        break
+                    self._running = True
+                    reason = None if self.watchdog.pending else self.cpu.run(self.cpu.pc)
+                    self._running = False
+                    self.watchdog.acknowledge()
+                    if reason is not None:
+                        self._after_run(reason)
+        finally:
+            cores.release()
         return self.exit_status
 
     def _service(self) -> None:

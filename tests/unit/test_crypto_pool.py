@@ -94,6 +94,7 @@ def test_device_pool_out_of_order_through_the_queues():
     """A big hash and a small one on the pool: the small one's used entry comes first."""
     r = ServiceRig(CryptoDevice(workers=2, inline_max_bytes=0), ram_size=64 << 20)
     try:
+        assert r.device.wait_for_workers()
         slow = r.create_hash(HashAlgo.SHAKE256, 4096)
         fast = r.create_hash(HashAlgo.SHA1, 20)
         q = r.driver.queues[0]
@@ -107,6 +108,23 @@ def test_device_pool_out_of_order_through_the_queues():
         used = r.wait(0, 2, timeout=60)
         assert [u.head for u in used] == [small.head, big.head]
         assert small.written()[-1] == big.written()[-1] == Status.OK
+    finally:
+        r.close()
+
+
+def test_a_job_before_any_worker_has_started_runs_inline():
+    """Worker processes take a few hundred ms to start; a public-key job that arrives
+    before any is ready is done inline instead of waiting for them."""
+    r = ServiceRig(CryptoDevice(workers=1))
+    try:
+        sid = r.create_akcipher(1, 1, _rsa_public_der(), u32(0, 0))
+        q = r.driver.queues[0]
+        request = q.submit([r.hdr(Op.AKCIPHER_ENCRYPT, sid, u32(128, 128), algo=1), bytes(127) + b"\2"],
+                           [128, 1], indirect=True)
+        (used,) = r.wait(0)
+        assert used.head == request.head and request.written()[-1] == Status.OK
+        assert (r.device.stats[0].inline, r.device.stats[0].pooled) == (1, 0)
+        assert r.device.wait_for_workers()
     finally:
         r.close()
 
@@ -154,6 +172,15 @@ def test_reset_discards_late_results():
         r.close()
 
 
+def _rsa_public_der() -> bytes:
+    """An RSA-1024 public key as PKCS#1 RSAPublicKey DER, the form Linux sends."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+
+
 def _slow_rsa_key() -> bytes:
     """An RSAPrivateKey DER with an 8192-bit odd modulus and exponent and placeholder
     primes: a raw decrypt is then one pow() of several hundred ms in a worker."""
@@ -173,6 +200,7 @@ def _slow_rsa_key() -> bytes:
 def test_device_request_on_a_killed_worker_completes_with_err():
     r = ServiceRig(CryptoDevice(workers=1))
     try:
+        assert r.device.wait_for_workers()
         sid = r.create_akcipher(1, 2, _slow_rsa_key(), u32(0, 0))
         q = r.driver.queues[0]
         request = q.submit([r.hdr(Op.AKCIPHER_DECRYPT, sid, u32(16, 1024), algo=1), os.urandom(16)], [1024, 1],

@@ -84,6 +84,10 @@ class CryptoDevice(VirtioDevice):
         self._next_token = 0
         self._epoch = 0
         self.ctx: DeviceContext | None = None
+        if workers != 0:
+            # Worker processes take a few hundred ms to start: begin now, long before
+            # the driver's first public-key request needs them.
+            self._start_pool()
 
     # ---- VirtioDevice ------------------------------------------------------------------
 
@@ -192,17 +196,34 @@ class CryptoDevice(VirtioDevice):
             ctx.signal_used(index)
 
     def _runs_inline(self, job: Job) -> bool:
-        if self._workers == 0 or (self._pool is not None and self._pool.broken):
+        """Inline when there is no pool to use: none configured, broken, or none of its
+        workers started yet (a cold start would cost far more than the job)."""
+        pool = self._pool
+        if self._workers == 0 or pool is None or pool.broken or not pool.ready:
             return True
         return job.service != Service.AKCIPHER and job.size <= self._inline_max
 
-    def _submit(self, index: int, chain: DescriptorChain, job: Job) -> None:
+    def wait_for_workers(self, timeout: float = 10.0) -> bool:
+        """Block until a worker process can take jobs (for benchmarks and tests that
+        must exercise the pool); False if there is no pool or it did not start."""
+        deadline = time.monotonic() + timeout
+        while self._pool is not None and not self._pool.ready and not self._pool.broken:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return self._pool is not None and self._pool.ready
+
+    def _start_pool(self) -> WorkerPool[Job, Outcome]:
         if self._pool is None:
             self._pool = WorkerPool(RUNNER, Outcome(Status.ERR), self._workers, self._waker.wake)
+        return self._pool
+
+    def _submit(self, index: int, chain: DescriptorChain, job: Job) -> None:
+        pool = self._start_pool()
         token = self._next_token
         self._next_token += 1
         self._pending[token] = _Pending(index, chain, job.service, self._epoch)
-        self._pool.submit(token, job)
+        pool.submit(token, job)
 
     def _complete(self, ctx: DeviceContext, index: int, chain: DescriptorChain,
                   service: int | None, outcome: Outcome) -> None:

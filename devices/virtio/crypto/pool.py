@@ -6,7 +6,9 @@ a worker holds and in what order it runs them. Three roles, three threads:
 - a dispatcher thread sends tasks to the least-loaded worker;
 - a collector thread receives results, notices dead workers (their result pipe hits
   EOF), and calls `on_result` (the machine's Waker) after each batch.
-`take_results()` (the CPU thread again) drains what is ready.
+`take_results()` (the CPU thread again) drains what is ready. A worker says READY when
+its imports are done; `ready` tells whether any has, so a caller can avoid queueing
+work behind a process that is still starting.
 
 A worker that dies mid-job is replaced: the job it was running completes with
 `crash_result`, the jobs queued behind it go to the dispatcher again, nothing else is
@@ -24,6 +26,8 @@ import threading
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Generic, TypeVar
+
+from devices.virtio.crypto.worker import READY
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -48,6 +52,7 @@ class _Worker:
         self.results = Connection(result_read, writable=False)
         self.jobs: deque[tuple[int, Any]] = deque()   # sent, not yet answered, in run order
         self.answered = 0
+        self.ready = False
 
     def stop(self, timeout: float) -> None:
         try:
@@ -90,6 +95,11 @@ class WorkerPool(Generic[J, R]):
     @property
     def size(self) -> int:
         return len(self._workers)
+
+    @property
+    def ready(self) -> bool:
+        """True once some worker has started and can take work at once."""
+        return any(w.ready for w in self._workers)
 
     @property
     def broken(self) -> bool:
@@ -161,7 +171,11 @@ class WorkerPool(Generic[J, R]):
         got = False
         try:
             while worker.results.poll():
-                token, result = worker.results.recv()
+                message = worker.results.recv()
+                if message == READY:
+                    worker.ready = True
+                    continue
+                token, result = message
                 with self._lock:
                     if worker.jobs and worker.jobs[0][0] == token:
                         worker.jobs.popleft()

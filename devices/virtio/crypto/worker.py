@@ -1,7 +1,8 @@
 """Worker process entry point: `python -m devices.virtio.crypto.worker RUNNER TASK_FD RESULT_FD`.
 
-Reads (token, job) messages from the task pipe, answers (token, RUNNER(job)) on the
-result pipe, in order, until the task pipe closes or sends None. Started as a plain
+Once its imports are done it sends READY, then reads (token, job) messages from the
+task pipe and answers (token, RUNNER(job)) on the result pipe, in order, until the task
+pipe closes or sends None. Started as a plain
 subprocess (not multiprocessing's spawn), so the parent's __main__ is never re-imported,
 and exits by itself when its parent goes away and the task pipe closes.
 """
@@ -12,6 +13,8 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
+READY = "ready"
+
 
 def resolve(name: str) -> Callable[[Any], Any]:
     """'package.module:function' -> the function."""
@@ -20,6 +23,7 @@ def resolve(name: str) -> Callable[[Any], Any]:
 
 
 def serve(runner: Callable[[Any], Any], tasks: Connection, results: Connection) -> None:
+    results.send(READY)
     while True:
         try:
             message = tasks.recv()
