@@ -3,8 +3,9 @@
 Everything that knows Unicorn's register numbering lives here, so the trap path, the
 firmware glue and the run loop speak in RISC-V terms (x10, sstatus, PRIV). Two engine
 quirks are absorbed here (DESIGN.md):
-- M-level CSRs are reachable only at PRIV 3 (fact 2): `read_mcsr`/`write_mcsr` raise
-  the privilege around the access and restore it.
+- M-level CSRs are reachable only at PRIV 3 on the wheel (fact 2): there
+  `read_mcsr`/`write_mcsr` raise the privilege around the access and restore it. The
+  patched engine accesses CSRs from the host as a debugger does, at any privilege.
 - `ctl_remove_cache` resolves its address through the MMU of the current privilege (it
   calls the engine's code-fetch translation). Under Sv39 a physical address then names
   the wrong page, or faults, and that swallowed fault stays pending and reaches the
@@ -20,14 +21,16 @@ quirks are absorbed here (DESIGN.md):
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from vmsim.engine import load_unicorn
+from vmsim.engine import PATCHED, engine_kind, load_unicorn
 
 uc_mod = load_unicorn()
+_CSRS_AT_ANY_PRIVILEGE = engine_kind(uc_mod) == PATCHED
 from unicorn import riscv_const as rv  # noqa: E402  (bound by load_unicorn above)
 
 PRIV_USER, PRIV_SUPERVISOR, PRIV_MACHINE = 0, 1, 3
@@ -131,21 +134,24 @@ class Cpu:
         finally:
             self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
 
+    def _m_csr_access(self) -> contextlib.AbstractContextManager[None]:
+        """What an M-level CSR access needs: nothing on the patched engine, a brief
+        PRIV 3 on the wheel (fact 2)."""
+        return contextlib.nullcontext() if _CSRS_AT_ANY_PRIVILEGE else self._at_machine_level()
+
     def read_mcsr(self, name: str) -> int:
-        """Read an M-level CSR, briefly at PRIV 3 (fact 2)."""
-        with self._at_machine_level():
+        with self._m_csr_access():
             return self.uc.reg_read(MCSR[name])
 
     def write_mcsr(self, name: str, value: int) -> None:
-        """Write an M-level CSR, briefly at PRIV 3 (fact 2)."""
-        with self._at_machine_level():
+        with self._m_csr_access():
             self.uc.reg_write(MCSR[name], value)
 
     def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3).
-        One privilege round trip for the read and the write: this runs on every
+        One access context for the read and the write: this runs on every
         interrupt-line change."""
-        with self._at_machine_level():
+        with self._m_csr_access():
             mip = self.uc.reg_read(MCSR["mip"])
             new = (mip | set_bits) & ~clear_bits
             if new != mip:
