@@ -214,3 +214,51 @@ def test_jump_to_unmapped_physical_memory_is_a_guest_death(boot) -> None:
         """)
     assert "pc 0x4000" in str(caught.value)
     assert "unmapped" in str(caught.value)
+
+
+def test_supervisor_access_to_user_pages_follows_sstatus_sum(boot) -> None:
+    """S-mode loads and stores to a U page fault unless sstatus.SUM is set, and fault
+    again once it is cleared: no translation cached under SUM may outlive it (the
+    patched engine keeps SUM-on translations apart instead of flushing the TLB)."""
+    run = boot(SV39_ON + r"""
+        la t0, root_table
+        li t1, (0x80000000 >> 12) << 10 | 0xdf  # U page: VA 0xc0000000 -> PA 0x80000000
+        sd t1, 24(t0)
+        sfence.vma
+        la t0, trap
+        csrw stvec, t0
+        li s4, 0                  # faults taken
+        la s1, value
+        li t0, 0x40000000
+        add s1, s1, t0            # `value` through the user mapping
+        li s5, 1 << 18            # sstatus.SUM
+
+        ld a0, 0(s1)              # SUM = 0: load page fault
+        fail_unless_eq s4, 1, 2
+        fail_unless_eq s3, 13, 3
+        csrs sstatus, s5
+        ld a0, 0(s1)              # SUM = 1: reads the page
+        fail_unless_eq s4, 1, 4
+        li t1, 0x1122334455667788
+        bne a0, t1, wrong_value
+        sd a0, 8(s1)              # and writes it
+        fail_unless_eq s4, 1, 5
+        csrc sstatus, s5
+        ld a0, 0(s1)              # SUM = 0 again: faults again
+        fail_unless_eq s4, 2, 6
+        sd a0, 8(s1)              # stores too
+        fail_unless_eq s4, 3, 7
+        fail_unless_eq s3, 15, 8
+        exit 0
+    wrong_value:
+        exit 9
+        .balign 4
+    trap:
+        csrr s3, scause
+        addi s4, s4, 1
+        skip_and_return
+        .section .data
+        .balign 8
+    value: .dword 0x1122334455667788, 0
+    """ + PAGE_TABLE)
+    assert run.status == 0
