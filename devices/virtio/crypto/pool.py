@@ -2,8 +2,10 @@
 
 Each worker has its own task pipe and result pipe, so the pool always knows which jobs
 a worker holds and in what order it runs them. Three roles, three threads:
-- `submit()` (the CPU thread) only queues work and never blocks on a worker;
-- a dispatcher thread sends tasks to the least-loaded worker;
+- `submit()` (the CPU thread) never waits for a busy worker: a job goes straight down
+  the pipe of an idle one (which is already waiting to read it, so the write lasts
+  only as long as the copy), otherwise to a dispatcher thread that sends it to the
+  least-loaded worker when it can;
 - a collector thread receives results, notices dead workers (their result pipe hits
   EOF), and calls `on_result` (the machine's Waker) after each batch.
 `take_results()` (the CPU thread again) drains what is ready. A worker says READY when
@@ -111,8 +113,19 @@ class WorkerPool(Generic[J, R]):
             return [w.process.pid for w in self._workers]
 
     def submit(self, token: int, job: J) -> None:
-        """Queue a job (CPU thread); its result appears in take_results() later."""
-        self._outbox.put((token, job))
+        """Start a job (CPU thread); its result appears in take_results() later.
+
+        Straight to an idle worker when there is one (one thread hop fewer, which is
+        what a driver polling for the answer waits on), else through the dispatcher."""
+        item = (token, job)
+        with self._lock:
+            idle = next((w for w in self._workers if not w.jobs), None)
+            if idle is not None and not self._closed:
+                idle.jobs.append(item)
+        if idle is None:
+            self._outbox.put(item)
+        else:
+            self._send(idle, item)
 
     def take_results(self) -> list[tuple[int, R]]:
         """Every result that arrived since the last call (CPU thread)."""
@@ -134,16 +147,20 @@ class WorkerPool(Generic[J, R]):
                     continue
                 worker = min(self._workers, key=lambda w: len(w.jobs))
                 worker.jobs.append(item)
-            try:
-                worker.tasks.send(item)
-            except (OSError, ValueError):
-                pass  # the worker died; the collector requeues what it held
-            except Exception:  # noqa: BLE001 - e.g. a job that cannot be pickled
-                with self._lock:
-                    if item in worker.jobs:
-                        worker.jobs.remove(item)
-                self._results.append((item[0], self._crash_result))
-                self._on_result()
+            self._send(worker, item)
+
+    def _send(self, worker: _Worker, item: tuple[int, J]) -> None:
+        """Write a job the worker's `jobs` already lists down its task pipe."""
+        try:
+            worker.tasks.send(item)
+        except (OSError, ValueError):
+            pass  # the worker died; the collector requeues what it held
+        except Exception:  # noqa: BLE001 - e.g. a job that cannot be pickled
+            with self._lock:
+                if item in worker.jobs:
+                    worker.jobs.remove(item)
+            self._results.append((item[0], self._crash_result))
+            self._on_result()
 
     # ---- collector thread ------------------------------------------------------------
 
