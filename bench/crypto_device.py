@@ -11,6 +11,7 @@ Run: .venv/bin/python bench/crypto_device.py [seconds-per-cell]
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import threading
@@ -24,7 +25,7 @@ from devices.virtio.crypto.constants import CipherAlgo, Op, SymOp  # noqa: E402
 from devices.virtio.crypto.device import CryptoDevice  # noqa: E402
 from devices.virtio.spec import Desc  # noqa: E402
 from tests.support.virtio_driver import Descriptor  # noqa: E402
-from tests.unit.test_crypto_support import ServiceRig, sym_flf, u32  # noqa: E402
+from tests.support.crypto_rig import ServiceRig, sym_flf, u32  # noqa: E402
 
 SIZES = [16, 256, 4096, 65536]
 KEY, IV = bytes(range(16)), bytes(16)
@@ -93,7 +94,10 @@ def device_rate(size: int, queues: int, pooled: bool, seconds: float) -> float:
 
 
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("seconds", nargs="?", type=float, default=1.0,
+                        help="measuring time per point (default 1)")
+    seconds = parser.parse_args().seconds
     cols = [("inline 1q", 1, False), ("inline 4q", 4, False), ("pool 1q", 1, True), ("pool 4q", 4, True)]
     print(f"AES-CBC, {os.cpu_count()} CPUs, pool workers = CPU count; req/s and MB/s (MB = 10^6 B)")
     print(f"{'size':>7} | {'raw cryptography':>20} | " + " | ".join(f"{c[0]:>20}" for c in cols) + " | best/raw")

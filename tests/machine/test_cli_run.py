@@ -29,3 +29,17 @@ def test_guest_death_is_one_line_with_status_3(build, capsys) -> None:
     assert main(["run", "--kernel", str(kernel), "--mem", "16M"]) == 3
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "pc 0x4000" in err[0]
+
+
+def test_a_run_prints_nothing_but_the_guest(build) -> None:
+    """The crypto device's worker processes share the terminal: whatever they print
+    (warnings included) would land between the guest's lines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kernel = build("putc 'o'\nputc 'k'\nexit 0\n")
+    vmsim = Path(sys.executable).parent / "vmsim"
+    done = subprocess.run([str(vmsim), "run", "--kernel", str(kernel), "--mem", "16M"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ok", "")

@@ -29,12 +29,11 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Generic, TypeVar
 
-from devices.virtio.crypto.worker import READY
-
 J = TypeVar("J")
 R = TypeVar("R")
 
 _MAX_FAILED_STARTS = 3
+READY = "ready"   # a worker's first message: its imports are done
 
 
 class _Worker:

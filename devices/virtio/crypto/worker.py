@@ -13,7 +13,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-READY = "ready"
+from devices.virtio.crypto.pool import READY
 
 
 def resolve(name: str) -> Callable[[Any], Any]:
