@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -40,7 +41,7 @@ class DemoResult:
 class _ConsoleFollower:
     """Collects the guest console and turns its progress lines into a status text."""
 
-    def __init__(self, on_status, echo: Console | None) -> None:
+    def __init__(self, on_status: Callable[[str], None], echo: Console | None) -> None:
         self.text = bytearray()
         self._partial = b""
         self._on_status = on_status
@@ -79,27 +80,42 @@ def run_demo(console: Console, queues: int = 1, show_console: bool = False) -> i
             machine.close()
     result = DemoResult(gc.GuestRun(exit_status, follower.text.decode(errors="replace")),
                         seconds, stats, control)
-    problems = _problems(result)
-    _show(console, result, problems)
+    checks = _program_checks(result.run)
+    problems = _problems(result.run, checks)
+    _show(console, result, checks, problems)
     return 0 if not problems else 1
 
 
-def _problems(result: DemoResult) -> list[str]:
-    run = result.run
-    problems = (gc.check_registration(run) + gc.check_kat(run) + gc.check_rsa(run)
-                + gc.check_stress(run, STRESS_PROCS, STRESS_OPS)
-                + gc.check_result(run, "afalg-bench") + gc.kernel_problems(run.console))
+Check = tuple[str, str, list[str]]      # guest program, what it shows, the host's problems
+
+
+def _program_checks(run: gc.GuestRun) -> list[Check]:
+    """The host's verdict on each guest program's output, computed once."""
+    return [
+        ("crypto-reg", "registration and self-tests", gc.check_registration(run)),
+        ("afalg-kat", f"AF_ALG cbc(aes) known answers ({len(run.events('kat'))} cases, "
+                      "checked on the host)", gc.check_kat(run)),
+        ("rsa-keyctl", "RSA through keyctl (checked on the host)", gc.check_rsa(run)),
+        ("afalg-stress", f"{STRESS_PROCS} processes x {STRESS_OPS} requests",
+         gc.check_stress(run, STRESS_PROCS, STRESS_OPS)),
+    ]
+
+
+def _problems(run: gc.GuestRun, checks: list[Check]) -> list[str]:
+    problems = [problem for _, _, found in checks for problem in found]
+    problems += gc.check_result(run, "afalg-bench") + gc.kernel_problems(run.console)
     if run.status != 0:
         problems.append(f"the guest powered off with status {run.status}")
     return problems
 
 
-def _show(console: Console, result: DemoResult, problems: list[str]) -> None:
+def _show(console: Console, result: DemoResult, checks: list[Check],
+          problems: list[str]) -> None:
     run = result.run
     console.print(f"[bold]vmsim demo[/]: Linux 6.1 booted, ran {len(PROGRAMS)} programs and "
                   f"powered off in {result.seconds:.1f} s (guest exit status {run.status})")
     console.print(_algorithms_table(run))
-    console.print(_checks_table(run))
+    console.print(_checks_table(checks))
     console.print(_bench_table(run))
     console.print(_queues_table(result))
     if problems:
@@ -125,16 +141,8 @@ def _algorithms_table(run: gc.GuestRun) -> Table:
     return table
 
 
-def _checks_table(run: gc.GuestRun) -> Table:
+def _checks_table(checks: list[Check]) -> Table:
     """One row per guest program, with the host's own verdict on its output."""
-    checks = (
-        ("crypto-reg", "registration and self-tests", gc.check_registration(run)),
-        ("afalg-kat", f"AF_ALG cbc(aes) known answers ({len(run.events('kat'))} cases, "
-                      "checked on the host)", gc.check_kat(run)),
-        ("rsa-keyctl", "RSA through keyctl (checked on the host)", gc.check_rsa(run)),
-        ("afalg-stress", f"{STRESS_PROCS} processes x {STRESS_OPS} requests",
-         gc.check_stress(run, STRESS_PROCS, STRESS_OPS)),
-    )
     table = Table(title="Checks")
     for column in ("program", "what", "result"):
         table.add_column(column)

@@ -7,6 +7,7 @@ transport, so the machine never needs to know which devices exist.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from devices.events import TraceSink, discard
 from devices.virtio.crypto import CryptoDevice
@@ -45,7 +46,7 @@ def crypto_slot(options: CryptoOptions = CryptoOptions(),
     return build
 
 
-def find_crypto_device(devices: list) -> CryptoDevice | None:
+def find_crypto_device(devices: Sequence[object]) -> CryptoDevice | None:
     """The crypto backend among a machine's virtio slots, for summaries."""
     for transport in devices:
         backend = getattr(transport, "device", None)
