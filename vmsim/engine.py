@@ -4,8 +4,8 @@ Two engines can back the `unicorn` Python binding (DESIGN.md, fact 14):
 
 - "patched": libunicorn 2.1.4 built by `python -m vmsim.unicorn_build` with vmsim's
   patch. A stop from another thread lands only at a block boundary, `rdtime` and
-  delegated system calls run natively, and the guest runs faster than on the wheel. It is the default whenever it
-  has been built.
+  delegated system calls run natively, the TLB survives context switches, and the
+  guest runs faster than on the wheel. It is the default whenever it has been built.
 - "wheel": the PyPI wheel's own library. Stops go through a native block hook
   (see `vmsim.preempt`), which costs some speed; `rdtime` traps to be emulated and
   every system call goes through the trap hook.
@@ -86,6 +86,7 @@ def engine_description() -> str:
     """One line for `vmsim --version`: which engine and which preemption method."""
     unicorn = load_unicorn()
     if engine_kind(unicorn) == PATCHED:
-        return f"unicorn {unicorn.__version__}, patched build (stops at block boundaries; native time CSR and system calls)"
+        return (f"unicorn {unicorn.__version__}, patched build (stops at block boundaries; "
+                "native time CSR and system calls; address-space-tagged TLB)")
     return (f"unicorn {unicorn.__version__}, PyPI wheel (stops through a native block hook; "
             "`make unicorn` builds the faster patched engine)")

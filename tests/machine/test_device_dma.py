@@ -18,6 +18,9 @@ MARK = 0x5A5A_1234
 
 # Paging with VA 0xC000_0000 -> PA 0x8000_0000 (1 GiB leaf) and VA 0 -> PA 0 for MMIO.
 # VA 0x8000_0000 stays unmapped, so a physical DMA address looked up as virtual faults.
+# The code runs at its physical address until the jump, which the new translation may
+# no longer map once satp is written: stvec points at `virtual` first, so that fetch
+# fault (if the hart takes it) lands there, as Linux's relocate does.
 PAGING = r"""
     la t0, root
     li t1, (0x0 >> 2) | 0xCF           # V R W X A D, PA 0
@@ -27,18 +30,21 @@ PAGING = r"""
     srli t0, t0, 12
     li t1, 8 << 60
     or t0, t0, t1
-    la t2, trap
+    la t2, virtual
     li t1, 0x40000000
     add t2, t2, t1
     csrw stvec, t2
-    la t2, virtual
-    add t2, t2, t1
     csrw satp, t0
     sfence.vma
     jr t2
+    .balign 4
 trap:
     exit 9
+    .balign 4
 virtual:
+    la t2, trap                        # pc-relative: already the virtual address
+    csrw stvec, t2
+    sfence.vma
 """
 
 ROOT_TABLE = r"""
