@@ -6,7 +6,8 @@ device to the CPU engine without the device knowing.
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import struct
+from typing import Any, Protocol, runtime_checkable
 
 
 class GuestMemoryError(Exception):
@@ -25,9 +26,19 @@ class GuestMemory(Protocol):
     GuestMemoryError, so a device can never re-enter itself through DMA.
     """
 
+    def contains(self, addr: int, size: int) -> bool:
+        """Whether [addr, addr+size) is all RAM; lets a device validate a buffer once
+        without copying it."""
+        ...
+
     def read(self, addr: int, size: int) -> bytes: ...
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None: ...
+
+    def unpack_from(self, layout: struct.Struct, addr: int) -> tuple[Any, ...]:
+        """Decode the `layout.size`-byte record at `addr` (a descriptor, a ring index)
+        straight from RAM: the same check as `read`, without an intermediate copy."""
+        ...
 
 
 class IrqLine(Protocol):

@@ -26,7 +26,7 @@ from typing import Callable
 from devices.bus import GuestMemory, IrqLine
 from devices.events import TraceEvent, TraceSink, discard
 from devices.virtio.device import DeviceContext, VirtioDevice
-from devices.virtio.queue import SplitQueue, ram_range_checker
+from devices.virtio.queue import SplitQueue
 from devices.virtio.spec import (
     MAGIC_VALUE,
     MMIO_VERSION,
@@ -88,7 +88,7 @@ class MmioTransport:
         self._irq = irq
         self._trace = trace
         self._tracing = trace is not discard
-        self._in_ram = ram_range_checker(mem)
+        self._in_ram = mem.contains
         self.offered_features = TRANSPORT_FEATURES | (
             device.device_features() & Feature.DEVICE_SPECIFIC_MASK)
         self._irq_level = False
@@ -389,7 +389,7 @@ class MmioTransport:
     def _signal_used(self, queue_index: int) -> None:
         if self.context is None:
             return
-        wanted, why = self.context.queues[queue_index].needs_interrupt()
+        wanted, why = self.context.queues[queue_index].needs_interrupt(self._tracing)
         if wanted:
             self._raise_interrupt(Interrupt.USED_BUFFER, queue_index, why)
         elif self._tracing:

@@ -9,7 +9,6 @@ later guest writes to the descriptor table cannot change what was validated.
 from __future__ import annotations
 
 import struct
-from typing import Callable
 
 from devices.bus import GuestMemory, GuestMemoryError
 from devices.events import TraceEvent, TraceSink, discard
@@ -24,6 +23,8 @@ _DESC = struct.Struct("<QIHH")
 _USED_ELEM = struct.Struct("<II")
 _U16 = struct.Struct("<H")
 _MAX_TOTAL_LEN = 0xFFFF_FFFF  # used.len is 32 bits; no chain may carry more than that
+# Plain module constants: the walker tests them for every descriptor.
+_NEXT, _WRITE, _INDIRECT, _DESC_SIZE = Desc.NEXT, Desc.WRITE, Desc.INDIRECT, Desc.SIZE
 
 
 class ChainError(Exception):
@@ -38,26 +39,6 @@ class ChainError(Exception):
         super().__init__(f"{where}: {reason}")
         self.head = head
         self.reason = reason
-
-
-def ram_range_checker(mem: GuestMemory) -> Callable[[int, int], bool]:
-    """How to ask "is [addr, addr+len) all RAM?" without copying the bytes.
-
-    GuestMemory only promises read/write; RAM models that can answer directly (a
-    `contains` method, like devices.memory.Ram) are asked, others are probed by reading.
-    """
-    contains = getattr(mem, "contains", None)
-    if callable(contains):
-        return contains
-
-    def probe(addr: int, length: int) -> bool:
-        try:
-            mem.read(addr, length)
-        except GuestMemoryError:
-            return False
-        return True
-
-    return probe
 
 
 class DescriptorChain:
@@ -76,13 +57,18 @@ class DescriptorChain:
         writable: list[tuple[int, int]],
         descriptor_count: int,
         indirect: bool,
+        readable_len: int | None = None,
+        writable_len: int | None = None,
     ) -> None:
         self._mem = mem
         self.head = head
         self.readable = readable
         self.writable = writable
-        self.readable_len = sum(length for _, length in readable)
-        self.writable_len = sum(length for _, length in writable)
+        # The walker passes the totals it already summed; others get them computed.
+        self.readable_len = (sum(length for _, length in readable)
+                             if readable_len is None else readable_len)
+        self.writable_len = (sum(length for _, length in writable)
+                             if writable_len is None else writable_len)
         self.descriptor_count = descriptor_count
         self.indirect = indirect
 
@@ -95,6 +81,14 @@ class DescriptorChain:
         if offset < 0 or size < 0 or offset + size > self.readable_len:
             raise ChainError(self.head, f"read of {size} bytes at {offset} past the "
                                         f"{self.readable_len} readable bytes")
+        # The common case, a field inside one segment (a header, an IV, the data): one copy.
+        skip = offset
+        for addr, length in self.readable:
+            if skip < length:
+                if skip + size <= length:
+                    return self._mem.read(addr + skip, size)
+                break
+            skip -= length
         parts = []
         for addr, length in self.readable:
             if size == 0:
@@ -118,6 +112,19 @@ class DescriptorChain:
         if offset < 0 or offset + size > self.writable_len:
             raise ChainError(self.head, f"write of {size} bytes at {offset} past the "
                                         f"{self.writable_len} writable bytes")
+        if not size:
+            return
+        # Common cases first, one write each: output in the first segment, status
+        # byte in the last.
+        addr, length = self.writable[0]
+        if offset + size <= length:
+            self._mem.write(addr + offset, data)
+            return
+        addr, length = self.writable[-1]
+        start = self.writable_len - length
+        if offset >= start:
+            self._mem.write(addr + offset - start, data)
+            return
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         done = 0
         for addr, length in self.writable:
@@ -166,7 +173,8 @@ class SplitQueue:
         self.indirect = indirect
         self.event_idx = event_idx
         self._mem = mem
-        self._in_ram = ram_range_checker(mem)
+        self._in_ram = mem.contains
+        self._unpack = mem.unpack_from
         self._trace = trace
         self._tracing = trace is not discard
         self._device = device
@@ -177,12 +185,13 @@ class SplitQueue:
         self._notifications = True
         self._used_event_addr = avail_addr + 4 + 2 * size
         self._avail_event_addr = used_addr + 4 + 8 * size
+        self._published_avail_event = -1  # what we last wrote there; -1: nothing yet
 
     # ---- ring access ------------------------------------------------------------
 
     def _read_u16(self, addr: int) -> int:
         try:
-            return _U16.unpack(self._mem.read(addr, 2))[0]
+            return self._unpack(_U16, addr)[0]
         except GuestMemoryError as err:
             raise ChainError(None, f"ring at {addr:#x} is outside RAM") from err
 
@@ -234,19 +243,20 @@ class SplitQueue:
         """
         if not self.ready:
             return None
+        last = self._last_avail
         avail_idx = self._read_u16(self.avail_addr + 2)
-        pending = (avail_idx - self._last_avail) & 0xFFFF
+        pending = (avail_idx - last) & 0xFFFF
         if pending == 0:
-            self._publish_avail_event()
+            if last != self._published_avail_event:  # (the usual case: already published)
+                self._publish_avail_event()
             return None
         if pending > self.size:
             raise ChainError(None, f"avail.idx {avail_idx} is {pending} ahead of "
-                                   f"{self._last_avail}, more than the queue size {self.size}")
+                                   f"{last}, more than the queue size {self.size}")
         if self._in_flight >= self.size:
             raise ChainError(None, f"more than {self.size} chains in flight")
-        slot = self.avail_addr + 4 + 2 * (self._last_avail & (self.size - 1))
-        head = self._read_u16(slot)
-        self._last_avail = (self._last_avail + 1) & 0xFFFF
+        head = self._read_u16(self.avail_addr + 4 + 2 * (last & (self.size - 1)))
+        self._last_avail = (last + 1) & 0xFFFF
         self._publish_avail_event()
         chain = self._walk(head)
         self._in_flight += 1
@@ -260,30 +270,39 @@ class SplitQueue:
         """Return chain `head` to the driver, reporting `length` bytes written."""
         if not self._rings_checked:
             raise ChainError(head, f"queue {self.index} was never enabled")
-        slot = self.used_addr + 4 + 8 * (self._used_idx & (self.size - 1))
-        self._write(slot, _USED_ELEM.pack(head & 0xFFFF_FFFF, length & 0xFFFF_FFFF))
-        self._used_idx = (self._used_idx + 1) & 0xFFFF
-        self._write(self.used_addr + 2, _U16.pack(self._used_idx))
+        used = self._used_idx
+        write = self._mem.write
+        try:
+            write(self.used_addr + 4 + 8 * (used & (self.size - 1)),
+                  _USED_ELEM.pack(head & 0xFFFF_FFFF, length & 0xFFFF_FFFF))
+            self._used_idx = used = (used + 1) & 0xFFFF
+            write(self.used_addr + 2, _U16.pack(used))
+        except GuestMemoryError as err:
+            raise ChainError(None, f"ring at {err.addr:#x} is outside RAM") from err
         if self._in_flight:
             self._in_flight -= 1
         if self._tracing:
             self._emit("used", head=head, len=length, used_idx=self._used_idx)
 
-    def needs_interrupt(self) -> tuple[bool, str]:
+    def needs_interrupt(self, explain: bool = True) -> tuple[bool, str]:
         """Should the driver be interrupted for the used entries added so far?
 
-        Returns the decision and the reason, for the trace. With EVENT_IDX the answer
-        follows used_event; otherwise the NO_INTERRUPT flag in avail.flags.
+        Returns the decision and the reason, for the trace (formatted only if `explain`:
+        nobody reads it when tracing is off). With EVENT_IDX the answer follows
+        used_event; otherwise the NO_INTERRUPT flag in avail.flags.
         """
         used = self._used_idx
         if self.event_idx:
             old, self._signalled_used = self._signalled_used, used
             if old == used:
                 return False, "no new used entries"
-            used_event = self._read_u16(self._used_event_addr)
+            try:
+                used_event = self._unpack(_U16, self._used_event_addr)[0]
+            except GuestMemoryError as err:
+                raise ChainError(None, f"ring at {err.addr:#x} is outside RAM") from err
             if need_event(used_event, used, old):
-                return True, f"used_event {used_event} crossed"
-            return False, f"used_event {used_event} not reached"
+                return True, f"used_event {used_event} crossed" if explain else ""
+            return False, f"used_event {used_event} not reached" if explain else ""
         if self._read_u16(self.avail_addr) & AVAIL_F_NO_INTERRUPT:
             return False, "NO_INTERRUPT set by driver"
         return True, "used buffer"
@@ -303,19 +322,28 @@ class SplitQueue:
         return enabled and self.pending() != 0
 
     def _publish_avail_event(self) -> None:
-        if self.event_idx and self._notifications:
-            self._write(self._avail_event_addr, _U16.pack(self._last_avail))
+        """Tell the driver to kick once it makes entry last_avail available. pop()
+        calls this again when it finds the ring empty, usually with the same value:
+        only the driver reads this field, so an unchanged value is not rewritten."""
+        last = self._last_avail
+        if self.event_idx and self._notifications and last != self._published_avail_event:
+            self._write(self._avail_event_addr, _U16.pack(last))
+            self._published_avail_event = last
 
     # ---- chain walking ----------------------------------------------------------
 
     def _walk(self, head: int) -> DescriptorChain:
         if head >= self.size:
             raise ChainError(head, f"head index {head} is not below the queue size {self.size}")
-        mem = self._mem
+        # Descriptors are decoded in place from RAM (or the copied indirect table), with
+        # the memory's methods in locals: this loop runs for every descriptor.
+        unpack = self._unpack
         in_ram = self._in_ram
+        desc_addr = self.desc_addr
         readable: list[tuple[int, int]] = []
         writable: list[tuple[int, int]] = []
         total = 0
+        writable_len = 0
         count = 0
         outer = 0  # descriptors walked before entering an indirect table
         indirect = False
@@ -329,16 +357,15 @@ class SplitQueue:
                                        "descriptors (a loop?)")
             if table is None:
                 try:
-                    raw = mem.read(self.desc_addr + Desc.SIZE * index, Desc.SIZE)
+                    addr, length, flags, nxt = unpack(_DESC, desc_addr + _DESC_SIZE * index)
                 except GuestMemoryError as err:
                     raise ChainError(head, "descriptor table is outside RAM") from err
-                addr, length, flags, nxt = _DESC.unpack(raw)
             else:
-                addr, length, flags, nxt = _DESC.unpack_from(table, Desc.SIZE * index)
+                addr, length, flags, nxt = _DESC.unpack_from(table, _DESC_SIZE * index)
 
-            if flags & Desc.INDIRECT:
+            if flags & _INDIRECT:
                 table = self._indirect_table(head, addr, length, flags, table is not None)
-                table_len = length // Desc.SIZE
+                table_len = length // _DESC_SIZE
                 indirect = True
                 index = 0
                 outer, count = count, 0
@@ -350,20 +377,22 @@ class SplitQueue:
                 total += length
                 if total > _MAX_TOTAL_LEN:
                     raise ChainError(head, "chain carries more than 4 GiB")
-            if flags & Desc.WRITE:
+            if flags & _WRITE:
                 if length:
                     writable.append((addr, length))
+                    writable_len += length
             elif writable:
                 raise ChainError(head, "device-readable descriptor after a writable one")
             elif length:
                 readable.append((addr, length))
 
-            if not flags & Desc.NEXT:
+            if not flags & _NEXT:
                 break
             if nxt >= table_len:
                 raise ChainError(head, f"next index {nxt} is not below {table_len}")
             index = nxt
-        return DescriptorChain(mem, head, readable, writable, outer + count, indirect)
+        return DescriptorChain(self._mem, head, readable, writable, outer + count, indirect,
+                               total - writable_len, writable_len)
 
     def _indirect_table(self, head: int, addr: int, length: int, flags: int,
                         nested: bool) -> bytes:

@@ -83,6 +83,34 @@ def test_chain_write_scatters_across_segments_and_stays_inside(rig):
         chain.read(0, 1)  # nothing readable
 
 
+def test_chain_access_inside_one_segment_or_across_them(rig):
+    """read/write take a one-copy path when the range lies in one segment (any segment
+    for reads; the first or the last for writes) and scatter otherwise: same bytes,
+    same bounds."""
+    r1, r2, r3 = (rig.driver.heap.put(data) for data in (b"head", b"iv", b"payload"))
+    w1, w2, w3 = buf(rig, 4), buf(rig, 4), buf(rig, 1)
+    q = offer_raw(rig, {0: Descriptor(r1, 4, NEXT, 1), 1: Descriptor(r2, 2, NEXT, 2),
+                        2: Descriptor(r3, 7, NEXT, 3), 3: Descriptor(w1, 4, WRITE | NEXT, 4),
+                        4: Descriptor(w2, 4, WRITE | NEXT, 5), 5: Descriptor(w3, 1, WRITE)})
+    chain = q.pop()
+    assert [chain.read(o, n) for o, n in ((0, 4), (4, 2), (6, 7), (7, 3), (13, 0))] == [
+        b"head", b"iv", b"payload", b"ayl", b""]
+    assert chain.read(2, 5) == b"adivp" and chain.read(0, 13) == b"headivpayload"
+    for offset, size in ((-1, 1), (0, -1), (12, 2), (13, 1), (0, 14)):
+        with pytest.raises(ChainError):
+            chain.read(offset, size)
+    chain.write(1, b"AB")          # first segment
+    chain.write(8, b"!")           # last segment
+    chain.write(4, bytearray(b"CDEF"))  # second: the scattering path
+    chain.write(2, memoryview(b"xyz"))  # across the first two
+    assert rig.ram.read(w1, 4) + rig.ram.read(w2, 4) + rig.ram.read(w3, 1) == b"\x00Axyz" + b"DEF!"
+    chain.write(9, b"")
+    for offset, data in ((-1, b"a"), (8, b"ab"), (9, b"a"), (0, bytes(10))):
+        with pytest.raises(ChainError):
+            chain.write(offset, data)
+    assert rig.ram.read(w1, 4) + rig.ram.read(w2, 4) + rig.ram.read(w3, 1) == b"\x00Axyz" + b"DEF!"
+
+
 def test_indirect_chain_resolves(rig):
     q = rig.driver.queues[0]
     request = q.submit([b"header", b"payload"], [4, 9], indirect=True, kick=False)
@@ -310,3 +338,25 @@ def test_snapshot_reports_both_sides_of_the_ring(rig):
     state = dq.snapshot()
     assert state == {"size": 16, "ready": True, "last_avail_idx": 2, "used_idx": 1,
                      "in_flight": 1, "avail_idx": 2, "avail_flags": 0, "used_event": 0}
+
+
+def test_ring_areas_outside_ram_raise_chain_errors():
+    """A queue built around the transport's checks: every ring access is still
+    bounds-checked and names the address that is outside RAM."""
+    rig = make_rig(EchoDevice(num_queues=1, queue_max_size=16))
+    ram = rig.ram
+    desc = ram.base
+    avail_outside = ram.end - 4  # flags and idx fit, the ring does not
+    q = SplitQueue(0, 16, ram, desc, ram.base + 0x400, ram.end + 0x1000, event_idx=True)
+    ram.write(q.avail_addr + 2, (1).to_bytes(2, "little"))  # one chain available
+    with pytest.raises(ChainError, match=rf"ring at {q._avail_event_addr:#x} is outside RAM"):
+        q.pop()  # publishing avail_event fails
+    with pytest.raises(ChainError, match=rf"ring at {ram.end + 0x1000 + 4:#x} is outside RAM"):
+        q.add_used(0, 1)
+    ram.write(avail_outside + 2, (1).to_bytes(2, "little"))
+    with pytest.raises(ChainError, match=rf"ring at {ram.end:#x} is outside RAM"):
+        SplitQueue(0, 16, ram, desc, avail_outside, ram.base + 0x800).pop()  # the ring slot
+    q = SplitQueue(0, 16, ram, desc, ram.end - 0x10, ram.base + 0x800, event_idx=True)
+    q._used_idx = 1
+    with pytest.raises(ChainError, match=rf"ring at {ram.end - 0x10 + 4 + 32:#x} is outside RAM"):
+        q.needs_interrupt()
