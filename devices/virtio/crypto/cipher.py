@@ -7,7 +7,7 @@ offered by OpenSSL, so it is built here from 3DES-ECB with a 64-bit big-endian c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
@@ -24,6 +24,9 @@ class CipherParams:
     algo: CipherAlgo
     key: bytes
     encrypt: bool
+    # The key's `cryptography` algorithm object, built once per session: building it
+    # per request costs more than the context that each request does need afresh.
+    algorithm: object = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,8 @@ class _Spec:
     key_sizes: frozenset[int]
     block: int           # data must be a multiple of this (1 for stream modes)
     iv_len: int          # required IV length (0: IV ignored)
-    run: Callable[[bytes, bytes, bool, bytes], bytes]
+    algorithm: Callable[[bytes], object]           # key -> algorithm object
+    run: Callable[[object, bytes, bool, bytes], bytes]  # (algorithm, iv, encrypt, data)
 
 
 def des3_key(key: bytes) -> bytes:
@@ -47,22 +51,22 @@ def _des3(key: bytes) -> decrepit.TripleDES:
     return decrepit.TripleDES(des3_key(key))
 
 
-def _openssl(make_alg: Callable[[bytes], object], make_mode: Callable[[bytes], object] | None):
-    def run(key: bytes, iv: bytes, encrypt: bool, data: bytes) -> bytes:
+def _openssl(make_mode: Callable[[bytes], object] | None):
+    def run(algorithm: object, iv: bytes, encrypt: bool, data: bytes) -> bytes:
         mode = make_mode(iv) if make_mode else None
-        cipher = Cipher(make_alg(key), mode)  # type: ignore[arg-type]
+        cipher = Cipher(algorithm, mode)  # type: ignore[arg-type]
         ctx = cipher.encryptor() if encrypt else cipher.decryptor()
         return ctx.update(data) + ctx.finalize()
     return run
 
 
-def _des3_ctr(key: bytes, iv: bytes, encrypt: bool, data: bytes) -> bytes:
+def _des3_ctr(algorithm: object, iv: bytes, encrypt: bool, data: bytes) -> bytes:
     """CTR over 3DES-ECB: keystream block i = E(counter + i mod 2^64)."""
     blocks = (len(data) + 7) // 8
     start = int.from_bytes(iv, "big")
     counters = b"".join(((start + i) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
                         for i in range(blocks))
-    ecb = Cipher(_des3(key), modes.ECB()).encryptor()
+    ecb = Cipher(algorithm, modes.ECB()).encryptor()  # type: ignore[arg-type]
     stream = ecb.update(counters)[:len(data)]
     mixed = int.from_bytes(stream, "big") ^ int.from_bytes(data, "big")
     return mixed.to_bytes(len(data), "big")
@@ -73,16 +77,16 @@ _DES3_KEYS = frozenset({16, 24})
 _ARC4_KEYS = frozenset({5, 7, 8, 10, 16, 20, 24, 32})
 
 SPECS: dict[CipherAlgo, _Spec] = {
-    CipherAlgo.ARC4: _Spec(_ARC4_KEYS, 1, 0, _openssl(decrepit.ARC4, None)),
-    CipherAlgo.AES_ECB: _Spec(_AES_KEYS, 16, 0, _openssl(algorithms.AES, lambda iv: modes.ECB())),
-    CipherAlgo.AES_CBC: _Spec(_AES_KEYS, 16, 16, _openssl(algorithms.AES, modes.CBC)),
-    CipherAlgo.AES_CTR: _Spec(_AES_KEYS, 1, 16, _openssl(algorithms.AES, modes.CTR)),
-    CipherAlgo.AES_XTS: _Spec(frozenset({32, 64}), 1, 16, _openssl(algorithms.AES, modes.XTS)),
-    CipherAlgo.DES_ECB: _Spec(frozenset({8}), 8, 0, _openssl(_des3, lambda iv: modes.ECB())),
-    CipherAlgo.DES_CBC: _Spec(frozenset({8}), 8, 8, _openssl(_des3, modes.CBC)),
-    CipherAlgo.DES3_ECB: _Spec(_DES3_KEYS, 8, 0, _openssl(_des3, lambda iv: modes.ECB())),
-    CipherAlgo.DES3_CBC: _Spec(_DES3_KEYS, 8, 8, _openssl(_des3, modes.CBC)),
-    CipherAlgo.DES3_CTR: _Spec(_DES3_KEYS, 1, 8, _des3_ctr),
+    CipherAlgo.ARC4: _Spec(_ARC4_KEYS, 1, 0, decrepit.ARC4, _openssl(None)),
+    CipherAlgo.AES_ECB: _Spec(_AES_KEYS, 16, 0, algorithms.AES, _openssl(lambda iv: modes.ECB())),
+    CipherAlgo.AES_CBC: _Spec(_AES_KEYS, 16, 16, algorithms.AES, _openssl(modes.CBC)),
+    CipherAlgo.AES_CTR: _Spec(_AES_KEYS, 1, 16, algorithms.AES, _openssl(modes.CTR)),
+    CipherAlgo.AES_XTS: _Spec(frozenset({32, 64}), 1, 16, algorithms.AES, _openssl(modes.XTS)),
+    CipherAlgo.DES_ECB: _Spec(frozenset({8}), 8, 0, _des3, _openssl(lambda iv: modes.ECB())),
+    CipherAlgo.DES_CBC: _Spec(frozenset({8}), 8, 8, _des3, _openssl(modes.CBC)),
+    CipherAlgo.DES3_ECB: _Spec(_DES3_KEYS, 8, 0, _des3, _openssl(lambda iv: modes.ECB())),
+    CipherAlgo.DES3_CBC: _Spec(_DES3_KEYS, 8, 8, _des3, _openssl(modes.CBC)),
+    CipherAlgo.DES3_CTR: _Spec(_DES3_KEYS, 1, 8, _des3, _des3_ctr),
 }
 
 MAX_KEY_LEN = max(max(spec.key_sizes) for spec in SPECS.values())
@@ -99,7 +103,8 @@ def make_params(algo: int, key: bytes, op: int) -> CipherParams:
         raise fail(f"{CipherAlgo(algo).name} does not take a {len(key)}-byte key")
     if algo == CipherAlgo.AES_XTS and key[:len(key) // 2] == key[len(key) // 2:]:
         raise fail("AES-XTS key halves must differ")
-    return CipherParams(CipherAlgo(algo), bytes(key), op == CipherDirection.ENCRYPT)
+    key = bytes(key)
+    return CipherParams(CipherAlgo(algo), key, op == CipherDirection.ENCRYPT, spec.algorithm(key))
 
 
 def check_request(params: CipherParams, iv_len: int, data_len: int) -> None:
@@ -118,7 +123,8 @@ def run(params: CipherParams, iv: bytes, data: bytes) -> bytes:
     if not data:
         return b""
     spec = SPECS[params.algo]
-    return spec.run(params.key, iv[:spec.iv_len] if spec.iv_len else b"", params.encrypt, data)
+    algorithm = params.algorithm if params.algorithm is not None else spec.algorithm(params.key)
+    return spec.run(algorithm, iv[:spec.iv_len] if spec.iv_len else b"", params.encrypt, data)
 
 
 def algorithm_mask() -> int:

@@ -34,6 +34,10 @@ from devices.virtio.queue import ChainError, DescriptorChain
 # Public-key jobs (0.3-5 ms each) always go to the pool.
 INLINE_MAX_BYTES = 256 << 10
 RUNNER = "devices.virtio.crypto.execute:run"
+# Per completion: one prebuilt status byte and name instead of bytes([...]) and the
+# enum's name property.
+_STATUS_BYTE = {status: bytes([status]) for status in Status}
+_STATUS_NAME = {status: status.name for status in Status}
 
 
 @dataclass
@@ -71,6 +75,7 @@ class CryptoDevice(VirtioDevice):
         self.queue_max_size = queue_max_size
         self.control_queue = max_dataqueues
         self.offered = CryptoFeatures(features)
+        self._feature_mask = int(CryptoFeatures.ALL) & int(self.offered)
         self.limits = limits
         self.sessions = SessionTable(max_sessions)
         self.stats = [QueueStats() for _ in range(self.num_queues)]
@@ -196,12 +201,13 @@ class CryptoDevice(VirtioDevice):
             ctx.signal_used(index)
 
     def _runs_inline(self, job: Job) -> bool:
-        """Inline when there is no pool to use: none configured, broken, or none of its
-        workers started yet (a cold start would cost far more than the job)."""
-        pool = self._pool
-        if self._workers == 0 or pool is None or pool.broken or not pool.ready:
+        """Small symmetric jobs run inline; so does everything when there is no pool to
+        use: none configured, broken, or none of its workers started yet (a cold start
+        would cost far more than the job). The job is asked about first, as it is cheaper."""
+        if job.service != Service.AKCIPHER and job.size <= self._inline_max:
             return True
-        return job.service != Service.AKCIPHER and job.size <= self._inline_max
+        pool = self._pool
+        return self._workers == 0 or pool is None or pool.broken or not pool.ready
 
     def wait_for_workers(self, timeout: float = 10.0) -> bool:
         """Block until a worker process can take jobs (for benchmarks and tests that
@@ -231,7 +237,7 @@ class CryptoDevice(VirtioDevice):
         last = chain.writable_len - 1
         if outcome.output:
             chain.write(0, outcome.output[:last])
-        chain.write(last, bytes([outcome.status]))
+        chain.write(last, _STATUS_BYTE[outcome.status])
         if service == Service.AKCIPHER:
             used = min(len(outcome.output), last) + 1   # the 6.1 driver trusts this
         else:
@@ -246,13 +252,13 @@ class CryptoDevice(VirtioDevice):
     # ---- helpers -----------------------------------------------------------------------
 
     def _negotiated(self, ctx: DeviceContext) -> int:
-        return ctx.driver_features & int(CryptoFeatures.ALL) & int(self.offered)
+        return ctx.driver_features & self._feature_mask
 
     def _count(self, index: int, status: Status, size: int) -> None:
         stats = self.stats[index]
         stats.requests += 1
         stats.bytes_in += size
-        stats.statuses[status.name] += 1
+        stats.statuses[_STATUS_NAME[status]] += 1
 
     def _emit(self, event: str, queue: int, **fields: object) -> None:
         if self._trace is not discard:

@@ -7,7 +7,7 @@ memory, so a guest rewriting its buffers after the device parsed them changes no
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
 from devices.virtio.crypto.constants import Service, Status
@@ -15,8 +15,10 @@ from devices.virtio.crypto.sessions import Params
 from devices.virtio.crypto.wire import RequestError, fail
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
+    """Immutable, and a NamedTuple rather than a frozen dataclass: one is built per
+    request, and a frozen dataclass's __init__ costs about 2 µs more."""
+
     service: Service
     op: int
     params: Params
@@ -34,8 +36,7 @@ class Job:
         return len(self.src) + len(self.aad)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     status: Status
     output: bytes = b""        # written at offset 0 of the writable area
 

@@ -59,7 +59,8 @@ class SessionTable:
     def get(self, session_id: int, service: Service) -> Session:
         """The live session of that service, or INVSESS."""
         session = self._sessions.get(session_id)
-        if session is None or session.service != service:
+        # SERVICE_OF rather than the `service` property: this runs for every request.
+        if session is None or SERVICE_OF[type(session.params)] != service:
             raise fail(f"no {service.name} session {session_id}", Status.INVSESS)
         return session
 
