@@ -194,8 +194,12 @@ class Plic:
         self._update_outputs()
 
     def _update_outputs(self) -> None:
+        # Runs on every line change: a context with nothing claimable enabled (the
+        # usual case for all but one) is settled without the priority search.
+        claimable = self._pending & ~self._claimed
+        output = self._output
         for context in range(self.num_contexts):
-            level = self._best_source(context) != 0
-            if level != self._output[context]:
-                self._output[context] = level
+            level = bool(claimable & self._enable[context]) and self._best_source(context) != 0
+            if level != output[context]:
+                output[context] = level
                 self._on_context_irq(context, level)

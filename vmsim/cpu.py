@@ -55,6 +55,11 @@ MCSR = {
 }
 
 _PROT_READ, _PROT_EXEC = 1, 4
+_MIP = rv.UC_RISCV_REG_MIP
+_PRIV = rv.UC_RISCV_REG_PRIV
+# uc_ctl's encoding of "write, two arguments, TB_REMOVE_CACHE" (what ctl_remove_cache builds).
+_CTL_REMOVE_CACHE = ((uc_mod.UC_CTL_IO_WRITE << 30) | (2 << 26)
+                     | uc_mod.UC_CTL_TB_REMOVE_CACHE)
 # An odd address: pc never equals it, so emu_start's `until` never ends a run.
 _NEVER_REACHED = (1 << 64) - 1
 PAGE_SHIFT = 12
@@ -88,6 +93,23 @@ class Cpu:
         self._handle = self.uc._uch
         self.last_error = ""
         self._written_pages: set[int] = set()
+        # update_mip and the code invalidation run on every interrupt change and after
+        # every callback that wrote RAM; they call the engine directly through one
+        # reusable buffer (the binding's wrappers cost 2-3 µs per call).
+        self._value = ctypes.c_uint64()
+        self._value_ref = ctypes.byref(self._value)
+
+    def _get(self, reg_id: int) -> int:
+        status = self._lib.uc_reg_read(self._handle, reg_id, self._value_ref)
+        if status:
+            raise uc_mod.UcError(status, reg_id)
+        return self._value.value
+
+    def _set(self, reg_id: int, value: int) -> None:
+        self._value.value = value
+        status = self._lib.uc_reg_write(self._handle, reg_id, self._value_ref)
+        if status:
+            raise uc_mod.UcError(status, reg_id)
 
     # -- general registers -------------------------------------------------------
 
@@ -149,13 +171,31 @@ class Cpu:
 
     def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3).
-        One access context for the read and the write: this runs on every
-        interrupt-line change."""
-        with self._m_csr_access():
-            mip = self.uc.reg_read(MCSR["mip"])
-            new = (mip | set_bits) & ~clear_bits
-            if new != mip:
-                self.uc.reg_write(MCSR["mip"], new)
+        This runs on every interrupt-line change: one access context for the read
+        and the write, and direct engine calls."""
+        if not _CSRS_AT_ANY_PRIVILEGE:  # the wheel: briefly PRIV 3 (fact 2)
+            saved = self._get(_PRIV)
+            self._set(_PRIV, PRIV_MACHINE)
+            try:
+                self._update_mip(set_bits, clear_bits)
+            finally:
+                self._set(_PRIV, saved)
+        else:
+            self._update_mip(set_bits, clear_bits)
+
+    def _update_mip(self, set_bits: int, clear_bits: int) -> None:
+        """The read-modify-write of mip, with the engine called directly."""
+        lib, handle, value, ref = self._lib, self._handle, self._value, self._value_ref
+        status = lib.uc_reg_read(handle, _MIP, ref)
+        if status:
+            raise uc_mod.UcError(status, _MIP)
+        mip = value.value
+        new = (mip | set_bits) & ~clear_bits
+        if new != mip:
+            value.value = new
+            status = lib.uc_reg_write(handle, _MIP, ref)
+            if status:
+                raise uc_mod.UcError(status, _MIP)
 
     def interrupt_waiting(self) -> bool:
         """Whether wfi would wake now: some interrupt is both pending and enabled."""
@@ -200,8 +240,11 @@ class Cpu:
         """The host wrote guest-physical [address, address+size): its translated code
         is dropped before the guest runs again (module docstring)."""
         if size > 0:
-            self._written_pages.update(range(address >> PAGE_SHIFT,
-                                             ((address + size - 1) >> PAGE_SHIFT) + 1))
+            first, last = address >> PAGE_SHIFT, (address + size - 1) >> PAGE_SHIFT
+            if first == last:  # most device writes: a status byte, a ring entry
+                self._written_pages.add(first)
+            else:
+                self._written_pages.update(range(first, last + 1))
 
     def _forget_written_code(self) -> None:
         """Invalidate the noted pages, one engine call per run of adjacent pages, at
@@ -210,14 +253,26 @@ class Cpu:
             return
         pages = sorted(self._written_pages)
         self._written_pages.clear()
-        with self._at_machine_level():
+        saved = self._get(_PRIV)
+        self._set(_PRIV, PRIV_MACHINE)
+        try:
             start = previous = pages[0]
             for page in pages[1:]:
                 if page != previous + 1:
-                    self.uc.ctl_remove_cache(start << PAGE_SHIFT, (previous + 1) << PAGE_SHIFT)
+                    self._remove_cache(start, previous + 1)
                     start = page
                 previous = page
-            self.uc.ctl_remove_cache(start << PAGE_SHIFT, (previous + 1) << PAGE_SHIFT)
+            self._remove_cache(start, previous + 1)
+        finally:
+            self._set(_PRIV, saved)
+
+    def _remove_cache(self, first_page: int, end_page: int) -> None:
+        """ctl_remove_cache over whole pages, called directly."""
+        status = self._lib.uc_ctl(self._handle, _CTL_REMOVE_CACHE,
+                                  ctypes.c_uint64(first_page << PAGE_SHIFT),
+                                  ctypes.c_uint64(end_page << PAGE_SHIFT))
+        if status:
+            raise uc_mod.UcError(status)
 
     # -- hooks and running ------------------------------------------------------
 
