@@ -7,7 +7,7 @@ device to the CPU engine without the device knowing.
 from __future__ import annotations
 
 import struct
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 
 class GuestMemoryError(Exception):
@@ -56,6 +56,21 @@ class Waker(Protocol):
     """
 
     def wake(self) -> None: ...
+
+
+@runtime_checkable
+class FdWaker(Waker, Protocol):
+    """A Waker that can watch file descriptors without a thread of the device's own.
+
+    Whenever one of the named fds is readable the machine stops the CPU and calls the
+    device's `poll()`, which must then read it (or the machine stops again). A device
+    whose helper would only sit waiting on fds (a worker pool's result pipes) names
+    them instead: the answer then reaches the guest with no Python thread, and no GIL,
+    in the way.
+    """
+
+    def watch(self, fds: Sequence[int]) -> None:
+        """Watch exactly these from now on (replaces the device's previous set)."""
 
 
 @runtime_checkable

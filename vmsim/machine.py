@@ -9,12 +9,13 @@ Nothing Python runs per instruction or per block (DESIGN.md, facts 6 and 13): th
 engine calls back only for traps, MMIO accesses and ecalls, and every one of those
 raises what is due before returning. Other threads (the deadline watchdog, device
 helpers, stdin) never touch the engine: they ask the watchdog for the CPU thread's
-attention, which stops the engine safely through `vmsim.preempt`.
+attention, which stops the engine safely through `vmsim.preempt`. Devices that wait on
+file descriptors (the crypto worker pool's result pipes) name them instead, and a native
+thread without the GIL stops the engine the moment one is readable (vmsim.nativelib).
 """
 from __future__ import annotations
 
 import sys
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,10 @@ from vmsim.errors import GuestError, VmsimError
 from vmsim.fdt import (PLIC_BASE, PLIC_NUM_SOURCES, POWER_BASE, UART_BASE, UART_IRQ,
                        BoardSpec, build_device_tree, virtio_slot)
 from vmsim.loader import BootLayout, load_boot
+from vmsim.nativelib import FdWatch
 from vmsim.preempt import make_stopper
 from vmsim.traps import TrapHandler, guest_error
+from vmsim.wakeup import WakePipe
 
 RAM_BASE = 0x8000_0000
 DEFAULT_MEMORY = 256 << 20
@@ -85,6 +88,18 @@ class _MachineWaker:
         self.wake = wake
 
 
+class _WatchingWaker(_MachineWaker):
+    """A slot's Waker when the machine has the native fd watcher (an FdWaker): the
+    device may also name file descriptors whose readability means `poll()` has work."""
+
+    def __init__(self, wake: Callable[[], None], watch: Callable[[object, Sequence[int]], None]) -> None:
+        super().__init__(wake)
+        self._watch = watch
+
+    def watch(self, fds: Sequence[int]) -> None:
+        self._watch(self, fds)
+
+
 class Machine:
     """One riscv64 hart with RAM, PLIC, UART, power control and virtio-mmio slots."""
 
@@ -106,11 +121,13 @@ class Machine:
 
         self.clock = GuestClock(TIMEBASE_HZ)
         self.timer = SbiTimer(self.clock)
-        self._idle = threading.Event()
+        self._idle = WakePipe()
         self._running = False
         self.watchdog = Watchdog(self.timer, self._get_attention)
         self.timer.on_change = self.watchdog.deadline_changed
         waker = _MachineWaker(self.watchdog.wake)
+        self._fd_watch = self._start_fd_watch()
+        self._watched: dict[object, tuple[int, ...]] = {}
 
         self._panic = PanicDetector(self._on_panic)
         self.plic = Plic(PLIC_NUM_SOURCES, 2, self._on_plic_output)
@@ -123,7 +140,9 @@ class Machine:
         self.virtio: list[MmioDevice] = []
         for index, factory in enumerate(config.virtio):
             base, irq = virtio_slot(index)
-            device = factory(SlotContext(self.ram, self.plic.line(irq), waker))
+            slot_waker = (waker if self._fd_watch is None
+                          else _WatchingWaker(self.watchdog.wake, self._watch_fds))
+            device = factory(SlotContext(self.ram, self.plic.line(irq), slot_waker))
             self._devices.append((base, VIRTIO_SLOT_SIZE, device))
             self._virtio_slots.append((base, irq))
             self.virtio.append(device)
@@ -199,6 +218,8 @@ class Machine:
     def _service(self) -> None:
         """CPU thread, engine stopped: take in what other threads signalled."""
         self._idle.clear()
+        if self._fd_watch is not None:
+            self._fd_watch.rearm()            # before the devices read their fds
         if self._quit_status is not None:
             self._finish(self._quit_status)
         for device in self._pollables:
@@ -267,6 +288,22 @@ class Machine:
         if context == S_MODE_CONTEXT:
             self.cpu.update_mip(set_bits=SEIP if level else 0, clear_bits=0 if level else SEIP)
 
+    # -- native fd watching ----------------------------------------------------------------
+
+    def _start_fd_watch(self) -> FdWatch | None:
+        """The native watcher, or None where the helper library cannot be built (then
+        devices collect on their own threads and call wake())."""
+        try:
+            return FdWatch(self._stopper.native_stop(), self._idle.fd)
+        except (VmsimError, OSError):
+            return None
+
+    def _watch_fds(self, owner: object, fds: Sequence[int]) -> None:
+        """A device's fds changed (any thread): watch the union over all devices."""
+        self._watched[owner] = tuple(fds)
+        if self._fd_watch is not None:
+            self._fd_watch.set_fds([fd for group in self._watched.values() for fd in group])
+
     def _get_attention(self) -> None:
         """Watchdog thread: end the current run or the idle wait, whichever is happening."""
         self._idle.set()
@@ -333,12 +370,15 @@ class Machine:
 
     def close(self) -> None:
         """Stop helper threads and every device's host resources (worker processes)."""
+        if self._fd_watch is not None:
+            self._fd_watch.close()            # it calls the stopper and writes _idle
         self.watchdog.close()
         self._stopper.close()
         for _, _, device in self._devices:
             close = getattr(device, "close", None)
             if close is not None:
                 close()
+        self._idle.close()
 
 
 class _FirmwarePlatform:

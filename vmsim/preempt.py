@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from vmsim.engine import PATCHED, engine_kind, load_unicorn
 from vmsim.errors import VmsimError
-from vmsim.unicorn_build import ensure_stop_hook
+from vmsim.nativelib import function_address, native_library
 
 
 class Stopper(Protocol):
@@ -43,6 +43,11 @@ class Stopper(Protocol):
 
     def close(self) -> None:
         """Release the mechanism. Only while the CPU is not running; idempotent."""
+        ...
+
+    def native_stop(self) -> tuple[int, int]:
+        """`request` as a C function `int f(void *)` and its argument, for native threads
+        (vmsim.nativelib.FdWatch) that stop the CPU without the GIL."""
         ...
 
 
@@ -60,28 +65,9 @@ class BlockBoundaryStopper:
     def close(self) -> None:
         pass
 
-
-class _StopHookLibrary:
-    """ctypes view of vmsim/native/stop_hook.c, loaded once per process."""
-
-    _instance: "_StopHookLibrary | None" = None
-
-    def __init__(self) -> None:
-        lib = ctypes.CDLL(str(ensure_stop_hook()))
-        lib.vmsim_stop_new.restype = ctypes.c_void_p
-        lib.vmsim_stop_new.argtypes = [ctypes.c_void_p]
-        lib.vmsim_stop_free.restype = None
-        lib.vmsim_stop_free.argtypes = [ctypes.c_void_p]
-        lib.vmsim_stop_request.restype = None
-        lib.vmsim_stop_request.argtypes = [ctypes.c_void_p]
-        self.lib = lib
-        self.hook_address = ctypes.cast(lib.vmsim_stop_hook, ctypes.c_void_p).value
-
-    @classmethod
-    def get(cls) -> "_StopHookLibrary":
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
+    def native_stop(self) -> tuple[int, int]:
+        uclib = _binding_library(load_unicorn())
+        return function_address(uclib.uc_emu_stop), self._uc._uch.value
 
 
 def _binding_library(unicorn: types.ModuleType) -> ctypes.CDLL:
@@ -95,32 +81,35 @@ class NativeHookStopper:
     method = "stops through a native block hook"
 
     def __init__(self, uc: Any, unicorn: types.ModuleType) -> None:
-        self._native = _StopHookLibrary.get()
+        self._native = native_library()
         self._uclib = _binding_library(unicorn)
         self._uc = uc
-        emu_stop = ctypes.cast(self._uclib.uc_emu_stop, ctypes.c_void_p).value
-        self._state = self._native.lib.vmsim_stop_new(emu_stop)
+        self._state = self._native.vmsim_stop_new(function_address(self._uclib.uc_emu_stop))
         if not self._state:
             raise MemoryError("cannot allocate the stop hook state")
         self._hook = ctypes.c_size_t(0)
         status = self._uclib.uc_hook_add(uc._uch, ctypes.byref(self._hook),
-                                         unicorn.UC_HOOK_BLOCK, self._native.hook_address,
+                                         unicorn.UC_HOOK_BLOCK,
+                                         function_address(self._native.vmsim_stop_hook),
                                          self._state, 1, 0)
         if status != unicorn.UC_ERR_OK:
-            self._native.lib.vmsim_stop_free(self._state)
+            self._native.vmsim_stop_free(self._state)
             self._state = None
             raise VmsimError(f"cannot install the native stop hook: {unicorn.UcError(status)}")
 
     def request(self) -> None:
         state = self._state
         if state:
-            self._native.lib.vmsim_stop_request(state)
+            self._native.vmsim_stop_request(state)
+
+    def native_stop(self) -> tuple[int, int]:
+        return function_address(self._native.vmsim_stop_request), self._state or 0
 
     def close(self) -> None:
         if self._state:
             self._uclib.uc_hook_del(self._uc._uch, self._hook)
             state, self._state = self._state, None
-            self._native.lib.vmsim_stop_free(state)
+            self._native.vmsim_stop_free(state)
 
 
 def make_stopper(uc: Any) -> Stopper:

@@ -43,9 +43,12 @@ UNICORN_CMAKE_OPTIONS = (
 )
 LIBUNICORN_NAME = "libunicorn.so.2"
 
-STOP_HOOK_SOURCE = Path(__file__).parent / "native" / "stop_hook.c"
-STOP_HOOK_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall")
-STOP_HOOK_NAME = "libvmsim_stophook.so"
+# vmsim's own native helpers, one small library: the stop hook for the wheel engine and
+# the file-descriptor watcher of the run loop (both work without the GIL).
+NATIVE_SOURCES = tuple(Path(__file__).parent / "native" / name
+                       for name in ("stop_hook.c", "fd_watch.c"))
+NATIVE_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-pthread")
+NATIVE_NAME = "libvmsim_native.so"
 
 CMAKE = Requirement("cmake", "cmake")
 CC = Requirement("cc", "gcc")
@@ -66,10 +69,11 @@ def cached_patched_unicorn() -> Path | None:
     return directory if (directory / LIBUNICORN_NAME).is_file() else None
 
 
-def stop_hook_path() -> Path:
-    """Where the native stop hook library for the current C source lives."""
-    key = digest({"source": STOP_HOOK_SOURCE.read_bytes(), "cflags": " ".join(STOP_HOOK_CFLAGS)})
-    return cache_root("native") / key / STOP_HOOK_NAME
+def native_library_path() -> Path:
+    """Where the native helper library for the current C sources lives."""
+    key = digest({**{source.name: source.read_bytes() for source in NATIVE_SOURCES},
+                  "cflags": " ".join(NATIVE_CFLAGS)})
+    return cache_root("native") / key / NATIVE_NAME
 
 
 class _Progress:
@@ -206,9 +210,9 @@ def build_patched_unicorn(quiet: bool = False) -> Path:
     return target_dir
 
 
-def ensure_stop_hook(quiet: bool = True) -> Path:
-    """Build (or find cached) the native stop hook library; return its path."""
-    target = stop_hook_path()
+def ensure_native_library(quiet: bool = True) -> Path:
+    """Build (or find cached) the native helper library; return its path."""
+    target = native_library_path()
     if target.is_file():
         return target
     progress = _Progress(quiet)
@@ -216,11 +220,11 @@ def ensure_stop_hook(quiet: bool = True) -> Path:
         if target.is_file():
             return target
         require((CC,))
-        progress.step("building the native stop hook")
+        progress.step("building vmsim's native helpers")
         with tempfile.TemporaryDirectory(prefix="build-", dir=target.parent.parent) as tmp_name:
-            built = Path(tmp_name) / STOP_HOOK_NAME
-            _run(["cc", *STOP_HOOK_CFLAGS, "-o", built, STOP_HOOK_SOURCE],
-                 Path(tmp_name) / "build.log", "compiling the native stop hook")
+            built = Path(tmp_name) / NATIVE_NAME
+            _run(["cc", *NATIVE_CFLAGS, "-o", built, *NATIVE_SOURCES],
+                 Path(tmp_name) / "build.log", "compiling vmsim's native helpers")
             _install(built, target)
     return target
 
@@ -231,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cached = cached_patched_unicorn()
         unicorn_dir = cached or build_patched_unicorn(quiet)
-        hook = ensure_stop_hook(quiet)
+        native = ensure_native_library(quiet)
     except VmsimError as err:
         print(f"vmsim: {err}", file=sys.stderr)
         return err.exit_code
     if not quiet:
         state = "cached" if cached else "built"
         print(f"vmsim: patched libunicorn {state}: {unicorn_dir / LIBUNICORN_NAME}", file=sys.stderr)
-        print(f"vmsim: native stop hook: {hook}", file=sys.stderr)
+        print(f"vmsim: native helpers: {native}", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ that spins on memory with interrupts off and never traps.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 from devices.bus import GuestMemory, Waker
@@ -100,6 +101,50 @@ class _CodeDmaDevice:
         self._memory.write(value, li_a0_2.to_bytes(4, "little") + ret.to_bytes(4, "little"))
 
 
+class _PipeDevice:
+    """Completes like a worker pool without a collector thread: when poked, another
+    thread writes a byte into a pipe the device asked the machine to watch, and never
+    calls wake(); poll() reads the pipe and writes MARK. If nothing noticed the pipe
+    after FALLBACK_S, it wakes the machine itself and records that, so the test fails
+    instead of spinning forever."""
+
+    FALLBACK_S = 5.0
+
+    def __init__(self, memory: GuestMemory, waker: Waker) -> None:
+        self._memory = memory
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        self.watched = hasattr(waker, "watch")
+        if self.watched:
+            waker.watch([self._read])  # type: ignore[attr-defined]
+        self._waker = waker
+        self.fallback_used = False
+
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        threading.Timer(0.05, os.write, (self._write, b"!")).start()
+        fallback = threading.Timer(self.FALLBACK_S, self._fallback)
+        fallback.daemon = True
+        fallback.start()
+
+    def _fallback(self) -> None:
+        self.fallback_used = True
+        self._waker.wake()
+
+    def poll(self) -> None:
+        try:
+            if os.read(self._read, 16):
+                self._memory.write(DMA_TARGET, MARK.to_bytes(4, "little"))
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
 def _slot(deferred: bool):
     def build(slot: SlotContext) -> _DmaDevice:
         return _DmaDevice(slot.memory, slot.waker, deferred)
@@ -127,6 +172,19 @@ def test_inline_dma_under_sv39_does_not_fault_the_guest(boot) -> None:
 def test_deferred_completion_reaches_a_guest_polling_with_interrupts_off(boot) -> None:
     run = boot(PAGING + POKE_AND_WAIT + ROOT_TABLE, virtio=[_slot(deferred=True)])
     assert run.status == 0
+
+
+def test_a_watched_fd_stops_a_guest_polling_with_interrupts_off(boot) -> None:
+    """The native fd watcher: readable is enough, no Python thread has to call wake()."""
+    devices: list[_PipeDevice] = []
+
+    def build(slot: SlotContext) -> _PipeDevice:
+        devices.append(_PipeDevice(slot.memory, slot.waker))
+        return devices[-1]
+
+    run = boot(PAGING + POKE_AND_WAIT + ROOT_TABLE, virtio=[build])
+    assert run.status == 0
+    assert devices[0].watched and not devices[0].fallback_used
 
 
 CALL_REWRITE_CALL = fr"""

@@ -35,9 +35,11 @@ void vmsim_stop_free(struct vmsim_stop_state *state)
     free(state);
 }
 
-void vmsim_stop_request(struct vmsim_stop_state *state)
+/* Returns int so that it has the shape of uc_emu_stop (vmsim_stop_fn in fd_watch.c). */
+int vmsim_stop_request(struct vmsim_stop_state *state)
 {
     __atomic_store_n(&state->pending, 1, __ATOMIC_RELEASE);
+    return 0;
 }
 
 /* Signature of uc_cb_hookcode_t. */

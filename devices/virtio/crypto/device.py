@@ -4,9 +4,11 @@ Every chain is parsed and copied out of guest memory exactly once, on the CPU th
 into an immutable Job; only that copy goes to a worker. Small symmetric jobs run inline
 (the IPC round trip would cost more than the work); large ones and all public-key jobs
 go to the worker pool, and their completions are written back by `poll()` on the CPU
-thread after the pool's collector thread calls the machine's Waker. Completions may
-leave in any order. Every popped chain is completed, with a status when anything is
-wrong; only a structurally broken chain (ChainError) makes the device ask for a reset.
+thread. When the machine's Waker is an FdWaker the device hands it the pool's result
+pipes and the CPU thread collects them itself, so no Python thread (and no GIL) sits
+between a worker's answer and the guest; otherwise the pool's collector thread calls
+the Waker. Completions may leave in any order. Every popped chain is completed, with a
+status when anything is wrong; only a structurally broken chain (ChainError) makes the device ask for a reset.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from devices.bus import NullWaker, Waker
+from devices.bus import FdWaker, NullWaker, Waker
 from devices.events import TraceEvent, TraceSink, discard
 from devices.virtio.crypto import execute
 from devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
@@ -85,6 +87,8 @@ class CryptoDevice(VirtioDevice):
         self._trace = trace
         self._inline_max = inline_max_bytes
         self._pool: WorkerPool[Job, Outcome] | None = None
+        self._fd_waker = waker if isinstance(waker, FdWaker) else None
+        self._watched_fds: tuple[int, ...] = ()
         self._pending: dict[int, _Pending] = {}
         self._next_token = 0
         self._epoch = 0
@@ -133,7 +137,9 @@ class CryptoDevice(VirtioDevice):
         if self._pool is None:
             return
         ctx, touched = self.ctx, set()
-        for token, outcome in self._pool.take_results():
+        results = self._pool.take_results()
+        self._watch_pool()                      # a dead worker's replacement has new pipes
+        for token, outcome in results:
             pending = self._pending.pop(token, None)
             if pending is None or ctx is None or pending.epoch != self._epoch:
                 continue  # reset since: the ring it belonged to is gone
@@ -149,8 +155,9 @@ class CryptoDevice(VirtioDevice):
     def close(self) -> None:
         """Stop the worker pool; no worker process outlives this."""
         if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            self._watch_pool()                  # before its pipes close
+            pool.close()
 
     # ---- control queue -----------------------------------------------------------------
 
@@ -221,8 +228,20 @@ class CryptoDevice(VirtioDevice):
 
     def _start_pool(self) -> WorkerPool[Job, Outcome]:
         if self._pool is None:
-            self._pool = WorkerPool(RUNNER, Outcome(Status.ERR), self._workers, self._waker.wake)
+            self._pool = WorkerPool(RUNNER, Outcome(Status.ERR), self._workers,
+                                    None if self._fd_waker else self._waker.wake)
+            self._watch_pool()
         return self._pool
+
+    def _watch_pool(self) -> None:
+        """Keep the machine watching exactly the pool's current result pipes."""
+        waker, pool = self._fd_waker, self._pool
+        if waker is None:
+            return
+        fds = tuple(pool.result_fds()) if pool is not None else ()
+        if fds != self._watched_fds:
+            self._watched_fds = fds
+            waker.watch(fds)
 
     def _submit(self, index: int, chain: DescriptorChain, job: Job) -> None:
         pool = self._start_pool()

@@ -1,16 +1,19 @@
 """A pool of worker processes that run jobs and hand back results out of order.
 
 Each worker has its own task pipe and result pipe, so the pool always knows which jobs
-a worker holds and in what order it runs them. Three roles, three threads:
+a worker holds and in what order it runs them. Three roles:
 - `submit()` (the CPU thread) never waits for a busy worker: a job goes straight down
   the pipe of an idle one (which is already waiting to read it, so the write lasts
   only as long as the copy), otherwise to a dispatcher thread that sends it to the
   least-loaded worker when it can;
-- a collector thread receives results, notices dead workers (their result pipe hits
-  EOF), and calls `on_result` (the machine's Waker) after each batch.
-`take_results()` (the CPU thread again) drains what is ready. A worker says READY when
-its imports are done; `ready` tells whether any has, so a caller can avoid queueing
-work behind a process that is still starting.
+- collecting receives results and notices dead workers (their result pipe hits EOF).
+  With an `on_result` callback a collector thread does it and calls back after each
+  batch. Without one, the owner watches `result_fds()` itself (the machine's native
+  fd watcher, which needs no GIL) and `take_results()` collects on the CPU thread:
+  no Python thread stands between a worker's answer and the guest;
+- `take_results()` (the CPU thread again) hands over what is ready.
+A worker says READY when its imports are done; `ready` tells whether any has, so a
+caller can avoid queueing work behind a process that is still starting.
 
 A worker that dies mid-job is replaced: the job it was running completes with
 `crash_result`, the jobs queued behind it go to the dispatcher again, nothing else is
@@ -73,11 +76,13 @@ class WorkerPool(Generic[J, R]):
     """Runs `runner(job)` in worker processes; results come back by token, in any order."""
 
     def __init__(self, runner: str, crash_result: R, workers: int | None = None,
-                 on_result: Callable[[], None] = lambda: None) -> None:
-        """`runner` names the job function as 'module:function' (importable by workers)."""
+                 on_result: Callable[[], None] | None = lambda: None) -> None:
+        """`runner` names the job function as 'module:function' (importable by workers);
+        `on_result=None`: no collector thread, the owner collects (see the module doc)."""
         self._runner = runner
         self._crash_result = crash_result
-        self._on_result = on_result
+        self._on_result = on_result or (lambda: None)
+        self._self_collecting = on_result is None
         self._lock = threading.Lock()
         self._workers = [_Worker(runner) for _ in range(workers or os.cpu_count() or 1)]
         self._outbox: queue.SimpleQueue[tuple[int, J] | None] = queue.SimpleQueue()
@@ -89,9 +94,10 @@ class WorkerPool(Generic[J, R]):
         self._failed_starts = 0
         self.crashes = 0
         self._dispatcher = threading.Thread(target=self._dispatch, name="crypto-dispatch", daemon=True)
-        self._collector = threading.Thread(target=self._collect, name="crypto-collect", daemon=True)
+        self._collector = threading.Thread(target=self._collect_loop, name="crypto-collect", daemon=True)
         self._dispatcher.start()
-        self._collector.start()
+        if not self._self_collecting:
+            self._collector.start()
 
     @property
     def size(self) -> int:
@@ -100,7 +106,15 @@ class WorkerPool(Generic[J, R]):
     @property
     def ready(self) -> bool:
         """True once some worker has started and can take work at once."""
+        if self._self_collecting and not any(w.ready for w in self._workers):
+            self._collect_available()
         return any(w.ready for w in self._workers)
+
+    def result_fds(self) -> list[int]:
+        """The pipes to watch when there is no collector thread: readable means a
+        result, a READY, or a dead worker, and `take_results()` should run."""
+        with self._lock:
+            return [w.results.fileno() for w in self._workers]
 
     @property
     def broken(self) -> bool:
@@ -128,6 +142,8 @@ class WorkerPool(Generic[J, R]):
 
     def take_results(self) -> list[tuple[int, R]]:
         """Every result that arrived since the last call (CPU thread)."""
+        if self._self_collecting:
+            self._collect_available()
         out = []
         while self._results:
             out.append(self._results.popleft())
@@ -163,7 +179,7 @@ class WorkerPool(Generic[J, R]):
 
     # ---- collector thread ------------------------------------------------------------
 
-    def _collect(self) -> None:
+    def _collect_loop(self) -> None:
         while True:
             with self._lock:
                 if self._closed:
@@ -172,15 +188,26 @@ class WorkerPool(Generic[J, R]):
             ready = wait([*watch, self._wake_recv])
             if self._wake_recv in ready:
                 return
-            delivered = False
-            for conn in ready:
-                worker = watch[conn]  # type: ignore[index]
-                alive, got = self._receive(worker)
-                delivered |= got
-                if not alive:
-                    delivered |= self._replace(worker)
-            if delivered:
+            if self._collect([watch[conn] for conn in ready]):  # type: ignore[index]
                 self._on_result()
+
+    def _collect_available(self) -> None:
+        """Collect on the owner's thread, without blocking."""
+        with self._lock:
+            if self._closed:
+                return
+            workers = list(self._workers)
+        self._collect([w for w in workers if w.results.poll()])
+
+    def _collect(self, workers: list[_Worker]) -> bool:
+        """Receive from workers whose pipe is readable; True if a result was delivered."""
+        delivered = False
+        for worker in workers:
+            alive, got = self._receive(worker)
+            delivered |= got
+            if not alive:
+                delivered |= self._replace(worker)
+        return delivered
 
     def _receive(self, worker: _Worker) -> tuple[bool, bool]:
         """Drain a worker's results: (still alive, delivered anything)."""
@@ -235,7 +262,8 @@ class WorkerPool(Generic[J, R]):
         self._outbox.put(None)
         self._wake_send.send_bytes(b"x")
         self._dispatcher.join(timeout)
-        self._collector.join(timeout)
+        if self._collector.is_alive():
+            self._collector.join(timeout)
         for worker in self._workers:
             worker.stop(timeout)
         self._wake_recv.close()
