@@ -9,6 +9,9 @@ later guest writes to the descriptor table cannot change what was validated.
 from __future__ import annotations
 
 import struct
+import sys
+from operator import add
+from typing import Callable
 
 from devices.bus import GuestMemory, GuestMemoryError
 from devices.events import TraceEvent, TraceSink, discard
@@ -25,6 +28,58 @@ _U16 = struct.Struct("<H")
 _MAX_TOTAL_LEN = 0xFFFF_FFFF  # used.len is 32 bits; no chain may carry more than that
 # Plain module constants: the walker tests them for every descriptor.
 _NEXT, _WRITE, _INDIRECT, _DESC_SIZE = Desc.NEXT, Desc.WRITE, Desc.INDIRECT, Desc.SIZE
+# Indirect tables at least this long are first tried in bulk (_linear_table); below it
+# the per-descriptor loop is as fast.
+_BULK_MIN = 32
+_LITTLE_ENDIAN = sys.byteorder == "little"  # _linear_table reads the table natively
+
+
+_Segments = list[tuple[int, int]]
+
+
+def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writable: bool,
+                  ) -> tuple[_Segments, _Segments, int, int] | None:
+    """Resolve a whole indirect table at C speed when it has the shape Linux builds.
+
+    That shape: entries 0..n-1 chained in order, each with exactly NEXT (readable) or
+    NEXT|WRITE set and the last with 0 or WRITE, readable entries first (none at all
+    after earlier writable ones), no empty buffer, and every buffer inside one span
+    that is all RAM. The descriptor loop would walk such a table without error and
+    produce exactly these readable and writable segments (returned with their total
+    lengths). Any other table gives None: the caller then walks it descriptor by
+    descriptor, so whatever is wrong with it is found and reported exactly as before.
+    For a long chain (Linux's 64 KiB requests carry ~270 descriptors) this is about
+    twice as fast as the loop.
+    """
+    if not _LITTLE_ENDIAN:
+        return None
+    view = memoryview(table)
+    halves = view.cast("H")
+    flags = halves[6::8].tolist()
+    n = len(flags)
+    if halves[7::8].tolist()[:-1] != list(range(1, n)):
+        return None
+    readable = flags.count(_NEXT)
+    last = flags[-1]
+    if (readable + flags.count(_NEXT | _WRITE) != n - 1 or last not in (0, _WRITE)
+            or flags[:readable] != [_NEXT] * readable):
+        return None
+    if last == 0:  # the last entry is readable too: then there must be no writable one
+        if readable != n - 1:
+            return None
+        readable = n
+    if readable and after_writable:
+        return None
+    lengths = view.cast("I")[2::4].tolist()
+    if 0 in lengths:
+        return None
+    addrs = view.cast("Q")[0::2].tolist()
+    low, high = min(addrs), max(map(add, addrs, lengths))
+    if not in_ram(low, high - low):
+        return None
+    return (list(zip(addrs[:readable], lengths[:readable])),
+            list(zip(addrs[readable:], lengths[readable:])),
+            sum(lengths[:readable]), sum(lengths[readable:]))
 
 
 class ChainError(Exception):
@@ -369,6 +424,15 @@ class SplitQueue:
                 indirect = True
                 index = 0
                 outer, count = count, 0
+                if table_len >= _BULK_MIN:
+                    linear = _linear_table(table, in_ram, bool(writable))
+                    if linear is not None and total + linear[2] + linear[3] <= _MAX_TOTAL_LEN:
+                        readable += linear[0]
+                        writable += linear[1]
+                        return DescriptorChain(self._mem, head, readable, writable,
+                                               outer + table_len, True,
+                                               total - writable_len + linear[2],
+                                               writable_len + linear[3])
                 continue
 
             if length:

@@ -122,3 +122,68 @@ def test_arbitrary_register_traffic_never_raises(script, kick_with_rings):
         assert rig.irq.level == (rig.transport.interrupt_status != 0)
     finally:
         rig.ram.close()
+
+
+# ---- long indirect tables: the bulk path agrees with the descriptor loop ---------------
+
+LONG_TABLE_AT = BASE + 0x800  # up to 80 entries (0x500 bytes), ends below DATA_AT
+long_entry_mutations = st.lists(
+    st.tuples(st.integers(0, 79), st.sampled_from(["addr", "len", "flags", "next"]),
+              st.one_of(st.integers(0, 3), st.integers(0, 0xFFFF), addresses, lengths)),
+    max_size=3)
+
+
+def linux_table(readable: int, writable: int, seed: int) -> list[tuple[int, int, int, int]]:
+    """What Linux writes for a request: entries in order, readable ones first."""
+    n = readable + writable
+    entries = []
+    for i in range(n):
+        addr = DATA_AT + (i * 37 + seed) % (DATA_END - DATA_AT - 96)
+        flags = (Desc.WRITE if i >= readable else 0) | (Desc.NEXT if i < n - 1 else 0)
+        entries.append((addr, 1 + (i + seed) % 96, flags, i + 1 if i < n - 1 else 0))
+    return entries
+
+
+def walk_outcome(ram: Ram, head_descs, bulk: bool, monkeypatch) -> tuple:
+    import devices.virtio.queue as queue_module
+
+    monkeypatch.setattr(queue_module, "_BULK_MIN", 32 if bulk else 1 << 30)
+    ram.write(DESC_AT, pack(head_descs))
+    ram.write(AVAIL_AT, struct.pack("<HHH", 0, 1, 0))
+    queue = SplitQueue(0, SIZE, ram, DESC_AT, AVAIL_AT, USED_AT, indirect=True)
+    try:
+        chain = queue.pop()
+    except ChainError as err:
+        return ("error", err.head, err.reason)
+    return ("chain", chain.head, chain.readable, chain.writable, chain.readable_len,
+            chain.writable_len, chain.descriptor_count, chain.indirect)
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(n=st.integers(32, 80), split=st.integers(0, 80), seed=st.integers(0, 999),
+       mutations=long_entry_mutations,
+       before=st.sampled_from([(), (0,), (Desc.WRITE,)]), ram_size=st.sampled_from([RAM_SIZE, 0x2000]))
+def test_long_indirect_tables_resolve_as_the_descriptor_loop_does(
+        n, split, seed, mutations, before, ram_size, monkeypatch):
+    """Differential: with and without the bulk path, the same chain or the same error."""
+    entries = linux_table(min(split, n), n - min(split, n), seed)
+    for index, field, value in mutations:
+        if index < len(entries):
+            entry = list(entries[index])
+            slot = ("addr", "len", "flags", "next").index(field)
+            entry[slot] = value & ((1 << 64) - 1, (1 << 32) - 1, 0xFFFF, 0xFFFF)[slot]
+            entries[index] = tuple(entry)
+    to_table = (LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)
+    head_descs = [(DATA_AT + 8 * i, 8, flags | Desc.NEXT, i + 1) for i, flags in enumerate(before)]
+    head_descs.append(to_table)
+    head_descs += [(0, 0, 0, 0)] * (SIZE - len(head_descs))
+    outcomes = []
+    for bulk in (True, False):
+        ram = Ram(BASE, ram_size)  # 0x2000: many buffers are (partly) outside RAM
+        try:
+            ram.write(LONG_TABLE_AT, pack(entries))
+            outcomes.append(walk_outcome(ram, head_descs, bulk, monkeypatch))
+        finally:
+            ram.close()
+    assert outcomes[0] == outcomes[1]
