@@ -299,18 +299,21 @@ class SplitQueue:
         if not self.ready:
             return None
         last = self._last_avail
-        avail_idx = self._read_u16(self.avail_addr + 2)
-        pending = (avail_idx - last) & 0xFFFF
-        if pending == 0:
-            if last != self._published_avail_event:  # (the usual case: already published)
-                self._publish_avail_event()
-            return None
-        if pending > self.size:
-            raise ChainError(None, f"avail.idx {avail_idx} is {pending} ahead of "
-                                   f"{last}, more than the queue size {self.size}")
-        if self._in_flight >= self.size:
-            raise ChainError(None, f"more than {self.size} chains in flight")
-        head = self._read_u16(self.avail_addr + 4 + 2 * (last & (self.size - 1)))
+        try:  # the ring reads inline, as _read_u16 would do them: this runs per request
+            avail_idx = self._unpack(_U16, self.avail_addr + 2)[0]
+            pending = (avail_idx - last) & 0xFFFF
+            if pending == 0:
+                if last != self._published_avail_event:  # (usually: already published)
+                    self._publish_avail_event()
+                return None
+            if pending > self.size:
+                raise ChainError(None, f"avail.idx {avail_idx} is {pending} ahead of "
+                                       f"{last}, more than the queue size {self.size}")
+            if self._in_flight >= self.size:
+                raise ChainError(None, f"more than {self.size} chains in flight")
+            head = self._unpack(_U16, self.avail_addr + 4 + 2 * (last & (self.size - 1)))[0]
+        except GuestMemoryError as err:
+            raise ChainError(None, f"ring at {err.addr:#x} is outside RAM") from err
         self._last_avail = (last + 1) & 0xFFFF
         self._publish_avail_event()
         chain = self._walk(head)
