@@ -53,9 +53,10 @@ class CryptoRig:
     """A CryptoDevice on the MMIO transport with a driver that speaks its protocol."""
 
     def __init__(self, device: CryptoDevice | None = None, queue_size: int = 64,
-                 wanted: int | None = None, indirect: bool = False, ram_size: int = 16 << 20) -> None:
+                 wanted: int | None = None, indirect: bool = False, ram_size: int = 16 << 20,
+                 trace: bool = True) -> None:
         self.device = device if device is not None else CryptoDevice(workers=0)
-        self.rig: Rig = make_rig(self.device, ram_size=ram_size)
+        self.rig: Rig = make_rig(self.device, ram_size=ram_size, trace=trace)
         self.driver = self.rig.driver
         self.features = self.driver.init(queue_size=queue_size, wanted=wanted)
         self.revision_1 = bool(self.features & CryptoFeatures.REVISION_1)
