@@ -1,0 +1,55 @@
+"""The Cpu's direct engine calls: mip updates and the invalidation of device-written
+pages touch exactly what they should and leave the hart's privilege as it was."""
+from __future__ import annotations
+
+import pytest
+
+from vmsim.cpu import PAGE_SHIFT, PRIV_SUPERVISOR, PRIV_USER, SEIP, SSIP, STIP, Cpu
+
+RAM_BASE, RAM_SIZE = 0x8000_0000, 1 << 20
+
+
+@pytest.fixture
+def cpu():
+    cpu = Cpu()
+    cpu.uc.mem_map(RAM_BASE, RAM_SIZE)
+    return cpu
+
+
+def test_update_mip_changes_only_the_named_bits(cpu) -> None:
+    cpu.priv = PRIV_SUPERVISOR
+    cpu.write_mcsr("mip", SSIP)
+    cpu.update_mip(set_bits=SEIP | STIP)
+    assert cpu.read_mcsr("mip") == SSIP | SEIP | STIP
+    cpu.update_mip(clear_bits=STIP)
+    cpu.update_mip(clear_bits=STIP)  # already clear: nothing to write
+    assert cpu.read_mcsr("mip") == SSIP | SEIP
+    cpu.update_mip(set_bits=0, clear_bits=SEIP | SSIP)
+    assert cpu.read_mcsr("mip") == 0
+    assert cpu.priv == PRIV_SUPERVISOR
+
+
+@pytest.mark.parametrize("priv", [PRIV_USER, PRIV_SUPERVISOR])
+def test_written_pages_are_invalidated_in_runs_at_machine_level(cpu, monkeypatch, priv) -> None:
+    calls = []
+    monkeypatch.setattr(cpu, "_remove_cache", lambda first, end: calls.append(
+        (first - (RAM_BASE >> PAGE_SHIFT), end - (RAM_BASE >> PAGE_SHIFT), cpu.priv)))
+    cpu.priv = priv
+    page = 1 << PAGE_SHIFT
+    cpu.note_written(RAM_BASE + 0 * page + 5, 1)
+    cpu.note_written(RAM_BASE + 2 * page, 8)                 # one unwritten page between
+    cpu.note_written(RAM_BASE + 6 * page - 1, 2)              # straddles pages 5 and 6
+    cpu.note_written(RAM_BASE + 10 * page, 0)                 # nothing written
+    cpu.note_written(RAM_BASE + 12 * page, 2 * page + 1)      # pages 12, 13, 14
+    cpu._forget_written_code()
+    assert calls == [(0, 3, 3), (5, 7, 3), (12, 15, 3)]
+    assert cpu.priv == priv
+    calls.clear()
+    cpu._forget_written_code()  # nothing noted since
+    assert calls == []
+
+
+def test_invalidation_reaches_the_engine(cpu) -> None:
+    cpu.note_written(RAM_BASE, 3 << PAGE_SHIFT)
+    cpu._forget_written_code()  # a real uc_ctl call: it must not raise
+    assert not cpu._written_pages
