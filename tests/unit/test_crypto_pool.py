@@ -233,3 +233,12 @@ def test_a_job_that_cannot_be_sent_fails_alone(pool):
     pool.submit(1, (0.0, lambda: None))      # not picklable
     pool.submit(2, (0.0, "fine"))
     assert sorted(drain(pool, 2), key=lambda r: r[0]) == [(1, CRASHED), (2, "fine")]
+
+
+def test_worker_warm_up_runs_every_pooled_kind_successfully():
+    """The warm-up a worker does before READY must really run RSA (raw and PKCS#1),
+    ECDSA and AES jobs: a job that fails there would leave its path cold."""
+    from devices.virtio.crypto.execute import warm_up
+
+    statuses = warm_up()
+    assert len(statuses) == 4 and all(status == Status.OK for status in statuses)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
-from devices.virtio.crypto.constants import Service, Status
+from devices.virtio.crypto.constants import (AkcipherAlgo, CipherAlgo, CipherDirection, Curve,
+                                             KeyType, Op, RsaHash, RsaPadding, Service, Status)
 from devices.virtio.crypto.sessions import Params
 from devices.virtio.crypto.wire import RequestError, fail
 
@@ -68,3 +69,33 @@ def run(job: Job) -> Outcome:
         return Outcome(exc.status)
     except Exception:  # noqa: BLE001 - a library surprise must not take the device down
         return Outcome(Status.ERR)
+
+
+def warm_up() -> list[Status]:
+    """Run one job of each pooled kind on throwaway keys, before a worker says READY.
+
+    The first RSA or ECDSA operation in a process costs about a millisecond more than
+    later ones (OpenSSL fetches its algorithm implementations lazily, Python specialises
+    the code); a worker pays that here instead of on a guest's first request."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    der = serialization.Encoding.DER
+    pkcs1 = serialization.PrivateFormat.TraditionalOpenSSL
+    none = serialization.NoEncryption()
+    rsa_key = rsa.generate_private_key(65537, 1024).private_bytes(der, pkcs1, none)
+    ec_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(der, pkcs1, none)
+    digest = bytes(32)
+    jobs = []
+    for padding, hash_algo, op, src in ((RsaPadding.RAW, RsaHash.NO_HASH, Op.AKCIPHER_DECRYPT, bytes(128)),
+                                        (RsaPadding.PKCS1, RsaHash.SHA256, Op.AKCIPHER_SIGN, digest)):
+        para = int(padding).to_bytes(4, "little") + int(hash_algo).to_bytes(4, "little")
+        params = akcipher.make_params(AkcipherAlgo.RSA, KeyType.PRIVATE, rsa_key, para)
+        jobs.append(Job(Service.AKCIPHER, op, params, src, out_limit=128))
+    ec_params = akcipher.make_params(AkcipherAlgo.ECDSA, KeyType.PRIVATE, ec_key,
+                                     int(Curve.NIST_P256).to_bytes(4, "little"))
+    jobs.append(Job(Service.AKCIPHER, Op.AKCIPHER_SIGN, ec_params, digest, out_limit=128))
+    aes = cipher.make_params(CipherAlgo.AES_CBC, bytes(16), CipherDirection.ENCRYPT)
+    jobs.append(Job(Service.CIPHER, Op.CIPHER_ENCRYPT, aes, bytes(4096), bytes(16)))
+    return [run(job).status for job in jobs]
+

@@ -1,8 +1,8 @@
 """Worker process entry point: `python -m devices.virtio.crypto.worker RUNNER TASK_FD RESULT_FD`.
 
-Once its imports are done it sends READY, then reads (token, job) messages from the
-task pipe and answers (token, RUNNER(job)) on the result pipe, in order, until the task
-pipe closes or sends None. Started as a plain
+Once its imports (and the runner module's optional `warm_up()`) are done it sends READY,
+then reads (token, job) messages from the task pipe and answers (token, RUNNER(job)) on
+the result pipe, in order, until the task pipe closes or sends None. Started as a plain
 subprocess (not multiprocessing's spawn), so the parent's __main__ is never re-imported,
 and exits by itself when its parent goes away and the task pipe closes.
 """
@@ -35,8 +35,20 @@ def serve(runner: Callable[[Any], Any], tasks: Connection, results: Connection) 
         results.send((token, runner(job)))
 
 
+def warm_up(name: str) -> None:
+    """Call the runner module's optional `warm_up()` before READY, so one-time costs are
+    not paid by the first real job; a failure there only loses the head start."""
+    warm = getattr(importlib.import_module(name.partition(":")[0]), "warm_up", None)
+    if warm is not None:
+        try:
+            warm()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def main(argv: list[str]) -> None:
     runner = resolve(argv[0])
+    warm_up(argv[0])
     serve(runner, Connection(int(argv[1]), writable=False), Connection(int(argv[2]), readable=False))
 
 
