@@ -89,7 +89,8 @@ class VirtioDevice(ABC):
         """The driver kicked queue `index` (only ever a ready queue after DRIVER_OK)."""
 
     def poll(self) -> None:
-        """On the CPU thread: finish asynchronous work (write used entries, signal)."""
+        """On the CPU thread: finish asynchronous work (write used entries, signal).
+        Called whether or not the driver has activated the device."""
 
     @abstractmethod
     def reset(self) -> None:

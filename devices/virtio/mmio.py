@@ -178,8 +178,10 @@ class MmioTransport:
         writer(value & _MASK32)
 
     def poll(self) -> None:
-        if self.context is not None:
-            self.device.poll()
+        # Always, even before DRIVER_OK: a device that named fds to its FdWaker must read
+        # them (its workers say READY long before the driver arrives), or the machine
+        # would keep stopping for them. The device itself knows there is no queue yet.
+        self.device.poll()
 
     def close(self) -> None:
         self.device.close()

@@ -187,6 +187,38 @@ def test_a_watched_fd_stops_a_guest_polling_with_interrupts_off(boot) -> None:
     assert devices[0].watched and not devices[0].fallback_used
 
 
+SPIN_HALF_A_SECOND = r"""
+    rdtime t3
+    li t4, 5000000                     # 0.5 s of the 10 MHz timebase
+    add t4, t3, t4
+1:  rdtime t3
+    bltu t3, t4, 1b
+    exit 0
+"""
+
+
+def test_worker_pool_of_an_unused_device_does_not_keep_stopping_the_cpu(boot) -> None:
+    """The crypto device's workers say READY while the guest has not touched the device
+    (no driver, no DRIVER_OK). The machine watches their pipes; unless the device reads
+    them anyway, every READY would stop the CPU again and again (thousands per second)."""
+    from vmsim.slots import CryptoOptions, crypto_slot
+
+    runs: list[int] = []
+
+    def count_runs(machine) -> None:
+        engine_run = machine.cpu.run
+
+        def counted(pc: int):
+            runs.append(pc)
+            return engine_run(pc)
+        machine.cpu.run = counted
+
+    run = boot(SPIN_HALF_A_SECOND, before_run=count_runs,
+               virtio=[crypto_slot(CryptoOptions(workers=2))])
+    assert run.status == 0
+    assert len(runs) < 100, f"{len(runs)} engine runs in half a second"
+
+
 CALL_REWRITE_CALL = fr"""
     la t0, answer                      # virtual address of answer
     li t1, 0x40000000
