@@ -242,3 +242,16 @@ def test_worker_warm_up_runs_every_pooled_kind_successfully():
 
     statuses = warm_up()
     assert len(statuses) == 4 and all(status == Status.OK for status in statuses)
+
+
+def test_an_idle_started_worker_gets_the_job_before_one_still_starting(pool):
+    deadline = time.monotonic() + 20
+    while not all(w.ready for w in pool._workers):
+        assert time.monotonic() < deadline, "workers did not start"
+        pool.take_results()          # collects READY when the pool has no collector
+        time.sleep(0.01)
+    first, second = pool._workers
+    first.ready = False              # as if it were still warming up
+    pool.submit(1, (0.5, "job"))
+    assert not first.jobs and second.jobs
+    assert drain(pool, 1) == [(1, "job")]

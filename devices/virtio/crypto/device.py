@@ -217,14 +217,15 @@ class CryptoDevice(VirtioDevice):
         return self._workers == 0 or pool is None or pool.broken or not pool.ready
 
     def wait_for_workers(self, timeout: float = 10.0) -> bool:
-        """Block until a worker process can take jobs (for benchmarks and tests that
-        must exercise the pool); False if there is no pool or it did not start."""
+        """Block until every worker process has started and warmed up (for benchmarks
+        and tests that must exercise the pool, not a worker still starting next to it);
+        False if there is no pool or it did not start."""
         deadline = time.monotonic() + timeout
-        while self._pool is not None and not self._pool.ready and not self._pool.broken:
+        while self._pool is not None and not self._pool.all_ready and not self._pool.broken:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
-        return self._pool is not None and self._pool.ready
+        return self._pool is not None and self._pool.all_ready
 
     def _start_pool(self) -> WorkerPool[Job, Outcome]:
         if self._pool is None:

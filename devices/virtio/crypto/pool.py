@@ -110,6 +110,13 @@ class WorkerPool(Generic[J, R]):
             self._collect_available()
         return any(w.ready for w in self._workers)
 
+    @property
+    def all_ready(self) -> bool:
+        """True once every worker has started."""
+        if self._self_collecting:
+            self._collect_available()
+        return bool(self._workers) and all(w.ready for w in self._workers)
+
     def result_fds(self) -> list[int]:
         """The pipes to watch when there is no collector thread: readable means a
         result, a READY, or a dead worker, and `take_results()` should run."""
@@ -132,7 +139,10 @@ class WorkerPool(Generic[J, R]):
         what a driver polling for the answer waits on), else through the dispatcher."""
         item = (token, job)
         with self._lock:
-            idle = next((w for w in self._workers if not w.jobs), None)
+            # A started worker first: one still warming up would hold the job for tens
+            # of milliseconds.
+            idle = (next((w for w in self._workers if not w.jobs and w.ready), None)
+                    or next((w for w in self._workers if not w.jobs), None))
             if idle is not None and not self._closed:
                 idle.jobs.append(item)
         if idle is None:
@@ -160,7 +170,7 @@ class WorkerPool(Generic[J, R]):
                     self._results.append((item[0], self._crash_result))
                     self._on_result()
                     continue
-                worker = min(self._workers, key=lambda w: len(w.jobs))
+                worker = min(self._workers, key=lambda w: (len(w.jobs), not w.ready))
                 worker.jobs.append(item)
             self._send(worker, item)
 
