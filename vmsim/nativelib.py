@@ -57,7 +57,8 @@ class FdWatch:
             raise VmsimError("cannot start the native fd watcher thread")
 
     def set_fds(self, fds: Sequence[int]) -> None:
-        """Watch exactly these (any thread)."""
+        """Watch exactly these (any thread). The thread takes the new set up at once,
+        but one more stop for the old set may still be under way."""
         if len(fds) > self.MAX_FDS:
             raise VmsimError(f"cannot watch more than {self.MAX_FDS} file descriptors")
         array = (ctypes.c_int * len(fds))(*fds)

@@ -58,7 +58,7 @@ def test_a_readable_fd_wakes_the_run_loop_until_it_is_read(watch) -> None:
     assert wake.wait(2.0)                 # rearmed but still unread: fires again
     os.read(read_end, 16)
     fd_watch.rearm()
-    time.sleep(0.005)                     # let a wake-up already under way land first
+    time.sleep(0.05)                      # let a wake-up already under way land first
     wake.clear()
     assert not wake.wait(0.05)            # read and rearmed: quiet
 
@@ -67,6 +67,7 @@ def test_an_emptied_watch_set_is_quiet_and_close_is_idempotent(watch) -> None:
     fd_watch, wake, read_end, write_end = watch
     fd_watch.set_fds([read_end])
     fd_watch.set_fds([])
+    time.sleep(0.05)                      # the thread takes up a new set asynchronously
     os.write(write_end, b"x")
     assert not wake.wait(0.05)
     fd_watch.close()
