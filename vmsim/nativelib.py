@@ -48,8 +48,6 @@ class FdWatch:
     function of the shape `int stop(void *)`, such as uc_emu_stop) and writes a byte to
     `wake_fd`, again every 250 µs, until `rearm()`."""
 
-    MAX_FDS = 256
-
     def __init__(self, stop: tuple[int, int], wake_fd: int) -> None:
         self._lib = native_library()
         self._handle = self._lib.vmsim_watch_new(stop[0], stop[1], wake_fd)
@@ -59,11 +57,9 @@ class FdWatch:
     def set_fds(self, fds: Sequence[int]) -> None:
         """Watch exactly these (any thread). The thread takes the new set up at once,
         but one more stop for the old set may still be under way."""
-        if len(fds) > self.MAX_FDS:
-            raise VmsimError(f"cannot watch more than {self.MAX_FDS} file descriptors")
         array = (ctypes.c_int * len(fds))(*fds)
-        if self._handle:
-            self._lib.vmsim_watch_set_fds(self._handle, array, len(fds))
+        if self._handle and self._lib.vmsim_watch_set_fds(self._handle, array, len(fds)):
+            raise VmsimError(f"the native fd watcher cannot watch {len(fds)} descriptors")
 
     def rearm(self) -> None:
         """The run loop has taken over; call before reading the watched fds."""

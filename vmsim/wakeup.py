@@ -26,16 +26,14 @@ class WakePipe:
     def set(self) -> None:
         try:
             os.write(self._write, b"\0")
-        except BlockingIOError:
-            pass                    # the pipe is full: it is set already
         except OSError:
-            pass                    # closed: nothing waits any more
+            pass                    # full: it is set already; closed: nobody waits
 
     def clear(self) -> None:
         try:
             while os.read(self._read, 4096):
                 pass
-        except (BlockingIOError, OSError):
+        except OSError:             # empty (BlockingIOError), or closed
             pass
 
     def wait(self, timeout: float | None) -> bool:

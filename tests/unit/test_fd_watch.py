@@ -73,3 +73,11 @@ def test_an_emptied_watch_set_is_quiet_and_close_is_idempotent(watch) -> None:
     fd_watch.close()
     fd_watch.close()
     fd_watch.set_fds([read_end])          # after close: ignored, no crash
+
+
+def test_more_descriptors_than_the_watcher_holds_is_a_clear_error(watch) -> None:
+    from vmsim.errors import VmsimError
+
+    fd_watch, _, read_end, _ = watch
+    with pytest.raises(VmsimError, match="cannot watch 257"):
+        fd_watch.set_fds([read_end] * 257)
