@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from vmsim.errors import VmsimError
-from vmsim.guest import GuestPaths, ensure_default_guest, parse_result_lines, qemu_command
+from vmsim.guest import GuestPaths, default_guest_for_bench, parse_result_lines, qemu_command
 
 MARKER = b"@vmsim event=init-start"
 APPEND = "console=ttyS0"
@@ -173,13 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(EMULATORS))
     args = parser.parse_args(argv)
     names = [args.only] if args.only else ["qemu", "vmsim"]
-    try:
-        paths = ensure_default_guest()
-    except VmsimError as error:
-        print(f"bench/boot.py: {error}", file=sys.stderr)
+    paths = default_guest_for_bench("bench/boot.py")
+    if paths is None:
         return 2
-
-    print(f"guest: {paths.kernel}\n       {paths.initrd}")
     print(f"boot to the init marker (median of {args.runs}, min in brackets)")
     times = _boot_times(names, paths, args.runs)
     for name, samples in times.items():

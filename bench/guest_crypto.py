@@ -21,8 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vmsim.guest_crypto import (BenchPoint, GuestRun, bench_points,  # noqa: E402
                                     check_result, run_qemu, run_vmsim)
-from vmsim.errors import VmsimError  # noqa: E402
-from vmsim.guest import GuestPaths, ensure_default_guest  # noqa: E402
+from vmsim.guest import GuestPaths, default_guest_for_bench  # noqa: E402
 
 TARGETS = {16: 0.5, 4096: 1.0, 65536: 1.0}     # size -> minimum vmsim/QEMU ratio
 BOOT_SLACK_S = 60.0
@@ -86,13 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queues", type=int, default=1, help="vmsim --crypto-queues")
     parser.add_argument("--only", choices=("vmsim", "qemu"))
     args = parser.parse_args(argv)
-    try:
-        paths = ensure_default_guest()
-    except VmsimError as error:
-        print(f"bench/guest_crypto.py: {error}", file=sys.stderr)
+    paths = default_guest_for_bench("bench/guest_crypto.py")
+    if paths is None:
         return 2
-
-    print(f"guest: {paths.kernel}\n       {paths.initrd}")
     print(f"afalg-bench: AES-128-CBC encrypt via virtio_crypto_aes_cbc, {args.ms} ms per "
           f"point, vmsim with {args.queues} data queue(s); MB = 10^6 bytes")
     names = [args.only] if args.only else ["vmsim", "qemu"]

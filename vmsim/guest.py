@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -293,6 +294,18 @@ def ensure_default_guest(console: Console | None = None) -> GuestPaths:
         if not paths.initrd.exists():
             build_atomically(plan.initramfs_dir, "initramfs", console,
                               _build_initramfs(plan.kernel_dir / "gen_init_cpio"))
+    return paths
+
+
+def default_guest_for_bench(tool: str) -> GuestPaths | None:
+    """The default guest for a side-by-side benchmark, named on stdout so every table
+    says what it ran; None after one `tool: error` line on stderr if it cannot be had."""
+    try:
+        paths = ensure_default_guest()
+    except VmsimError as error:
+        print(f"{tool}: {error}", file=sys.stderr)
+        return None
+    print(f"guest: {paths.kernel}\n       {paths.initrd}")
     return paths
 
 
