@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 unicorn: venv
-	@$(PY) -m vmsim.unicorn_build
+	@$(PY) -m vmsim.build.unicorn
 
 guest: venv system
 	@$(VENV)/bin/vmsim guest build

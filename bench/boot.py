@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from vmsim.guest import GuestPaths, default_guest_for_bench, parse_result_lines, qemu_command
+from vmsim.build.guest import GuestPaths
+from vmsim.harness.qemu import qemu_command
+from vmsim.harness.results import parse_result_lines
+from vmsim.harness.runs import default_guest_for_bench
 
 MARKER = b"@vmsim event=init-start"
 APPEND = "console=ttyS0"

@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
 
-from devices.virtio.crypto.constants import CipherAlgo, Op, SymOp  # noqa: E402
-from devices.virtio.crypto.device import CryptoDevice  # noqa: E402
-from devices.virtio.spec import Desc  # noqa: E402
-from tests.support.virtio_driver import Descriptor  # noqa: E402
-from tests.support.crypto_rig import ServiceRig, sym_flf, u32  # noqa: E402
+from vmsim.devices.virtio.crypto.constants import CipherAlgo, Op, SymOp  # noqa: E402
+from vmsim.devices.virtio.crypto.device import CryptoDevice  # noqa: E402
+from vmsim.devices.virtio.spec import Desc  # noqa: E402
+from vmsim.testing.virtio_driver import Descriptor  # noqa: E402
+from vmsim.testing.crypto_rig import ServiceRig, sym_flf, u32  # noqa: E402
 
 SIZES = [16, 256, 4096, 65536]
 KEY, IV = bytes(range(16)), bytes(16)

@@ -19,9 +19,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vmsim.guest_crypto import (BenchPoint, GuestRun, bench_points,  # noqa: E402
-                                    check_result, run_qemu, run_vmsim)
-from vmsim.guest import GuestPaths, default_guest_for_bench  # noqa: E402
+from vmsim.harness.guest_crypto import BenchPoint, bench_points
+from vmsim.harness.results import GuestRun, check_result
+from vmsim.harness.runs import run_qemu, run_vmsim
+from vmsim.build.guest import GuestPaths
+from vmsim.harness.runs import default_guest_for_bench
 
 TARGETS = {16: 0.5, 4096: 1.0, 65536: 1.0}     # size -> minimum vmsim/QEMU ratio
 BOOT_SLACK_S = 60.0

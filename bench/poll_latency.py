@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vmsim.baremetal import ensure_example
-from vmsim.guest import parse_result_lines
-from vmsim.machine import Machine, MachineConfig
-from vmsim.slots import CryptoOptions, crypto_slot, find_crypto_device
+from vmsim.build.baremetal import ensure_example
+from vmsim.harness.results import parse_result_lines
+from vmsim.core.machine import Machine, MachineConfig
+from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO, find_crypto_device
 
 TARGET_US = 1000.0
 TICKS_PER_US = 10           # the machine's 10 MHz timebase
@@ -46,7 +46,7 @@ class Samples:
 def run_once(elf, workers: int | None) -> list[dict[str, str]]:
     output = bytearray()
     machine = Machine(MachineConfig(kernel=elf, memory=MEMORY,
-                                    virtio=[crypto_slot(CryptoOptions(workers=workers))]),
+                                    virtio=[CRYPTO.configure(workers=workers)]),
                       output=output.extend)
     try:
         if workers != 0:

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.machine import test_preempt_atomics as probe  # noqa: E402
-from vmsim.unicorn_build import cached_patched_unicorn  # noqa: E402
+from vmsim.build.unicorn import cached_patched_unicorn  # noqa: E402
 
 LOOP_ITERATIONS = 10_000_000
 STOP_ITERATIONS = 3_000_000
@@ -99,8 +99,9 @@ INIT_MARKER = b"@vmsim event=init-start"
 def boot_once(append: str | None) -> dict:
     """Boot the default guest once and time it from run(); with the busy program, also
     its batches per second (a CPU-bound user loop with AMOs, under Linux)."""
-    from vmsim.guest import ensure_default_guest, parse_result_lines
-    from vmsim.machine import Machine, MachineConfig
+    from vmsim.build.guest import ensure_default_guest
+    from vmsim.harness.results import parse_result_lines
+    from vmsim.core.machine import Machine, MachineConfig
 
     paths = ensure_default_guest()
     seen = bytearray()

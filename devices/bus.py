@@ -95,6 +95,17 @@ class Pollable(Protocol):
         ...
 
 
+@runtime_checkable
+class HostResources(Protocol):
+    """A device that holds host resources (processes, threads, files). The machine
+    starts it once it is built and closes it when it shuts down; neither happens in
+    the device's constructor or on import."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class NullWaker:
     """For tests and devices that are polled synchronously."""
 

@@ -11,7 +11,7 @@ import mmap
 import struct
 from typing import Any, Callable
 
-from devices.bus import GuestMemoryError
+from vmsim.devices.bus import GuestMemoryError
 
 WriteListener = Callable[[int, int], None]
 

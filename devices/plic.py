@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from devices.bus import IrqLine
+from vmsim.devices.bus import IrqLine
 
 WINDOW_SIZE = 0x60_0000
 

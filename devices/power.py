@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-WINDOW_SIZE = 0x1000
 
 FINISHER_FAIL = 0x3333
 FINISHER_PASS = 0x5555

@@ -15,9 +15,8 @@ import threading
 from collections import deque
 from typing import Callable
 
-from devices.bus import IrqLine, NullWaker, Waker
+from vmsim.devices.bus import IrqLine, NullWaker, Waker
 
-WINDOW_SIZE = 0x1000
 
 # Register offsets (reg-shift 0).
 RBR_THR_DLL = 0

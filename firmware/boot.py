@@ -18,7 +18,7 @@ PRIV_SUPERVISOR = 1
 
 
 class BootableHart(Protocol):
-    """The slice of the CPU the boot stub touches (see vmsim.cpu.Cpu)."""
+    """The slice of the CPU the boot stub touches (see vmsim.core.cpu.Cpu)."""
 
     pc: int
     priv: int

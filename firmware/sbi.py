@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from devices.bus import GuestMemory, GuestMemoryError
+from vmsim.devices.bus import GuestMemory, GuestMemoryError
 
 SPEC_VERSION = (2 << 24) | 0        # SBI 2.0 (for DBCN)
 IMPL_ID = 0x766D                    # "vm": not a registered implementation id

@@ -11,9 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from devices.bus import GuestMemory
-from devices.events import TraceSink, discard
-from devices.virtio.queue import SplitQueue
+from vmsim.devices.bus import GuestMemory
+from vmsim.devices.events import TraceSink, discard
+from vmsim.devices.virtio.queue import SplitQueue
 
 
 class DeviceContext:
@@ -95,6 +95,11 @@ class VirtioDevice(ABC):
     @abstractmethod
     def reset(self) -> None:
         """The driver wrote status 0: drop every piece of state, including the context."""
+
+    def start(self) -> None:
+        """The machine is built: acquire host resources (processes, threads). Nothing
+        of the kind may happen in the constructor, so a device can be made and
+        inspected for free."""
 
     def close(self) -> None:
         """The machine is shutting down: release host resources (processes, threads)."""

@@ -23,11 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from devices.bus import GuestMemory, IrqLine
-from devices.events import TraceEvent, TraceSink, discard
-from devices.virtio.device import DeviceContext, VirtioDevice
-from devices.virtio.queue import SplitQueue
-from devices.virtio.spec import (
+from vmsim import log
+from vmsim.devices.bus import GuestMemory, IrqLine
+from vmsim.devices.events import TraceEvent, TraceSink, discard
+from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
+from vmsim.devices.virtio.queue import SplitQueue
+from vmsim.devices.virtio.spec import (
     MAGIC_VALUE,
     MMIO_VERSION,
     VENDOR_ID,
@@ -154,6 +155,7 @@ class MmioTransport:
         self._trace(TraceEvent(kind, self.name, queue, fields))
 
     def _ignored(self, what: str, queue: int | None = None) -> None:
+        log.guest_error(self.name, what)
         if self._tracing:
             self._emit("ignored", queue, reason=what)
 
@@ -182,6 +184,9 @@ class MmioTransport:
         # them (its workers say READY long before the driver arrives), or the machine
         # would keep stopping for them. The device itself knows there is no queue yet.
         self.device.poll()
+
+    def start(self) -> None:
+        self.device.start()
 
     def close(self) -> None:
         self.device.close()
@@ -366,6 +371,7 @@ class MmioTransport:
         """Enter the error state the spec calls DEVICE_NEEDS_RESET (section 2.1.2)."""
         first = not self.status & Status.DEVICE_NEEDS_RESET
         self.status |= Status.DEVICE_NEEDS_RESET
+        log.guest_error(self.name, f"DEVICE_NEEDS_RESET: {reason}")
         if self._tracing:
             self._emit("needs_reset", reason=reason)
         if first and self.status & Status.DRIVER_OK:

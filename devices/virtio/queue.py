@@ -13,9 +13,9 @@ import sys
 from operator import add
 from typing import Callable
 
-from devices.bus import GuestMemory, GuestMemoryError
-from devices.events import TraceEvent, TraceSink, discard
-from devices.virtio.spec import (
+from vmsim.devices.bus import GuestMemory, GuestMemoryError
+from vmsim.devices.events import TraceEvent, TraceSink, discard
+from vmsim.devices.virtio.spec import (
     AVAIL_F_NO_INTERRUPT,
     USED_F_NO_NOTIFY,
     Desc,

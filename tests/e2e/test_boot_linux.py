@@ -6,8 +6,9 @@ import pytest
 
 from tests.support.guest import built_default_guest
 
-from vmsim.guest import GuestPaths, parse_result_lines
-from vmsim.machine import Machine, MachineConfig
+from vmsim.build.guest import GuestPaths
+from vmsim.harness.results import parse_result_lines
+from vmsim.core.machine import Machine, MachineConfig
 
 pytestmark = pytest.mark.linux
 

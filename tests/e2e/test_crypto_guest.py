@@ -24,8 +24,10 @@ from tests.support.guest import built_default_guest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from vmsim import guest_crypto as gc
-from vmsim.guest import INITRAMFS_SOURCES, GuestPaths
+from vmsim.harness import guest_crypto as gc
+from vmsim.harness.results import GuestRun, check_result, kernel_problems
+from vmsim.harness.runs import run_qemu, run_vmsim
+from vmsim.build.guest import INITRAMFS_SOURCES, GuestPaths
 
 PROGRAMS = INITRAMFS_SOURCES / "programs"
 STRESS_PROCS, STRESS_OPS = 4, 128
@@ -106,13 +108,13 @@ def _kat_console(table: dict[tuple[str, str, str], tuple[str, str]]) -> str:
 def test_kat_check_accepts_right_lines_and_names_wrong_or_missing_ones() -> None:
     table = dict(gc.expected_kat())
     assert len(table) == 132
-    assert gc.check_kat(gc.GuestRun(0, _kat_console(table))) == []
+    assert gc.check_kat(GuestRun(0, _kat_console(table))) == []
 
     wrong = dict(table)
     case = ("192", "4112", "splice")
     wrong[case] = ("0" * 16, table[case][1])
     del wrong[("128", "0", "single")]
-    problems = gc.check_kat(gc.GuestRun(0, _kat_console(wrong)))
+    problems = gc.check_kat(GuestRun(0, _kat_console(wrong)))
     assert len(problems) == 2
     assert "key=192 len=4112 mode=splice" in problems[0]
     assert "key=128 len=0 mode=single: missing" in problems[1]
@@ -141,10 +143,10 @@ def test_rsa_check_recomputes_every_output() -> None:
                       for i in range(0, len(data), 64)]
         return "\n".join(lines + ["@vmsim test=rsa-keyctl result=pass"])
 
-    assert gc.check_rsa(gc.GuestRun(0, console(outputs["sig-pkcs1-sha1"]))) == []
+    assert gc.check_rsa(GuestRun(0, console(outputs["sig-pkcs1-sha1"]))) == []
     bad = bytearray(outputs["sig-pkcs1-sha1"])
     bad[7] ^= 1
-    problems = gc.check_rsa(gc.GuestRun(0, console(bytes(bad))))
+    problems = gc.check_rsa(GuestRun(0, console(bytes(bad))))
     assert any("signature" in p for p in problems)
 
 
@@ -167,49 +169,49 @@ def _require_run_flags(*flags: str) -> None:
         pytest.skip(f"`vmsim run` lacks {', '.join(missing)}")
 
 
-def _explain(run: gc.GuestRun, problems: list[str]) -> str:
+def _explain(run: GuestRun, problems: list[str]) -> str:
     return "\n".join(problems) + "\n--- console tail ---\n" + run.tail()
 
 
 @pytest.fixture(scope="module", params=[1, 4], ids=["1-queue", "4-queues"])
-def suite_run(request: pytest.FixtureRequest, guest: GuestPaths) -> gc.GuestRun:
+def suite_run(request: pytest.FixtureRequest, guest: GuestPaths) -> GuestRun:
     queues = request.param
     extra = () if queues == 1 else ("--crypto-queues", str(queues))
     if extra:
         _require_run_flags(extra[0])
-    return gc.run_vmsim(guest, SUITE, extra, timeout=BOOT_TIMEOUT)
+    return run_vmsim(guest, SUITE, extra, timeout=BOOT_TIMEOUT)
 
 
 @pytest.mark.linux
-def test_vmsim_registers_every_algorithm_with_passing_self_tests(suite_run: gc.GuestRun) -> None:
+def test_vmsim_registers_every_algorithm_with_passing_self_tests(suite_run: GuestRun) -> None:
     problems = gc.check_registration(suite_run)
     assert not problems, _explain(suite_run, problems)
 
 
 @pytest.mark.linux
-def test_vmsim_aes_cbc_known_answers_through_af_alg(suite_run: gc.GuestRun) -> None:
+def test_vmsim_aes_cbc_known_answers_through_af_alg(suite_run: GuestRun) -> None:
     problems = gc.check_kat(suite_run)
     assert not problems, _explain(suite_run, problems)
 
 
 @pytest.mark.linux
-def test_vmsim_rsa_through_keyctl_on_the_device(suite_run: gc.GuestRun) -> None:
+def test_vmsim_rsa_through_keyctl_on_the_device(suite_run: GuestRun) -> None:
     problems = gc.check_rsa(suite_run) + gc.check_rsa_on_device(suite_run)
     assert not problems, _explain(suite_run, problems)
 
 
 @pytest.mark.linux
 def test_vmsim_concurrent_requests_match_software_and_log_stays_clean(
-        suite_run: gc.GuestRun) -> None:
+        suite_run: GuestRun) -> None:
     problems = gc.check_stress(suite_run, STRESS_PROCS, STRESS_OPS)
-    problems += gc.kernel_problems(suite_run.console)
+    problems += kernel_problems(suite_run.console)
     assert not problems, _explain(suite_run, problems)
 
 
 @pytest.mark.linux
-def test_vmsim_benchmark_program_measures_every_point(suite_run: gc.GuestRun) -> None:
+def test_vmsim_benchmark_program_measures_every_point(suite_run: GuestRun) -> None:
     points = gc.bench_points(suite_run)
-    problems = gc.check_result(suite_run, "afalg-bench")
+    problems = check_result(suite_run, "afalg-bench")
     assert not problems, _explain(suite_run, problems)
     assert {(p.size, p.procs) for p in points} == {(size, procs) for size in (16, 256, 4096, 65536)
                                                   for procs in (1, STRESS_PROCS)}
@@ -217,7 +219,7 @@ def test_vmsim_benchmark_program_measures_every_point(suite_run: gc.GuestRun) ->
 
 
 @pytest.mark.linux
-def test_vmsim_suite_powers_off_with_success(suite_run: gc.GuestRun) -> None:
+def test_vmsim_suite_powers_off_with_success(suite_run: GuestRun) -> None:
     assert not suite_run.timed_out, suite_run.tail()
     assert suite_run.status == 0, suite_run.tail()
 
@@ -226,8 +228,8 @@ def test_vmsim_suite_powers_off_with_success(suite_run: gc.GuestRun) -> None:
 @pytest.mark.parametrize("flag", ["--no-crypto", "--crypto-not-ready"])
 def test_vmsim_without_a_ready_device_registers_nothing(guest: GuestPaths, flag: str) -> None:
     _require_run_flags(flag)
-    run = gc.run_vmsim(guest, NO_ALGS, (flag,), timeout=BOOT_TIMEOUT)
-    problems = gc.check_no_algorithms(run) + gc.kernel_problems(run.console)
+    run = run_vmsim(guest, NO_ALGS, (flag,), timeout=BOOT_TIMEOUT)
+    problems = gc.check_no_algorithms(run) + kernel_problems(run.console)
     assert not problems, _explain(run, problems)
     assert run.status == 0
 
@@ -236,9 +238,9 @@ def test_vmsim_without_a_ready_device_registers_nothing(guest: GuestPaths, flag:
 def test_stress_program_reports_processes_that_outlive_its_deadline(guest: GuestPaths) -> None:
     """With a zero timeout every stress process is still running at the deadline: the
     program must say so and fail, which is what a request that never completes shows."""
-    run = gc.run_vmsim(guest, "console=ttyS0 vmsim.run=afalg-stress vmsim.stress_timeout_s=0",
+    run = run_vmsim(guest, "console=ttyS0 vmsim.run=afalg-stress vmsim.stress_timeout_s=0",
                        timeout=BOOT_TIMEOUT)
-    assert gc.check_result(run, "afalg-stress", "fail") == [], run.tail()
+    assert check_result(run, "afalg-stress", "fail") == [], run.tail()
     assert run.events("stress-hang") and run.result("afalg-stress")["hung"] == "4", run.tail()
     assert run.status != 0
 
@@ -251,7 +253,7 @@ def test_qemu_reference_passes_everything_but_its_raw_rsa_self_test(
     at boot (before the stress test's log window)."""
     if shutil.which("qemu-system-riscv64") is None:
         pytest.skip("qemu-system-riscv64 not installed")
-    run = gc.run_qemu(guest, SUITE, timeout=BOOT_TIMEOUT)
+    run = run_qemu(guest, SUITE, timeout=BOOT_TIMEOUT)
     problems = gc.check_registration(run, failing=("virtio-crypto-rsa",))
     problems += gc.check_kat(run) + gc.check_rsa(run)
     assert gc.check_rsa_on_device(run) != []        # its raw RSA cannot serve keyctl

@@ -10,15 +10,15 @@ import pytest
 
 from tests.support.guest import built_default_guest
 
-from devices.virtio.crypto import CryptoDevice
-from devices.virtio.mmio import MmioTransport
+from vmsim.devices.virtio.crypto import CryptoDevice
+from vmsim.devices.virtio.mmio import MmioTransport
 
 pytestmark = pytest.mark.linux
 
 
 def test_linux_registers_every_algorithm_and_its_self_tests_pass():
-    from vmsim.guest import parse_result_lines
-    from vmsim.machine import Machine, MachineConfig
+    from vmsim.harness.results import parse_result_lines
+    from vmsim.core.machine import Machine, MachineConfig
 
     paths = built_default_guest()
     devices: list[CryptoDevice] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.guest import built_default_guest
-from vmsim.cli import main
+from vmsim.cli.main import main
 
 pytestmark = pytest.mark.linux
 

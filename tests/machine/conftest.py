@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from vmsim.machine import DeviceFactory, Machine, MachineConfig
+from vmsim.core.machine import DeviceFactory, Machine, MachineConfig
 
 AS = "riscv64-linux-gnu-as"
 LD = "riscv64-linux-gnu-ld"

@@ -14,11 +14,12 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from vmsim import baremetal
-from vmsim.cli import main
-from vmsim.guest import CROSS_GCC, parse_result_lines
-from vmsim.machine import Machine, MachineConfig
-from vmsim.slots import CryptoOptions, crypto_slot, find_crypto_device
+from vmsim.build import baremetal
+from vmsim.cli.main import main
+from vmsim.build.guest import CROSS_GCC
+from vmsim.harness.results import parse_result_lines
+from vmsim.core.machine import Machine, MachineConfig
+from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO, find_crypto_device
 
 MEMORY = 16 << 20
 ROUNDS = 4            # the program's default VMSIM_ROUNDS
@@ -40,8 +41,8 @@ def example():
 def run_on_machine(elf, workers: int | None):
     """Run the ELF with a crypto device in slot 0; return status, result lines, stats."""
     output = bytearray()
-    options = CryptoOptions(workers=workers)
-    machine = Machine(MachineConfig(kernel=elf, memory=MEMORY, virtio=[crypto_slot(options)]),
+    machine = Machine(MachineConfig(kernel=elf, memory=MEMORY,
+                                    virtio=[CRYPTO.configure(workers=workers)]),
                       output=output.extend)
     device = find_crypto_device(machine.virtio)
     try:
@@ -129,7 +130,7 @@ def test_the_same_driver_runs_on_qemu_up_to_raw_rsa(example) -> None:
     """QEMU's device is an independent implementation of the same spec: the driver's
     init sequence, control queue and AES path must work there too. QEMU 7.2's builtin
     backend rejects raw RSA (DESIGN.md), so that step is expected to fail there."""
-    from vmsim.guest import OPENSBI_FIRMWARE
+    from vmsim.harness.qemu import OPENSBI_FIRMWARE
 
     if shutil.which("qemu-system-riscv64") is None or not OPENSBI_FIRMWARE.exists():
         pytest.skip("qemu-system-riscv64 or OpenSBI not installed")

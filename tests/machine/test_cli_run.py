@@ -1,7 +1,7 @@
 """`vmsim run` end to end on bare-metal programs: exit status, device tree, errors."""
 from __future__ import annotations
 
-from vmsim.cli import main
+from vmsim.cli.main import main
 
 
 def test_run_passes_the_guest_exit_code_through(build, capsys, tmp_path) -> None:

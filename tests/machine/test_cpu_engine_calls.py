@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmsim.cpu import PAGE_SHIFT, PRIV_SUPERVISOR, PRIV_USER, SEIP, SSIP, STIP, Cpu
+from vmsim.core.cpu import PAGE_SHIFT, PRIV_SUPERVISOR, PRIV_USER, SEIP, SSIP, STIP, Cpu
 
 RAM_BASE, RAM_SIZE = 0x8000_0000, 1 << 20
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import threading
 
-from devices.bus import GuestMemory, Waker
-from vmsim.machine import SlotContext
+from vmsim.devices.bus import GuestMemory, Waker
+from vmsim.devices.model import SlotContext
 
 SLOT = 0x1000_1000
 DMA_TARGET = 0x8030_0000          # physical; unmapped at this virtual address below
@@ -201,7 +201,7 @@ def test_worker_pool_of_an_unused_device_does_not_keep_stopping_the_cpu(boot) ->
     """The crypto device's workers say READY while the guest has not touched the device
     (no driver, no DRIVER_OK). The machine watches their pipes; unless the device reads
     them anyway, every READY would stop the CPU again and again (thousands per second)."""
-    from vmsim.slots import CryptoOptions, crypto_slot
+    from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO
 
     runs: list[int] = []
 
@@ -214,7 +214,7 @@ def test_worker_pool_of_an_unused_device_does_not_keep_stopping_the_cpu(boot) ->
         machine.cpu.run = counted
 
     run = boot(SPIN_HALF_A_SECOND, before_run=count_runs,
-               virtio=[crypto_slot(CryptoOptions(workers=2))])
+               virtio=[CRYPTO.configure(workers=2)])
     assert run.status == 0
     assert len(runs) < 100, f"{len(runs)} engine runs in half a second"
 

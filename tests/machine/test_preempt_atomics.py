@@ -99,8 +99,8 @@ def run_probe(elf: Path, iterations: int, interval_us: float | None, direct: boo
     interval_us None means no stopping thread; 0 means request as fast as possible.
     direct=True stops with plain `uc.emu_stop()` (the unsafe way, to prove the test bites).
     """
-    from vmsim.engine import engine_description, load_unicorn
-    from vmsim.preempt import make_stopper
+    from vmsim.core.engine import engine_description, load_unicorn
+    from vmsim.core.preempt import make_stopper
 
     unicorn = load_unicorn()
     from unicorn.riscv_const import (UC_RISCV_REG_A0, UC_RISCV_REG_A1, UC_RISCV_REG_A2,
@@ -177,7 +177,7 @@ def probe_in_subprocess(engine: str, elf: Path, iterations: int, interval_us: fl
 
 
 def _patched_engine_built() -> bool:
-    from vmsim.unicorn_build import cached_patched_unicorn
+    from vmsim.build.unicorn import cached_patched_unicorn
 
     return cached_patched_unicorn() is not None
 

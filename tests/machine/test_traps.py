@@ -58,7 +58,7 @@ def test_ecall_from_user_mode_reaches_the_kernel_as_cause_8(boot) -> None:
     assert run.status == 0
     # The patched engine delivers delegated system calls natively; the wheel's go
     # through vmsim's trap handler. The guest sees the same either way.
-    from vmsim.engine import PATCHED, engine_kind
+    from vmsim.core.engine import PATCHED, engine_kind
 
     via_hook = run.machine.traps.counts["ecall from U-mode"]
     assert via_hook == (0 if engine_kind() == PATCHED else 1)
@@ -172,7 +172,7 @@ def test_ebreak_is_a_breakpoint_trap(boot) -> None:
 def test_rdtime_advances_with_the_host_clock(boot) -> None:
     """Natively on the patched engine, emulated after a trap on the wheel (fact 4);
     either way the guest's time is the machine clock's, which drives SBI deadlines."""
-    from vmsim.engine import PATCHED, engine_kind
+    from vmsim.core.engine import PATCHED, engine_kind
 
     run = boot(r"""
         rdtime s1

@@ -47,7 +47,7 @@ class StopStorm:
     """
 
     def __init__(self, machine, interval: float, direct: bool = False) -> None:
-        from vmsim.preempt import BlockBoundaryStopper
+        from vmsim.core.preempt import BlockBoundaryStopper
 
         self.requests = 0
         self._direct = BlockBoundaryStopper(machine.cpu.uc) if direct else None
@@ -72,7 +72,7 @@ class StopStorm:
 def boot_once(kernel: Path, initrd: Path, direct: bool = False) -> dict:
     """One boot under the stop storm; returns status, requests, seconds and any trouble."""
     from vmsim.errors import GuestError
-    from vmsim.machine import Machine, MachineConfig
+    from vmsim.core.machine import Machine, MachineConfig
 
     console = bytearray()
     machine = Machine(MachineConfig(kernel=kernel, initrd=initrd, append=APPEND),
@@ -115,14 +115,14 @@ def stress_in_subprocess(engine: str, boots: int) -> dict:
 
 @pytest.fixture(scope="module")
 def default_guest():
-    from vmsim.guest import ensure_default_guest
+    from vmsim.build.guest import ensure_default_guest
 
     return ensure_default_guest()
 
 
 @pytest.mark.parametrize("engine", ["patched", "wheel"])
 def test_linux_survives_a_stop_every_100us(default_guest, engine: str) -> None:
-    from vmsim.unicorn_build import cached_patched_unicorn
+    from vmsim.build.unicorn import cached_patched_unicorn
 
     if engine == "patched" and cached_patched_unicorn() is None:
         pytest.skip("patched libunicorn not built (make unicorn)")
@@ -141,8 +141,8 @@ def _main() -> None:
     parser.add_argument("--unsafe-direct-stop", action="store_true",
                         help="storm with plain emu_stop (shows the gate bites on the wheel)")
     args = parser.parse_args()
-    from vmsim.engine import engine_description
-    from vmsim.guest import ensure_default_guest
+    from vmsim.core.engine import engine_description
+    from vmsim.build.guest import ensure_default_guest
 
     paths = ensure_default_guest()
     boots = [boot_once(paths.kernel, paths.initrd, args.unsafe_direct_stop)

@@ -1,23 +1,40 @@
-"""The built default guest for the tests that boot Linux."""
+"""What the tests need from the machine they run on: the built default guest and host tools.
+
+A quick local run skips a test whose guest or tool is missing. `make test` installs
+everything first and sets VMSIM_REQUIRE_GUEST=1, and then a missing piece fails the test
+with a clear message instead: a silent skip there would hide whole suites.
+"""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from vmsim.guest import GuestPaths, guest_paths
+from vmsim.build.cache import Requirement, require
+from vmsim.build.guest import GuestPaths, guest_paths
+from vmsim.errors import VmsimError
 
 REQUIRE_ENV = "VMSIM_REQUIRE_GUEST"
 
 
-def built_default_guest() -> GuestPaths:
-    """The cached default guest. When it is missing, a quick local run skips, but
-    `make test` (which builds the guest first and sets VMSIM_REQUIRE_GUEST=1) fails:
-    a silent skip there would hide every Linux test."""
-    paths = guest_paths()
-    if paths.kernel.exists() and paths.initrd.exists():
-        return paths
-    message = "the default guest is not built (run `vmsim guest build`)"
+def missing(message: str) -> None:
+    """Fail under `make test`, skip otherwise."""
     if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(message)
+        pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def built_default_guest() -> GuestPaths:
+    """The cached default guest."""
+    paths = guest_paths()
+    if not (paths.kernel.exists() and paths.initrd.exists()):
+        missing("the default guest is not built (run `vmsim guest build`)")
+    return paths
+
+
+def require_tools(*requirements: Requirement) -> None:
+    """Host programs or files a test drives (QEMU, cross binutils, dtc)."""
+    try:
+        require(tuple(requirements))
+    except VmsimError as error:
+        missing(str(error))

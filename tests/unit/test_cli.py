@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from vmsim.cli import main, parse_memory_size
-from vmsim.console import TerminalConsole
+from vmsim.cli.main import main, parse_memory_size
+from vmsim.cli.terminal import TerminalConsole
 
 
 def one_error_line(capsys) -> str:

@@ -11,11 +11,11 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from devices.virtio.crypto.constants import CipherAlgo, HashAlgo, MacAlgo, Op, Status, SymOp
-from devices.virtio.crypto.device import CryptoDevice
-from devices.virtio.spec import Desc, Status as DevStatus
-from tests.support.virtio_driver import Descriptor
-from tests.support.crypto_rig import ServiceRig, ctrl_header, sym_flf, u32
+from vmsim.devices.virtio.crypto.constants import CipherAlgo, HashAlgo, MacAlgo, Op, Status, SymOp
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.spec import Desc, Status as DevStatus
+from vmsim.testing.virtio_driver import Descriptor
+from vmsim.testing.crypto_rig import ServiceRig, ctrl_header, sym_flf, u32
 
 IV = bytes(16)
 
@@ -60,7 +60,7 @@ def test_1_summed_lengths_that_would_overflow_32_bits(rig, iv_len, src_len):
 
 
 def test_1_lengths_over_max_size(rig):
-    r = ServiceRig(CryptoDevice(workers=0, limits=__import__("devices.virtio.crypto.config", fromlist=["Limits"])
+    r = ServiceRig(CryptoDevice(workers=0, limits=__import__("vmsim.devices.virtio.crypto.config", fromlist=["Limits"])
                                 .Limits(max_size=64)))
     sid = r.create_hash(HashAlgo.SHA_256, 32)
     assert r.digest(Op.HASH, sid, bytes(65), 32).status == Status.ERR
@@ -259,7 +259,7 @@ def test_22_control_requests_always_complete(rig):
 # ---- case 23: HW_READY never changes at runtime ---------------------------------------------
 
 def test_23_hw_ready_is_stable(rig):
-    from devices.virtio.spec import Reg
+    from vmsim.devices.virtio.spec import Reg
     before = rig.driver.read_reg(Reg.CONFIG)
     generation = rig.driver.read_reg(Reg.CONFIG_GENERATION)
     test_1_summed_lengths_that_would_overflow_32_bits(rig, 0xFFFF_FFF0, 0x20)

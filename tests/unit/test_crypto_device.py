@@ -11,12 +11,12 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from devices.virtio.crypto.constants import (
+from vmsim.devices.virtio.crypto.constants import (
     AeadAlgo, ChainOrder, CipherAlgo, CipherDirection, CryptoFeatures, HashAlgo, HashMode, MacAlgo, Op,
     Status, SymOp)
-from devices.virtio.crypto.device import CryptoDevice
-from devices.virtio.spec import Feature, Reg
-from tests.support.crypto_rig import (
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.spec import Feature, Reg
+from vmsim.testing.crypto_rig import (
     CryptoRig, ServiceRig, ctrl_header, data_header, pad, sym_flf, u32)
 
 

@@ -8,10 +8,10 @@ import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from devices.virtio.crypto.constants import CipherAlgo, CryptoFeatures, HashAlgo, Op
-from devices.virtio.crypto.device import CryptoDevice
-from devices.virtio.spec import Status as DevStatus
-from tests.support.crypto_rig import ServiceRig, u32
+from vmsim.devices.virtio.crypto.constants import CipherAlgo, CryptoFeatures, HashAlgo, Op
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.spec import Status as DevStatus
+from vmsim.testing.crypto_rig import ServiceRig, u32
 
 DATA_OPS = [0x000, 0x001, 0x100, 0x200, 0x300, 0x301, 0x400, 0x401, 0x402, 0x403]
 CTRL_OPS = [0x002, 0x003, 0x102, 0x103, 0x202, 0x203, 0x302, 0x303, 0x404, 0x405]
@@ -119,7 +119,7 @@ def test_cipher_result_is_independent_of_chain_shape(src, cuts, dst_cuts, slack,
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     rig, (cipher_sid, *_) = make_rig()
     try:
-        from tests.support.crypto_rig import sym_flf
+        from vmsim.testing.crypto_rig import sym_flf
         header = rig.hdr(Op.CIPHER_ENCRYPT, cipher_sid, sym_flf(u32(16, len(src), len(src)), 1))
         total = len(src) + slack
         sizes, left = [], total

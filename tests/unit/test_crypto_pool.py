@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from devices.virtio.crypto.constants import CipherAlgo, HashAlgo, Op, Status
-from devices.virtio.crypto.device import CryptoDevice
-from devices.virtio.crypto.pool import WorkerPool
-from tests.support.crypto_rig import ServiceRig, u32
+from vmsim.devices.virtio.crypto.constants import CipherAlgo, HashAlgo, Op, Status
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.crypto.pool import WorkerPool
+from vmsim.testing.crypto_rig import ServiceRig, u32
 
 CRASHED = "crashed"
 
@@ -55,7 +55,7 @@ def pool(request):
     wakes = []
     on_result = (lambda: wakes.append(1)) if request.param == "collector-thread" else None
     p = WorkerPool("tests.unit.test_crypto_pool:sleep_then_echo", CRASHED, workers=2,
-                   on_result=on_result)
+                   on_result=on_result).start()
     p.wakes = wakes  # type: ignore[attr-defined]
     p.owner_collects = on_result is None  # type: ignore[attr-defined]
     yield p
@@ -143,7 +143,7 @@ def test_destroy_while_requests_are_in_flight_is_safe():
         key = os.urandom(16)
         sid = r.create_cipher(CipherAlgo.AES_ECB, key)
         q = r.driver.queues[0]
-        from tests.support.crypto_rig import sym_flf
+        from vmsim.testing.crypto_rig import sym_flf
         requests = [q.submit([r.hdr(Op.CIPHER_ENCRYPT, sid, sym_flf(u32(0, 1 << 16, 1 << 16), 1)), bytes(1 << 16)],
                              [1 << 16, 1], indirect=True) for _ in range(4)]
         assert r.destroy(Op.CIPHER_DESTROY_SESSION, sid) == Status.OK
@@ -238,7 +238,7 @@ def test_a_job_that_cannot_be_sent_fails_alone(pool):
 def test_worker_warm_up_runs_every_pooled_kind_successfully():
     """The warm-up a worker does before READY must really run RSA (raw and PKCS#1),
     ECDSA and AES jobs: a job that fails there would leave its path cold."""
-    from devices.virtio.crypto.execute import warm_up
+    from vmsim.devices.virtio.crypto.execute import warm_up
 
     statuses = warm_up()
     assert len(statuses) == 4 and all(status == Status.OK for status in statuses)

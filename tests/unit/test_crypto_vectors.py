@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
-from devices.virtio.crypto.constants import (
+from vmsim.devices.virtio.crypto.constants import (
     AeadAlgo, AkcipherAlgo, CipherAlgo, CipherDirection, CryptoFeatures, Curve, HashAlgo, KeyType, MacAlgo, Op,
     RsaHash, RsaPadding, Status)
-from devices.virtio.crypto.device import CryptoDevice
-from tests.support.crypto_rig import ServiceRig, u32
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.testing.crypto_rig import ServiceRig, u32
 
 SAMPLE = 4
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vmsim.decode import (MemoryAccess, decode_csr, decode_memory_access, instruction_length,
+from vmsim.core.decode import (MemoryAccess, decode_csr, decode_memory_access, instruction_length,
                           is_ebreak)
 
 AS = "riscv64-linux-gnu-as"

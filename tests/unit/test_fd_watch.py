@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from vmsim.nativelib import FdWatch, function_address, native_library
-from vmsim.wakeup import WakePipe
+from vmsim.core.nativelib import FdWatch, function_address, native_library
+from vmsim.core.wakeup import WakePipe
 
 
 def test_wake_pipe_is_an_event_that_a_byte_on_its_fd_sets() -> None:

@@ -1,18 +1,25 @@
 """The generated device tree, checked by decompiling it with dtc and by reading its header."""
 from __future__ import annotations
 
-import shutil
+import dataclasses
 import struct
 import subprocess
 from dataclasses import dataclass, field
 
 import pytest
+from tests.support.guest import require_tools
 
-from vmsim.fdt import BoardSpec, Node, build_device_tree, cells, flatten, string, virtio_slot
+from vmsim.boards.fdt import Node, cells, flatten, string
+from vmsim.boards.layout import BootInfo
+from vmsim.boards.riscv64_virt import BOARD, device_tree
+from vmsim.build.cache import Requirement
 
-pytestmark = pytest.mark.skipif(shutil.which("dtc") is None, reason="dtc is not installed")
+RAM_SIZE = 256 << 20
 
-RAM_BASE, RAM_SIZE = 0x8000_0000, 256 << 20
+
+@pytest.fixture(autouse=True, scope="module")
+def _dtc() -> None:
+    require_tools(Requirement("dtc", "device-tree-compiler"))
 
 
 @dataclass
@@ -59,16 +66,17 @@ def parse_dts(text: str) -> DtsNode:
     return root
 
 
-def spec(**changes: object) -> BoardSpec:
-    base = dict(ram_base=RAM_BASE, ram_size=RAM_SIZE, bootargs="console=ttyS0 earlycon=sbi",
-                initrd=(0x8F00_0000, 0x8F12_3400), virtio_slots=[virtio_slot(0), virtio_slot(3)])
-    base.update(changes)
-    return BoardSpec(**base)  # type: ignore[arg-type]
+def build(board_changes: dict[str, object] | None = None, **boot_changes: object) -> bytes:
+    boot = dict(ram_size=RAM_SIZE, bootargs="console=ttyS0 earlycon=sbi",
+                initrd=(0x8F00_0000, 0x8F12_3400), virtio_slots=(0, 3))
+    boot.update(boot_changes)
+    board = dataclasses.replace(BOARD, **(board_changes or {}))
+    return device_tree(board, BootInfo(**boot))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def blob() -> bytes:
-    return build_device_tree(spec())
+    return build()
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +114,7 @@ def test_root_memory_and_chosen(tree: DtsNode) -> None:
 
 
 def test_no_initrd_means_no_initrd_properties() -> None:
-    tree, _ = decompile(build_device_tree(spec(initrd=None)))
+    tree, _ = decompile(build(initrd=None))
     assert not any(name.startswith("linux,initrd") for name in tree.at("chosen").props)
 
 
@@ -166,8 +174,8 @@ def test_power_device_and_syscon_actions(tree: DtsNode) -> None:
                               "regmap": test.props["phandle"], "compatible": f'"{compatible}"'}
 
 
-def test_timebase_and_isa_follow_the_spec() -> None:
-    tree, _ = decompile(build_device_tree(spec(timebase_hz=1_000_000, isa="rv64imac")))
+def test_timebase_and_isa_follow_the_board() -> None:
+    tree, _ = decompile(build({"timebase_hz": 1_000_000, "isa": "rv64imac"}))
     assert tree.at("cpus").props["timebase-frequency"] == "<0xf4240>"
     assert tree.at("cpus/cpu@0").props["riscv,isa"] == '"rv64imac"'
 

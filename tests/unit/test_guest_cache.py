@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vmsim import guest
+from vmsim.build import guest
 
 KERNEL_VERSION = "6.1.192-2"
 COMPILER = "riscv64-linux-gnu-gcc (Debian 12.2.0-13) 12.2.0"

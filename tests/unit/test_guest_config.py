@@ -1,7 +1,7 @@
 """The kernel build fails loudly when the final .config lacks a fragment option."""
 import pytest
 
-from vmsim import guest
+from vmsim.build import guest
 from vmsim.errors import VmsimError
 
 FRAGMENT = """\

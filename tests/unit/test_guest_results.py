@@ -1,5 +1,5 @@
 """The host reads guest results from the console through parse_result_lines."""
-from vmsim.guest import parse_result_lines
+from vmsim.harness.results import parse_result_lines
 
 CONSOLE = (
     "[    0.512000] Run /init as init process\r\n"

@@ -1,7 +1,7 @@
 """A missing build tool is one clear error that names the packages to install."""
 import pytest
 
-from vmsim import guest
+from vmsim.build import guest
 from vmsim.errors import VmsimError
 
 

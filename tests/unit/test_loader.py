@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.memory import Ram
+from vmsim.devices.memory import Ram
 from vmsim.errors import VmsimError
-from vmsim.fdt import BoardSpec, build_device_tree
-from vmsim.loader import DTB_SLOT_SIZE, load_boot, load_initrd, load_kernel, place_dtb
+from vmsim.boards.layout import BootInfo
+from vmsim.boards.riscv64_virt import BOARD, device_tree
+from vmsim.core.loader import DTB_SLOT_SIZE, load_boot, load_initrd, load_kernel, place_dtb
 
 RAM_BASE, RAM_SIZE = 0x8000_0000, 16 << 20
 MiB = 1 << 20
@@ -307,12 +308,11 @@ def test_load_boot_lays_out_kernel_dtb_and_initrd_without_overlap(tmp_path: Path
     initrd.write_bytes(bytes(range(256)) * 4096)
     blobs: list[bytes] = []
 
-    def device_tree(initrd_range: tuple[int, int] | None) -> bytes:
-        blobs.append(build_device_tree(BoardSpec(RAM_BASE, RAM_SIZE, "console=ttyS0",
-                                                 initrd_range, [])))
+    def make_tree(initrd_range: tuple[int, int] | None) -> bytes:
+        blobs.append(device_tree(BOARD, BootInfo(RAM_SIZE, "console=ttyS0", initrd_range)))
         return blobs[-1]
 
-    layout = load_boot(ram, kernel, initrd, device_tree)
+    layout = load_boot(ram, kernel, initrd, make_tree)
     assert layout.kernel.entry == RAM_BASE + 2 * MiB
     assert layout.kernel.end <= layout.dtb_addr
     assert layout.dtb_addr + len(blobs[0]) <= layout.initrd[0]
@@ -320,5 +320,5 @@ def test_load_boot_lays_out_kernel_dtb_and_initrd_without_overlap(tmp_path: Path
     assert ram.read(layout.dtb_addr, len(blobs[0])) == blobs[0]
     assert ram.read(layout.initrd[0], 1 << 20) == initrd.read_bytes()
 
-    no_initrd = load_boot(ram, kernel, None, device_tree)
+    no_initrd = load_boot(ram, kernel, None, make_tree)
     assert no_initrd.initrd is None

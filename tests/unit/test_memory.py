@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from devices.bus import GuestMemoryError
-from devices.memory import Ram
+from vmsim.devices.bus import GuestMemoryError
+from vmsim.devices.memory import Ram
 
 BASE, SIZE = 0x8000_0000, 0x2000
 U16, DESC = struct.Struct("<H"), struct.Struct("<QIHH")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from devices.bus import MmioDevice
-from devices.plic import Plic
+from vmsim.devices.bus import MmioDevice
+from vmsim.devices.plic import Plic
 
 M_CTX, S_CTX = 0, 1
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from devices.bus import MmioDevice
-from devices.power import PowerControl, PowerRequest
+from vmsim.devices.bus import MmioDevice
+from vmsim.devices.power import PowerControl, PowerRequest
 
 
 @pytest.fixture

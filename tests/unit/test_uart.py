@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from devices.bus import LevelRecorder, MmioDevice
-from devices.uart import Uart16550
+from vmsim.devices.bus import LevelRecorder, MmioDevice
+from vmsim.devices.uart import Uart16550
 
 RBR = THR = DLL = 0
 IER = DLM = 1

@@ -8,10 +8,10 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devices.memory import Ram
-from devices.virtio.queue import ChainError, SplitQueue
-from devices.virtio.spec import Desc
-from tests.support.virtio_driver import EchoDevice, make_rig
+from vmsim.devices.memory import Ram
+from vmsim.devices.virtio.queue import ChainError, SplitQueue
+from vmsim.devices.virtio.spec import Desc
+from vmsim.testing.virtio_driver import EchoDevice, make_rig
 
 BASE = 0x8000_0000
 RAM_SIZE = 0x4000
@@ -145,7 +145,7 @@ def linux_table(readable: int, writable: int, seed: int) -> list[tuple[int, int,
 
 
 def walk_outcome(ram: Ram, head_descs, bulk: bool, monkeypatch) -> tuple:
-    import devices.virtio.queue as queue_module
+    import vmsim.devices.virtio.queue as queue_module
 
     monkeypatch.setattr(queue_module, "_BULK_MIN", 32 if bulk else 1 << 30)
     ram.write(DESC_AT, pack(head_descs))

@@ -2,14 +2,14 @@
 queue setup rules, notifications and the level-triggered interrupt.
 
 Offsets are written as literal numbers from the virtio 1.2 spec (section 4.2.2), not
-taken from devices.virtio.spec, so a wrong constant there fails here.
+taken from vmsim.devices.virtio.spec, so a wrong constant there fails here.
 """
 from __future__ import annotations
 
 import pytest
 
-from devices.virtio.spec import Feature, Status
-from tests.support.virtio_driver import DriverError, EchoDevice, make_rig
+from vmsim.devices.virtio.spec import Feature, Status
+from vmsim.testing.virtio_driver import DriverError, EchoDevice, make_rig
 
 VERSION_1 = 1 << 32
 INDIRECT_DESC = 1 << 28

@@ -2,8 +2,8 @@
 NO_INTERRUPT / NO_NOTIFY flags of the split ring (virtio 1.2, sections 2.7.7 and 2.7.10)."""
 from __future__ import annotations
 
-from devices.virtio.spec import need_event
-from tests.support.virtio_driver import EchoDevice, make_rig
+from vmsim.devices.virtio.spec import need_event
+from vmsim.testing.virtio_driver import EchoDevice, make_rig
 
 VERSION_1 = 1 << 32
 EVENT_IDX = 1 << 29

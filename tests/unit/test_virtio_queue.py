@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from devices.virtio.queue import ChainError, SplitQueue
-from devices.virtio.spec import Desc, Status
-from tests.support.virtio_driver import Descriptor, EchoDevice, make_rig
+from vmsim.devices.virtio.queue import ChainError, SplitQueue
+from vmsim.devices.virtio.spec import Desc, Status
+from vmsim.testing.virtio_driver import Descriptor, EchoDevice, make_rig
 
 NEXT, WRITE, INDIRECT = Desc.NEXT, Desc.WRITE, Desc.INDIRECT
 MMIO_WINDOW = 0x1000_1000

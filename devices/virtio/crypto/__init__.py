@@ -2,7 +2,7 @@
 
 Public API (everything else is internal):
 
-    from devices.virtio.crypto import CryptoDevice, CryptoFeatures, Limits
+    from vmsim.devices.virtio.crypto import CryptoDevice, CryptoFeatures, Limits
     device = CryptoDevice(max_dataqueues=1, workers=None, hw_ready=True,
                           features=CryptoFeatures.DEFAULT, waker=waker, trace=sink)
     ...                      # a VirtioDevice: give it to the virtio-mmio transport
@@ -29,8 +29,8 @@ Decisions where the sources disagree or are silent:
   FLAG_SESSION_MODE) are accepted per service only when that stateless bit was
   negotiated, else NOTSUPP. None of this is offered unless the constructor enables it.
 """
-from devices.virtio.crypto.config import Limits
-from devices.virtio.crypto.constants import CryptoFeatures
-from devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.crypto.config import Limits
+from vmsim.devices.virtio.crypto.constants import CryptoFeatures
+from vmsim.devices.virtio.crypto.device import CryptoDevice
 
 __all__ = ["CryptoDevice", "CryptoFeatures", "Limits"]

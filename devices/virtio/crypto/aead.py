@@ -13,8 +13,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, ChaCha20Poly1305
 
-from devices.virtio.crypto.constants import AeadAlgo, CipherDirection, Status
-from devices.virtio.crypto.wire import fail
+from vmsim.devices.virtio.crypto.constants import AeadAlgo, CipherDirection, Status
+from vmsim.devices.virtio.crypto.wire import fail
 
 
 @dataclass(frozen=True, slots=True)

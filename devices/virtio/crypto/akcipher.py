@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from devices.virtio.crypto.constants import AkcipherAlgo, Curve, KeyType, Op, RsaHash, RsaPadding, Status
-from devices.virtio.crypto.wire import fail
+from vmsim.devices.virtio.crypto.constants import AkcipherAlgo, Curve, KeyType, Op, RsaHash, RsaPadding, Status
+from vmsim.devices.virtio.crypto.wire import fail
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from devices.virtio.crypto import cipher, digest
-from devices.virtio.crypto.constants import ChainOrder, HashMode, Status
-from devices.virtio.crypto.wire import fail
+from vmsim.devices.virtio.crypto import cipher, digest
+from vmsim.devices.virtio.crypto.constants import ChainOrder, HashMode, Status
+from vmsim.devices.virtio.crypto.wire import fail
 
 
 @dataclass(frozen=True, slots=True)

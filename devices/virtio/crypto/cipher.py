@@ -13,8 +13,8 @@ from typing import Callable
 from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from devices.virtio.crypto.constants import CipherAlgo, CipherDirection, Status
-from devices.virtio.crypto.wire import fail
+from vmsim.devices.virtio.crypto.constants import CipherAlgo, CipherDirection, Status
+from vmsim.devices.virtio.crypto.wire import fail
 
 
 @dataclass(frozen=True, slots=True)

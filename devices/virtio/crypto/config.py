@@ -8,8 +8,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from devices.virtio.crypto import aead, akcipher, cipher, digest
-from devices.virtio.crypto.constants import HW_READY, Service
+from vmsim.devices.virtio.crypto import aead, akcipher, cipher, digest
+from vmsim.devices.virtio.crypto.constants import HW_READY, Service
 
 CONFIG_SIZE = 56
 

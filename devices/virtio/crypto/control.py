@@ -13,13 +13,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
-from devices.virtio.crypto.config import Limits
-from devices.virtio.crypto.constants import (
+from vmsim.devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
+from vmsim.devices.virtio.crypto.config import Limits
+from vmsim.devices.virtio.crypto.constants import (
     CREATE_SESSION_INPUT_SIZE, CREATE_SESSION_OPS, CTRL_FLF_LEGACY, CTRL_HEADER_SIZE, DESTROY_SESSION_OPS,
     CryptoFeatures, Service, Status, SymOp)
-from devices.virtio.crypto.sessions import Params, SessionTable
-from devices.virtio.crypto.wire import ReadableChain, RequestError, fail, split, take, u32s, u64
+from vmsim.devices.virtio.crypto.sessions import Params, SessionTable
+from vmsim.devices.virtio.crypto.wire import ReadableChain, RequestError, fail, split, take, u32s, u64
 
 CREATE_FLF_SIZES = {Service.CIPHER: 56, Service.HASH: 8, Service.MAC: 16, Service.AEAD: 24, Service.AKCIPHER: 56}
 DESTROY_FLF_SIZE = 8

@@ -16,26 +16,28 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from devices.bus import FdWaker, NullWaker, Waker
-from devices.events import TraceEvent, TraceSink, discard
-from devices.virtio.crypto import execute
-from devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
-from devices.virtio.crypto.constants import DEVICE_ID, CryptoFeatures, Service, Status
-from devices.virtio.crypto.control import handle_control
-from devices.virtio.crypto.execute import Job, Outcome
-from devices.virtio.crypto.pool import WorkerPool
-from devices.virtio.crypto.requests import parse_data_request
-from devices.virtio.crypto.sessions import SessionTable
-from devices.virtio.crypto.wire import RequestError
-from devices.virtio.device import DeviceContext, VirtioDevice
-from devices.virtio.queue import ChainError, DescriptorChain
+from vmsim import log
+from vmsim.devices.bus import FdWaker, NullWaker, Waker
+from vmsim.devices.events import TraceEvent, TraceSink, discard
+from vmsim.devices.virtio.crypto import execute
+from vmsim.devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
+from vmsim.devices.virtio.crypto.constants import DEVICE_ID, CryptoFeatures, Service, Status
+from vmsim.devices.virtio.crypto.control import handle_control
+from vmsim.devices.virtio.crypto.execute import Job, Outcome
+from vmsim.devices.virtio.crypto.pool import WorkerPool
+from vmsim.devices.virtio.crypto.requests import parse_data_request
+from vmsim.devices.virtio.crypto.sessions import SessionTable
+from vmsim.devices.virtio.crypto.wire import RequestError
+from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
+from vmsim.devices.virtio.queue import ChainError, DescriptorChain
 
 # bench/crypto_device.py (2 CPUs, AES-CBC): inline beats the pool at every measured size
 # (16 B: 46k vs 12k req/s; 64 KiB: 840 vs 229 MB/s), so symmetric jobs run inline up to
 # this size; bigger ones go to the pool so one request never stalls the vCPU for long.
 # Public-key jobs (0.3-5 ms each) always go to the pool.
 INLINE_MAX_BYTES = 256 << 10
-RUNNER = "devices.virtio.crypto.execute:run"
+NAME = "virtio-crypto"
+RUNNER = "vmsim.devices.virtio.crypto.execute:run"
 # Per completion: one prebuilt status byte and name instead of bytes([...]) and the
 # enum's name property.
 _STATUS_BYTE = {status: bytes([status]) for status in Status}
@@ -93,10 +95,29 @@ class CryptoDevice(VirtioDevice):
         self._next_token = 0
         self._epoch = 0
         self.ctx: DeviceContext | None = None
-        if workers != 0:
-            # Worker processes take a few hundred ms to start: begin now, long before
-            # the driver's first public-key request needs them.
+
+    # ---- lifecycle (the machine's) -------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker processes. The machine calls this when it is built: they take
+        a few hundred ms to start, and should be ready long before the driver's first
+        public-key request. Until then (or with workers=0) everything runs inline."""
+        if self._workers != 0:
             self._start_pool()
+
+    def close(self) -> None:
+        """Stop the worker pool; no worker process outlives this."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            self._watch_pool()                  # before its pipes close
+            pool.close()
+
+    def __enter__(self) -> CryptoDevice:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # ---- VirtioDevice ------------------------------------------------------------------
 
@@ -129,6 +150,7 @@ class CryptoDevice(VirtioDevice):
             self._emit("error", index, reason=str(err))
             ctx.needs_reset(f"virtio-crypto queue {index}: {err}")
         except Exception as err:  # noqa: BLE001 - a device never raises into the machine
+            log.internal_error(NAME, f"queue {index}: {err!r}; the device now needs a reset")
             self._emit("error", index, reason=f"internal: {err!r}")
             ctx.needs_reset(f"virtio-crypto internal error: {err!r}")
 
@@ -147,17 +169,12 @@ class CryptoDevice(VirtioDevice):
                 self._complete(ctx, pending.queue, pending.chain, pending.service, outcome)
                 touched.add(pending.queue)
             except Exception as err:  # noqa: BLE001 - e.g. ChainError: the queue was stopped
+                if not isinstance(err, ChainError):
+                    log.internal_error(NAME, f"completion on queue {pending.queue}: {err!r}")
                 self._emit("error", pending.queue, reason=f"completion: {err}")
                 ctx.needs_reset(f"virtio-crypto completion: {err}")
         for index in touched:
             ctx.signal_used(index)  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        """Stop the worker pool; no worker process outlives this."""
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            self._watch_pool()                  # before its pipes close
-            pool.close()
 
     # ---- control queue -----------------------------------------------------------------
 
@@ -193,6 +210,10 @@ class CryptoDevice(VirtioDevice):
             try:
                 job = parse_data_request(chain, chain.writable_len, features, self.limits, self.sessions)
             except RequestError as err:
+                if err.status == Status.NOTSUPP:
+                    log.unimplemented(NAME, err.reason)
+                else:
+                    log.guest_error(NAME, err.reason)
                 self._emit("error", index, head=chain.head, reason=err.reason)
                 self._complete(ctx, index, chain, err.service, Outcome(err.status))
                 completed = True
@@ -230,7 +251,7 @@ class CryptoDevice(VirtioDevice):
     def _start_pool(self) -> WorkerPool[Job, Outcome]:
         if self._pool is None:
             self._pool = WorkerPool(RUNNER, Outcome(Status.ERR), self._workers,
-                                    None if self._fd_waker else self._waker.wake)
+                                    None if self._fd_waker else self._waker.wake).start()
             self._watch_pool()
         return self._pool
 
@@ -254,6 +275,9 @@ class CryptoDevice(VirtioDevice):
     def _complete(self, ctx: DeviceContext, index: int, chain: DescriptorChain,
                   service: int | None, outcome: Outcome) -> None:
         """Output at offset 0, status in the last writable byte, then the used entry."""
+        if outcome.internal:
+            log.internal_error(NAME, f"a request on queue {index} failed; the guest gets ERR",
+                               outcome.internal)
         last = chain.writable_len - 1
         if outcome.output:
             chain.write(0, outcome.output[:last])
@@ -282,10 +306,4 @@ class CryptoDevice(VirtioDevice):
 
     def _emit(self, event: str, queue: int, **fields: object) -> None:
         if self._trace is not discard:
-            self._trace(TraceEvent(event, "virtio-crypto", queue, dict(fields), time.monotonic()))
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+            self._trace(TraceEvent(event, NAME, queue, dict(fields), time.monotonic()))

@@ -14,9 +14,9 @@ from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.primitives import cmac, hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from devices.virtio.crypto.cipher import des3_key
-from devices.virtio.crypto.constants import HashAlgo, MacAlgo, Status
-from devices.virtio.crypto.wire import fail
+from vmsim.devices.virtio.crypto.cipher import des3_key
+from vmsim.devices.virtio.crypto.constants import HashAlgo, MacAlgo, Status
+from vmsim.devices.virtio.crypto.wire import fail
 
 MAX_XOF_LEN = 4096   # the longest SHAKE output a request may ask for
 GMAC_IV_LEN = 12

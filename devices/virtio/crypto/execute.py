@@ -7,13 +7,14 @@ memory, so a guest rewriting its buffers after the device parsed them changes no
 """
 from __future__ import annotations
 
+import traceback
 from typing import NamedTuple
 
-from devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
-from devices.virtio.crypto.constants import (AkcipherAlgo, CipherAlgo, CipherDirection, Curve,
+from vmsim.devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
+from vmsim.devices.virtio.crypto.constants import (AkcipherAlgo, CipherAlgo, CipherDirection, Curve,
                                              KeyType, Op, RsaHash, RsaPadding, Service, Status)
-from devices.virtio.crypto.sessions import Params
-from devices.virtio.crypto.wire import RequestError, fail
+from vmsim.devices.virtio.crypto.sessions import Params
+from vmsim.devices.virtio.crypto.wire import RequestError, fail
 
 
 class Job(NamedTuple):
@@ -40,6 +41,7 @@ class Job(NamedTuple):
 class Outcome(NamedTuple):
     status: Status
     output: bytes = b""        # written at offset 0 of the writable area
+    internal: str = ""         # with ERR from a bug of vmsim's: the traceback, for the log
 
 
 def _compute(job: Job) -> bytes:
@@ -68,7 +70,9 @@ def run(job: Job) -> Outcome:
     except RequestError as exc:
         return Outcome(exc.status)
     except Exception:  # noqa: BLE001 - a library surprise must not take the device down
-        return Outcome(Status.ERR)
+        # The guest gets ERR; the traceback travels with it (this may run in a worker
+        # process) so that the device logs it where the user asked (-D).
+        return Outcome(Status.ERR, internal=traceback.format_exc())
 
 
 def warm_up() -> list[Status]:

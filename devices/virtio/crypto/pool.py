@@ -17,7 +17,7 @@ caller can avoid queueing work behind a process that is still starting.
 
 A worker that dies mid-job is replaced: the job it was running completes with
 `crash_result`, the jobs queued behind it go to the dispatcher again, nothing else is
-lost. Workers are plain subprocesses (`python -m devices.virtio.crypto.worker`): no fork
+lost. Workers are plain subprocesses (`python -m vmsim.devices.virtio.crypto.worker`): no fork
 of a threaded process, no re-import of the parent's __main__; they exit on their own
 when their task pipe closes, so they never outlive the device.
 """
@@ -31,6 +31,8 @@ import threading
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Generic, TypeVar
+
+from vmsim import log
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -48,7 +50,7 @@ class _Worker:
         result_read, result_write = os.pipe()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devices.virtio.crypto.worker", runner, str(task_read), str(result_write)],
+            [sys.executable, "-m", "vmsim.devices.virtio.crypto.worker", runner, str(task_read), str(result_write)],
             pass_fds=(task_read, result_write), env=env, stdin=subprocess.DEVNULL)
         os.close(task_read)
         os.close(result_write)
@@ -84,24 +86,43 @@ class WorkerPool(Generic[J, R]):
         self._on_result = on_result or (lambda: None)
         self._self_collecting = on_result is None
         self._lock = threading.Lock()
-        self._workers = [_Worker(runner) for _ in range(workers or os.cpu_count() or 1)]
+        self._size = workers or os.cpu_count() or 1
+        self._workers: list[_Worker] = []
         self._outbox: queue.SimpleQueue[tuple[int, J] | None] = queue.SimpleQueue()
         self._results: deque[tuple[int, R]] = deque()
-        wake_read, wake_write = os.pipe()
-        self._wake_recv = Connection(wake_read, writable=False)
-        self._wake_send = Connection(wake_write, readable=False)
+        self._wake_recv: Connection | None = None
+        self._wake_send: Connection | None = None
+        self._started = False
         self._closed = False
         self._failed_starts = 0
         self.crashes = 0
         self._dispatcher = threading.Thread(target=self._dispatch, name="crypto-dispatch", daemon=True)
         self._collector = threading.Thread(target=self._collect_loop, name="crypto-collect", daemon=True)
+
+    def start(self) -> WorkerPool[J, R]:
+        """Start the worker processes and the pool's threads (once)."""
+        with self._lock:
+            if self._started or self._closed:
+                return self
+            self._started = True
+            self._workers = [_Worker(self._runner) for _ in range(self._size)]
+        wake_read, wake_write = os.pipe()
+        self._wake_recv = Connection(wake_read, writable=False)
+        self._wake_send = Connection(wake_write, readable=False)
         self._dispatcher.start()
         if not self._self_collecting:
             self._collector.start()
+        return self
+
+    def __enter__(self) -> WorkerPool[J, R]:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     @property
     def size(self) -> int:
-        return len(self._workers)
+        return self._size if not self._started else len(self._workers)
 
     @property
     def ready(self) -> bool:
@@ -255,6 +276,9 @@ class WorkerPool(Generic[J, R]):
                 self._workers[self._workers.index(dead)] = _Worker(self._runner)
         dead.jobs.clear()
         dead.stop(timeout=1.0)
+        log.internal_error("worker pool", f"worker process {dead.process.pid} ended "
+                           f"(exit status {dead.process.returncode}) holding {len(held)} job(s); "
+                           "its job gets ERR and a new worker takes its place")
         if held:
             self._results.append((held[0][0], self._crash_result))
         for item in held[1:]:
@@ -269,7 +293,11 @@ class WorkerPool(Generic[J, R]):
             if self._closed:
                 return
             self._closed = True
+            started = self._started
+        if not started:
+            return
         self._outbox.put(None)
+        assert self._wake_send is not None and self._wake_recv is not None
         self._wake_send.send_bytes(b"x")
         self._dispatcher.join(timeout)
         if self._collector.is_alive():

@@ -18,14 +18,14 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
-from devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
-from devices.virtio.crypto.config import Limits
-from devices.virtio.crypto.constants import (
+from vmsim.devices.virtio.crypto import aead, akcipher, chaining, cipher, digest
+from vmsim.devices.virtio.crypto.config import Limits
+from vmsim.devices.virtio.crypto.constants import (
     DATA_FLF_LEGACY, DATA_HEADER_SIZE, FLAG_SESSION_MODE, STATELESS_FEATURE, CryptoFeatures, Op,
     Service, Status, SymOp)
-from devices.virtio.crypto.execute import Job
-from devices.virtio.crypto.sessions import Params, SessionTable
-from devices.virtio.crypto.wire import ReadableChain, RequestError, fail, take, take_fields, u32s
+from vmsim.devices.virtio.crypto.execute import Job
+from vmsim.devices.virtio.crypto.sessions import Params, SessionTable
+from vmsim.devices.virtio.crypto.wire import ReadableChain, RequestError, fail, take, take_fields, u32s
 
 DATA_OPS = {Op.CIPHER_ENCRYPT, Op.CIPHER_DECRYPT, Op.HASH, Op.MAC, Op.AEAD_ENCRYPT, Op.AEAD_DECRYPT,
             Op.AKCIPHER_ENCRYPT, Op.AKCIPHER_DECRYPT, Op.AKCIPHER_SIGN, Op.AKCIPHER_VERIFY}

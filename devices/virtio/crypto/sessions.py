@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from devices.virtio.crypto.aead import AeadParams
-from devices.virtio.crypto.akcipher import AkcipherParams
-from devices.virtio.crypto.chaining import ChainParams
-from devices.virtio.crypto.cipher import CipherParams
-from devices.virtio.crypto.constants import Service, Status
-from devices.virtio.crypto.digest import HashParams, MacParams
-from devices.virtio.crypto.wire import fail
+from vmsim.devices.virtio.crypto.aead import AeadParams
+from vmsim.devices.virtio.crypto.akcipher import AkcipherParams
+from vmsim.devices.virtio.crypto.chaining import ChainParams
+from vmsim.devices.virtio.crypto.cipher import CipherParams
+from vmsim.devices.virtio.crypto.constants import Service, Status
+from vmsim.devices.virtio.crypto.digest import HashParams, MacParams
+from vmsim.devices.virtio.crypto.wire import fail
 
 Params = Union[CipherParams, ChainParams, HashParams, MacParams, AeadParams, AkcipherParams]
 

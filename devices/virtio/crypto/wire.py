@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from devices.virtio.crypto.constants import Status
+from vmsim.devices.virtio.crypto.constants import Status
 
 
 class RequestError(Exception):

@@ -1,4 +1,4 @@
-"""Worker process entry point: `python -m devices.virtio.crypto.worker RUNNER TASK_FD RESULT_FD`.
+"""Worker process entry point: `python -m vmsim.devices.virtio.crypto.worker RUNNER TASK_FD RESULT_FD`.
 
 Once its imports (and the runner module's optional `warm_up()`) are done it sends READY,
 then reads (token, job) messages from the task pipe and answers (token, RUNNER(job)) on
@@ -13,7 +13,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
-from devices.virtio.crypto.pool import READY
+from vmsim.devices.virtio.crypto.pool import READY
 
 
 def resolve(name: str) -> Callable[[Any], Any]:

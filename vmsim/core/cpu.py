@@ -1,0 +1,360 @@
+"""The hart: a Unicorn riscv64 engine plus the register access vmsim needs.
+
+Everything that knows Unicorn's register numbering lives here, so the trap path, the
+firmware glue and the run loop speak in RISC-V terms (x10, sstatus, PRIV). Two engine
+quirks are absorbed here (DESIGN.md):
+- M-level CSRs are reachable only at PRIV 3 on the wheel (fact 2): there
+  `read_mcsr`/`write_mcsr` raise the privilege around the access and restore it. The
+  patched engine accesses CSRs from the host as a debugger does, at any privilege.
+- `ctl_remove_cache` resolves its address through the MMU of the current privilege (it
+  calls the engine's code-fetch translation). Under Sv39 a physical address then names
+  the wrong page, or faults, and that swallowed fault stays pending and reaches the
+  guest as a bogus instruction page fault. Invalidation therefore runs at PRIV 3, where
+  fetch addresses are physical.
+- Host writes to guest RAM do not invalidate translated code (fact 10). Writers call
+  `note_written`; the pages are invalidated together, in merged runs, when the hook or
+  MMIO callback that wrote them returns and before every run, which are the only ways
+  back into guest code. One invalidation per callback instead of one per write keeps
+  a device's DMA cheap.
+- The Python binding lacks `uc_vmem_read` (fact 1): `read_virtual` calls it via ctypes
+  to fetch guest-virtual instruction bytes.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import enum
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from vmsim.core.engine import PATCHED, engine_kind, load_unicorn
+
+PRIV_USER, PRIV_SUPERVISOR, PRIV_MACHINE = 0, 1, 3
+
+# Interrupt-pending bits of mip/sip the machine drives.
+SSIP, STIP, SEIP = 1 << 1, 1 << 5, 1 << 9
+
+ABI_NAMES = ("zero ra sp gp tp t0 t1 t2 s0 s1 a0 a1 a2 a3 a4 a5 a6 a7 "
+             "s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 t3 t4 t5 t6").split()
+CSR_NAMES = ("sstatus", "sie", "stvec", "sepc", "scause", "stval", "sip", "satp", "scounteren")
+MCSR_NAMES = ("mstatus", "mip", "mie", "medeleg", "mideleg", "mcounteren")
+
+_PROT_READ, _PROT_EXEC = 1, 4
+# An odd address: pc never equals it, so emu_start's `until` never ends a run.
+_NEVER_REACHED = (1 << 64) - 1
+PAGE_SHIFT = 12
+
+
+class EngineStop(enum.Enum):
+    """Why `Cpu.run` returned."""
+
+    OK = "ok"                       # wfi, or a stop request
+    EXCEPTION = "exception"         # after an ebreak the hook delivered
+    READ_UNMAPPED = "load from unmapped memory"
+    WRITE_UNMAPPED = "store to unmapped memory"
+    FETCH_UNMAPPED = "instruction fetch from unmapped memory"
+    OTHER_ERROR = "engine error"
+
+
+# The engine and the numbers that depend on it, bound by `_bind_engine()` when the first
+# Cpu is made, never at import: which libunicorn backs the binding is chosen then.
+uc_mod: Any = None
+rv: Any = None
+CSR: dict[str, int] = {}
+MCSR: dict[str, int] = {}
+_CSRS_AT_ANY_PRIVILEGE = False
+_MIP = _PRIV = _CTL_REMOVE_CACHE = 0
+_ENGINE_ERRORS: dict[int, EngineStop] = {}
+
+
+def _bind_engine() -> None:
+    """Load the engine (vmsim.core.engine) and resolve its register and error numbers."""
+    global uc_mod, rv, _CSRS_AT_ANY_PRIVILEGE, _MIP, _PRIV, _CTL_REMOVE_CACHE
+    if uc_mod is not None:
+        return
+    module = load_unicorn()
+    from unicorn import riscv_const
+
+    rv = riscv_const
+    CSR.update({name: getattr(rv, f"UC_RISCV_REG_{name.upper()}") for name in CSR_NAMES})
+    MCSR.update({name: getattr(rv, f"UC_RISCV_REG_{name.upper()}") for name in MCSR_NAMES})
+    _CSRS_AT_ANY_PRIVILEGE = engine_kind(module) == PATCHED
+    _MIP, _PRIV = rv.UC_RISCV_REG_MIP, rv.UC_RISCV_REG_PRIV
+    # uc_ctl's encoding of "write, two arguments, TB_REMOVE_CACHE" (what ctl_remove_cache builds).
+    _CTL_REMOVE_CACHE = ((module.UC_CTL_IO_WRITE << 30) | (2 << 26)
+                         | module.UC_CTL_TB_REMOVE_CACHE)
+    _ENGINE_ERRORS.update({
+        module.UC_ERR_EXCEPTION: EngineStop.EXCEPTION,
+        module.UC_ERR_READ_UNMAPPED: EngineStop.READ_UNMAPPED,
+        module.UC_ERR_WRITE_UNMAPPED: EngineStop.WRITE_UNMAPPED,
+        module.UC_ERR_FETCH_UNMAPPED: EngineStop.FETCH_UNMAPPED,
+    })
+    uc_mod = module
+
+
+class Cpu:
+    """One riscv64 hart (SiFive U54 model: RV64IMAFDC, Sv39) on a fresh engine."""
+
+    def __init__(self) -> None:
+        _bind_engine()
+        self.uc: Any = uc_mod.Uc(uc_mod.UC_ARCH_RISCV, uc_mod.UC_MODE_RISCV64)
+        self._lib = _vmem_functions()
+        self._handle = self.uc._uch
+        self.last_error = ""
+        self._written_pages: set[int] = set()
+        # update_mip and the code invalidation run on every interrupt change and after
+        # every callback that wrote RAM; they call the engine directly through one
+        # reusable buffer (the binding's wrappers cost 2-3 µs per call).
+        self._value = ctypes.c_uint64()
+        self._value_ref = ctypes.byref(self._value)
+
+    def _get(self, reg_id: int) -> int:
+        status = self._lib.uc_reg_read(self._handle, reg_id, self._value_ref)
+        if status:
+            raise uc_mod.UcError(status, reg_id)
+        return self._value.value
+
+    def _set(self, reg_id: int, value: int) -> None:
+        self._value.value = value
+        status = self._lib.uc_reg_write(self._handle, reg_id, self._value_ref)
+        if status:
+            raise uc_mod.UcError(status, reg_id)
+
+    # -- general registers -------------------------------------------------------
+
+    def x(self, index: int) -> int:
+        return self.uc.reg_read(rv.UC_RISCV_REG_X0 + index)
+
+    def set_x(self, index: int, value: int) -> None:
+        """Write x[index]; writes to x0 are dropped, as the ISA says."""
+        if index:
+            self.uc.reg_write(rv.UC_RISCV_REG_X0 + index, value & ((1 << 64) - 1))
+
+    @property
+    def pc(self) -> int:
+        return self.uc.reg_read(rv.UC_RISCV_REG_PC)
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        """A pc write also makes Unicorn leave the current translated block (fact 1)."""
+        self.uc.reg_write(rv.UC_RISCV_REG_PC, value)
+
+    @property
+    def priv(self) -> int:
+        return self.uc.reg_read(rv.UC_RISCV_REG_PRIV) & 0b11
+
+    @priv.setter
+    def priv(self, value: int) -> None:
+        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, value)
+
+    # -- CSRs --------------------------------------------------------------------
+
+    def csr(self, name: str) -> int:
+        return self.uc.reg_read(CSR[name])
+
+    def set_csr(self, name: str, value: int) -> None:
+        self.uc.reg_write(CSR[name], value)
+
+    @contextmanager
+    def _at_machine_level(self) -> Iterator[None]:
+        """Briefly run at PRIV 3, then restore the guest's privilege."""
+        saved = self.uc.reg_read(rv.UC_RISCV_REG_PRIV)
+        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, PRIV_MACHINE)
+        try:
+            yield
+        finally:
+            self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
+
+    def _m_csr_access(self) -> contextlib.AbstractContextManager[None]:
+        """What an M-level CSR access needs: nothing on the patched engine, a brief
+        PRIV 3 on the wheel (fact 2)."""
+        return contextlib.nullcontext() if _CSRS_AT_ANY_PRIVILEGE else self._at_machine_level()
+
+    def read_mcsr(self, name: str) -> int:
+        with self._m_csr_access():
+            return self.uc.reg_read(MCSR[name])
+
+    def write_mcsr(self, name: str, value: int) -> None:
+        with self._m_csr_access():
+            self.uc.reg_write(MCSR[name], value)
+
+    def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3).
+        This runs on every interrupt-line change: one access context for the read
+        and the write, and direct engine calls."""
+        if not _CSRS_AT_ANY_PRIVILEGE:  # the wheel: briefly PRIV 3 (fact 2)
+            saved = self._get(_PRIV)
+            self._set(_PRIV, PRIV_MACHINE)
+            try:
+                self._update_mip(set_bits, clear_bits)
+            finally:
+                self._set(_PRIV, saved)
+        else:
+            self._update_mip(set_bits, clear_bits)
+
+    def _update_mip(self, set_bits: int, clear_bits: int) -> None:
+        """The read-modify-write of mip, with the engine called directly."""
+        lib, handle, value, ref = self._lib, self._handle, self._value, self._value_ref
+        status = lib.uc_reg_read(handle, _MIP, ref)
+        if status:
+            raise uc_mod.UcError(status, _MIP)
+        mip = value.value
+        new = (mip | set_bits) & ~clear_bits
+        if new != mip:
+            value.value = new
+            status = lib.uc_reg_write(handle, _MIP, ref)
+            if status:
+                raise uc_mod.UcError(status, _MIP)
+
+    def interrupt_waiting(self) -> bool:
+        """Whether wfi would wake now: some interrupt is both pending and enabled."""
+        return bool(self.read_mcsr("mip") & self.csr("sie"))
+
+    # -- guest-virtual memory and caches -----------------------------------------
+
+    def read_virtual(self, address: int, size: int, execute: bool = False) -> bytes | None:
+        """Bytes at a guest-virtual address under the current satp and PRIV; None if
+        the translation fails."""
+        buf = ctypes.create_string_buffer(size)
+        prot = _PROT_EXEC if execute else _PROT_READ
+        if self._lib.uc_vmem_read(self._handle, address, prot, buf, size) != 0:
+            return None
+        return buf.raw
+
+    def read_instruction(self, address: int) -> int | None:
+        """The instruction bits at `address` (16 or 32), or None if not fetchable."""
+        low = self.read_virtual(address, 2, execute=True)
+        if low is None:
+            return None
+        half = int.from_bytes(low, "little")
+        if half & 0b11 != 0b11:
+            return half
+        high = self.read_virtual(address + 2, 2, execute=True)
+        return None if high is None else half | int.from_bytes(high, "little") << 16
+
+    def is_fetchable(self, address: int) -> bool:
+        out = ctypes.c_uint64()
+        return self._lib.uc_vmem_translate(self._handle, address, _PROT_EXEC,
+                                           ctypes.byref(out)) == 0
+
+    def flush_tlb(self) -> None:
+        """Drop cached address translations (SBI remote sfence.vma on one hart)."""
+        self.uc.ctl(uc_mod.UC_CTL_TLB_FLUSH, uc_mod.UC_CTL_IO_WRITE)
+
+    def flush_code(self) -> None:
+        """Drop all translated code (SBI remote fence.i)."""
+        self.uc.ctl_flush_tb()
+
+    def note_written(self, address: int, size: int) -> None:
+        """The host wrote guest-physical [address, address+size): its translated code
+        is dropped before the guest runs again (module docstring)."""
+        if size > 0:
+            first, last = address >> PAGE_SHIFT, (address + size - 1) >> PAGE_SHIFT
+            if first == last:  # most device writes: a status byte, a ring entry
+                self._written_pages.add(first)
+            else:
+                self._written_pages.update(range(first, last + 1))
+
+    def _forget_written_code(self) -> None:
+        """Invalidate the noted pages, one engine call per run of adjacent pages, at
+        PRIV 3 so that the engine reads the addresses as physical.
+
+        A run may bridge one unwritten page: a virtqueue's used ring spans three pages
+        and a completion writes the first and the last, so this makes one call of two
+        (each costs a few µs: a TLB fill and a page-collection lock in the engine).
+        Dropping a page's translations is always safe; it costs only a retranslation."""
+        if not self._written_pages:
+            return
+        pages = sorted(self._written_pages)
+        self._written_pages.clear()
+        saved = self._get(_PRIV)
+        self._set(_PRIV, PRIV_MACHINE)
+        try:
+            start = previous = pages[0]
+            for page in pages[1:]:
+                if page > previous + 2:
+                    self._remove_cache(start, previous + 1)
+                    start = page
+                previous = page
+            self._remove_cache(start, previous + 1)
+        finally:
+            self._set(_PRIV, saved)
+
+    def _remove_cache(self, first_page: int, end_page: int) -> None:
+        """ctl_remove_cache over whole pages, called directly."""
+        status = self._lib.uc_ctl(self._handle, _CTL_REMOVE_CACHE,
+                                  ctypes.c_uint64(first_page << PAGE_SHIFT),
+                                  ctypes.c_uint64(end_page << PAGE_SHIFT))
+        if status:
+            raise uc_mod.UcError(status)
+
+    # -- hooks and running ------------------------------------------------------
+
+    def on_exception(self, callback: Callable[[int], None]) -> None:
+        """Call `callback(cause)` for every synchronous exception except ebreak; pc is
+        already 4 past the faulting instruction (fact 1)."""
+        def hook(_uc: Any, cause: int, _data: Any) -> None:
+            callback(cause)
+            self._forget_written_code()
+
+        self.uc.hook_add(uc_mod.UC_HOOK_INTR, hook)
+
+    def on_invalid_instruction(self, callback: Callable[[], bool]) -> None:
+        """Call `callback()` for what Unicorn cannot translate (ebreak); pc is at the
+        instruction. Returning True makes `run` end with `EngineStop.EXCEPTION`."""
+        self.uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, lambda _uc, _data: callback())
+
+    def map_ram(self, base: int, size: int, host_address: int) -> None:
+        """Map host memory as guest RAM, zero-copy."""
+        self.uc.mem_map_ptr(base, size, uc_mod.UC_PROT_ALL, host_address)
+
+    def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
+                 write: Callable[[int, int, int], None]) -> None:
+        """Route accesses in [base, base+size) to Python callbacks (offset, size[, value])."""
+        def on_read(_uc: Any, offset: int, width: int, _data: Any) -> int:
+            value = read(offset, width)
+            self._forget_written_code()
+            return value
+
+        def on_write(_uc: Any, offset: int, width: int, value: int, _data: Any) -> None:
+            write(offset, width, value)
+            self._forget_written_code()
+
+        self.uc.mmio_map(base, size, on_read, None, on_write, None)
+
+    def run(self, start: int) -> EngineStop:
+        """Run from `start` until something stops the engine; say why."""
+        self._forget_written_code()
+        try:
+            self.uc.emu_start(start, _NEVER_REACHED)
+        except uc_mod.UcError as error:
+            self.last_error = str(error)
+            return _ENGINE_ERRORS.get(error.errno, EngineStop.OTHER_ERROR)
+        return EngineStop.OK
+
+    def stop(self) -> None:
+        """Stop from inside an exception hook (never from an MMIO callback, fact 9)."""
+        self.uc.emu_stop()
+
+    # -- diagnostics -------------------------------------------------------------
+
+    def register_dump(self) -> str:
+        """All general registers and the S-mode trap CSRs, for a guest death report."""
+        lines = [f"pc={self.pc:#018x} priv={self.priv}"]
+        regs = [f"{name:>4}={self.x(i):#018x}" for i, name in enumerate(ABI_NAMES)]
+        lines += ["  ".join(regs[i:i + 4]) for i in range(0, 32, 4)]
+        lines.append("  ".join(f"{name}={self.csr(name):#x}" for name in CSR))
+        return "\n".join(lines)
+
+
+def _vmem_functions() -> ctypes.CDLL:
+    """The loaded libunicorn with prototypes for the two unwrapped vmem calls."""
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                   ctypes.c_void_p, ctypes.c_size_t]
+    uclib.uc_vmem_read.restype = ctypes.c_int
+    uclib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                        ctypes.POINTER(ctypes.c_uint64)]
+    uclib.uc_vmem_translate.restype = ctypes.c_int
+    return uclib

@@ -1,0 +1,414 @@
+"""The machine: RAM, the hart, the devices on their addresses, and the run loop.
+
+    loop:
+      poll devices; raise STIP if the SBI deadline passed      (CPU thread only)
+      run the engine until wfi, a stop request, or a guest error
+      on wfi: sleep on the host until the deadline or a device wakes us
+
+Nothing Python runs per instruction or per block (DESIGN.md, facts 6 and 13): the
+engine calls back only for traps, MMIO accesses and ecalls, and every one of those
+raises what is due before returning. Other threads (the deadline watchdog, device
+helpers, stdin) never touch the engine: they ask the watchdog for the CPU thread's
+attention, which stops the engine safely through `vmsim.core.preempt`. Devices that wait on
+file descriptors (the crypto worker pool's result pipes) name them instead, and a native
+thread without the GIL stops the engine the moment one is readable (vmsim.core.nativelib).
+"""
+from __future__ import annotations
+
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from vmsim.devices.bus import HostResources, MmioDevice, Pollable
+from vmsim.devices.events import TraceSink, discard
+from vmsim.devices.memory import Ram
+from vmsim.devices.model import SlotContext
+from vmsim.devices.plic import Plic
+from vmsim.devices.power import PowerControl, PowerRequest
+from vmsim.devices.uart import Uart16550
+from vmsim.firmware.boot import DELEGATED_EXCEPTIONS, boot_hart
+from vmsim.firmware.sbi import RESET_REASON_NONE, SbiFirmware
+from vmsim.boards.layout import BootInfo, Window
+from vmsim.boards.riscv64_virt import BOARD, RiscvVirtBoard, device_tree
+from vmsim.core.affinity import CoreSplit
+from vmsim.core.clock import GuestClock, SbiTimer, Watchdog
+from vmsim.core.console import PanicDetector, interrupt_on_sigint
+from vmsim.core.cpu import SEIP, SSIP, STIP, Cpu, EngineStop
+from vmsim.core.decode import WFI, decode_memory_access
+from vmsim.errors import GuestError, VmsimError
+from vmsim.core.loader import BootLayout, load_boot
+from vmsim.core.nativelib import FdWatch
+from vmsim.core.preempt import make_stopper
+from vmsim.core.traps import TrapHandler, guest_error
+from vmsim.core.wakeup import WakePipe
+
+DEFAULT_MEMORY = 256 << 20
+DEFAULT_APPEND = "console=ttyS0"
+EXIT_INTERRUPTED = 130
+
+
+DeviceFactory = Callable[[SlotContext], MmioDevice]
+
+
+@dataclass
+class MachineConfig:
+    kernel: Path
+    initrd: Path | None = None
+    append: str = DEFAULT_APPEND
+    memory: int = DEFAULT_MEMORY
+    dtb_out: Path | None = None
+    virtio: Sequence[DeviceFactory] = field(default_factory=list)
+    board: RiscvVirtBoard = BOARD
+    trace: TraceSink = discard            # where devices send their trace events
+
+
+def _stdout_write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+class _MachineWaker:
+    """The Waker handed to devices: any thread may call it."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+
+
+class _WatchingWaker(_MachineWaker):
+    """A slot's Waker when the machine has the native fd watcher (an FdWaker): the
+    device may also name file descriptors whose readability means `poll()` has work."""
+
+    def __init__(self, wake: Callable[[], None], watch: Callable[[object, Sequence[int]], None]) -> None:
+        super().__init__(wake)
+        self._watch = watch
+
+    def watch(self, fds: Sequence[int]) -> None:
+        self._watch(self, fds)
+
+
+class Machine:
+    """One riscv64 hart with RAM, PLIC, UART, power control and virtio-mmio slots."""
+
+    def __init__(self, config: MachineConfig,
+                 output: Callable[[bytes], None] = _stdout_write) -> None:
+        self.config = config
+        self._output = output
+        self.exit_status: int | None = None
+        self._death: GuestError | None = None
+        self._quit_status: int | None = None
+        self._sbi_input: deque[int] = deque(maxlen=4096)
+        self._input_to_sbi = "console=hvc" in config.append
+
+        board = self.board = config.board
+        if len(config.virtio) > len(board.virtio):
+            raise VmsimError(f"{len(config.virtio)} virtio devices asked for; the {board.name} "
+                             f"board has {len(board.virtio)} slots")
+        self.ram = Ram(board.ram_base, config.memory)
+        self.cpu = Cpu()
+        self.cpu.map_ram(self.ram.base, self.ram.size, self.ram.host_address)
+        self.ram.add_write_listener(self.cpu.note_written)
+        self._stopper = make_stopper(self.cpu.uc)
+
+        self.clock = GuestClock(board.timebase_hz)
+        self.timer = SbiTimer(self.clock)
+        self._idle = WakePipe()
+        self._running = False
+        self.watchdog = Watchdog(self.timer, self._get_attention)
+        self.timer.on_change = self.watchdog.deadline_changed
+        waker = _MachineWaker(self.watchdog.wake)
+        self._fd_watch = self._start_fd_watch()
+        self._watched: dict[object, tuple[int, ...]] = {}
+
+        self._panic = PanicDetector(self._on_panic)
+        self.plic = Plic(board.plic_sources, board.plic_contexts, self._on_plic_output)
+        self.uart = Uart16550(self.plic.line(board.uart.irq), self._console_output, waker)
+        self.power = PowerControl(self._on_power_request)
+        self._devices: list[tuple[Window, MmioDevice]] = [
+            (board.plic, self.plic), (board.uart, self.uart), (board.power, self.power)]
+        self.virtio: list[MmioDevice] = []
+        for index, factory in enumerate(config.virtio):
+            slot = board.virtio[index]
+            slot_waker = (waker if self._fd_watch is None
+                          else _WatchingWaker(self.watchdog.wake, self._watch_fds))
+            device = factory(SlotContext(self.ram, self.plic.line(slot.irq), slot_waker,
+                                         config.trace))
+            self._devices.append((slot, device))
+            self.virtio.append(device)
+        for window, device in self._devices:
+            self._map(window, device)
+        self._pollables = [d for _, d in self._devices if isinstance(d, Pollable)]
+
+        self._started: list[HostResources] = []
+        try:
+            for _, device in self._devices:
+                if isinstance(device, HostResources):
+                    device.start()
+                    self._started.append(device)
+        except BaseException:
+            self.close()
+            raise
+
+        self.firmware = SbiFirmware(_FirmwarePlatform(self))
+        self.traps = TrapHandler(self.cpu, self.firmware, self.clock, self._raise_due,
+                                 self.cpu.stop, DELEGATED_EXCEPTIONS)
+        self.traps.install()
+        self.layout: BootLayout | None = None
+
+    # -- setup -----------------------------------------------------------------------
+
+    def _map(self, window: Window, device: MmioDevice) -> None:
+        def read(offset: int, width: int) -> int:
+            value = device.read(offset, width)
+            self._raise_due()
+            return value
+
+        def write(offset: int, width: int, value: int) -> None:
+            device.write(offset, width, value)
+            self._raise_due()
+
+        self.cpu.map_mmio(window.base, window.mapped_size, read, write)
+
+    def device_tree(self, initrd: tuple[int, int] | None) -> bytes:
+        boot = BootInfo(ram_size=self.ram.size, bootargs=self.config.append, initrd=initrd,
+                        virtio_slots=tuple(range(len(self.virtio))))
+        blob = device_tree(self.board, boot)
+        if self.config.dtb_out is not None:
+            try:
+                self.config.dtb_out.write_bytes(blob)
+            except OSError as error:
+                raise VmsimError(f"cannot write the device tree to {self.config.dtb_out}: "
+                                 f"{error.strerror}") from None
+        return blob
+
+    def load(self) -> BootLayout:
+        """Put kernel, initrd and device tree in RAM and point the hart at the kernel."""
+        self.layout = load_boot(self.ram, self.config.kernel, self.config.initrd,
+                                self.device_tree)
+        boot_hart(self.cpu, self.layout.kernel.entry, self.layout.dtb_addr)
+        return self.layout
+
+    # -- running -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Boot (if not loaded yet) and run until the guest powers off; return its exit
+        status. Raises GuestError if the guest dies."""
+        if self.layout is None:
+            self.load()
+        cores = CoreSplit()
+        cores.apply()
+        try:
+            with interrupt_on_sigint(self._on_sigint):
+                while self.exit_status is None:
+                    self._service()
+                    if self.exit_status is not None:
+                        break
+                    self._running = True
+                    reason = None if self.watchdog.pending else self.cpu.run(self.cpu.pc)
+                    self._running = False
+                    self.watchdog.acknowledge()
+                    if reason is not None:
+                        self._after_run(reason)
+        finally:
+            cores.release()
+        return self.exit_status
+
+    def _service(self) -> None:
+        """CPU thread, engine stopped: take in what other threads signalled."""
+        self._idle.clear()
+        if self._fd_watch is not None:
+            self._fd_watch.rearm()            # before the devices read their fds
+        if self._quit_status is not None:
+            self._finish(self._quit_status)
+        for device in self._pollables:
+            device.poll()
+        self._raise_due()
+        if self._death is not None:
+            raise self._death
+
+    def _after_run(self, reason: EngineStop) -> None:
+        if self.traps.fatal is not None:
+            raise self.traps.fatal
+        if self._death is not None:
+            raise self._death
+        if reason is EngineStop.OK:
+            if self.exit_status is None and self._after_wfi():
+                self._wait_for_interrupt()
+        elif reason is EngineStop.EXCEPTION:
+            pass                                  # ebreak delivered; go on at stvec
+        else:
+            raise self._engine_failure(reason)
+
+    def _after_wfi(self) -> bool:
+        pc = self.cpu.pc
+        return self.cpu.read_instruction(pc - 4) == WFI
+
+    def _wait_for_interrupt(self) -> None:
+        """wfi: sleep on the host until an interrupt could be pending (fact 5)."""
+        self._raise_due()
+        if self.cpu.interrupt_waiting() or self.watchdog.pending:
+            return
+        self._idle.wait(self.timer.seconds_left())
+
+    def _engine_failure(self, reason: EngineStop) -> GuestError:
+        pc = self.cpu.pc
+        where = f"at pc {pc:#x}"
+        if reason is EngineStop.FETCH_UNMAPPED:
+            where = f"at pc {pc:#x} (address {pc:#x})"
+        elif reason in (EngineStop.READ_UNMAPPED, EngineStop.WRITE_UNMAPPED):
+            insn = self.cpu.read_instruction(pc)
+            access = decode_memory_access(insn) if insn is not None else None
+            if access is not None:
+                where += f" (address {access.address(self.cpu.x(access.base)):#x})"
+        detail = reason.value if reason is not EngineStop.OTHER_ERROR else self.cpu.last_error
+        return guest_error(f"guest died: {detail} {where}", self.cpu)
+
+    # -- interrupts ----------------------------------------------------------------------
+
+    def _raise_due(self) -> None:
+        """Raise STIP once the SBI deadline has passed. Called at every hook entry."""
+        if not self.timer.fired and self.timer.due():
+            self.timer.fired = True
+            self.cpu.update_mip(set_bits=STIP)
+
+    def set_timer(self, deadline: int) -> None:
+        self.timer.set(deadline)
+        if self.timer.due():
+            self.timer.fired = True
+            self.cpu.update_mip(set_bits=STIP)
+        else:
+            self.cpu.update_mip(clear_bits=STIP)
+
+    def set_software_interrupt(self, pending: bool) -> None:
+        self.cpu.update_mip(set_bits=SSIP if pending else 0, clear_bits=0 if pending else SSIP)
+
+    def _on_plic_output(self, context: int, level: bool) -> None:
+        if context == self.board.plic_s_mode_context:
+            self.cpu.update_mip(set_bits=SEIP if level else 0, clear_bits=0 if level else SEIP)
+
+    # -- native fd watching ----------------------------------------------------------------
+
+    def _start_fd_watch(self) -> FdWatch | None:
+        """The native watcher, or None where the helper library cannot be built (then
+        devices collect on their own threads and call wake())."""
+        try:
+            return FdWatch(self._stopper.native_stop(), self._idle.fd)
+        except (VmsimError, OSError):
+            return None
+
+    def _watch_fds(self, owner: object, fds: Sequence[int]) -> None:
+        """A device's fds changed (any thread): watch the union over all devices."""
+        self._watched[owner] = tuple(fds)
+        if self._fd_watch is not None:
+            self._fd_watch.set_fds([fd for group in self._watched.values() for fd in group])
+
+    def _get_attention(self) -> None:
+        """Watchdog thread: end the current run or the idle wait, whichever is happening."""
+        self._idle.set()
+        if self._running:
+            self._stopper.request()
+
+    # -- console, power and host input -------------------------------------------------
+
+    def _console_output(self, data: bytes) -> None:
+        self._output(data)
+        self._panic.feed(data)
+
+    def _on_panic(self, line: str) -> None:
+        self._death = guest_error(f"guest died: {line}", self.cpu)
+        self._stopper.request()
+
+    def _on_power_request(self, request: PowerRequest) -> None:
+        """From the power device's MMIO write: stop safely, never with emu_stop (fact 9)."""
+        if request.kind == "reset":
+            self._note("the guest asked for a reset; vmsim stops instead")
+        self._finish(request.code if request.kind == "fail" else 0)
+        self._stopper.request()
+
+    def system_reset(self, kind: str, reason: int) -> None:
+        """SBI SRST, from inside the ecall hook, where a direct stop is safe."""
+        if kind != "shutdown":
+            self._note(f"the guest asked for a {kind.replace('_', ' ')}; vmsim stops instead")
+        self._finish(0 if kind != "shutdown" or reason == RESET_REASON_NONE else 1)
+        self.cpu.stop()
+
+    def _finish(self, status: int) -> None:
+        if self.exit_status is None:
+            self.exit_status = status
+
+    @staticmethod
+    def _note(text: str) -> None:
+        print(f"\r\nvmsim: {text}", file=sys.stderr)
+
+    def push_input(self, data: bytes) -> None:
+        """Host keyboard input (any thread): to the UART, or to SBI getchar for hvc0."""
+        if self._input_to_sbi:
+            self._sbi_input.extend(data)
+            self.watchdog.wake()
+        else:
+            self.uart.push_input(data)
+
+    def read_sbi_input(self) -> int:
+        return self._sbi_input.popleft() if self._sbi_input else -1
+
+    def request_stop(self) -> None:
+        """Any thread: end the current engine run at the next safe point; the run loop
+        services devices and resumes. (Preemption stress tests storm this.)"""
+        self._stopper.request()
+
+    def request_quit(self, status: int = 0) -> None:
+        """Any thread (Ctrl-C, Ctrl-A x): stop the machine soon with `status`."""
+        self._quit_status = status
+        self.watchdog.wake()
+
+    def _on_sigint(self) -> None:
+        self.request_quit(EXIT_INTERRUPTED)
+
+    # -- teardown ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop helper threads and every device's host resources (worker processes);
+        idempotent."""
+        if self._fd_watch is not None:
+            self._fd_watch.close()            # it calls the stopper and writes _idle
+        self.watchdog.close()
+        self._stopper.close()
+        while self._started:
+            self._started.pop().close()
+        self._idle.close()
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+class _FirmwarePlatform:
+    """The SbiPlatform the firmware sees: thin forwarding to the machine."""
+
+    def __init__(self, machine: Machine) -> None:
+        self._machine = machine
+        self.memory = machine.ram
+
+    def console_write(self, data: bytes) -> None:
+        self._machine._console_output(data)
+
+    def console_read(self) -> int:
+        return self._machine.read_sbi_input()
+
+    def set_timer(self, deadline: int) -> None:
+        self._machine.set_timer(deadline)
+
+    def set_software_interrupt(self, pending: bool) -> None:
+        self._machine.set_software_interrupt(pending)
+
+    def flush_tlb(self) -> None:
+        self._machine.cpu.flush_tlb()
+
+    def flush_code(self) -> None:
+        self._machine.cpu.flush_code()
+
+    def system_reset(self, kind: str, reason: int) -> None:
+        self._machine.system_reset(kind, reason)
