@@ -15,6 +15,7 @@ installed.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -75,3 +76,36 @@ def test_the_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     result = check_layer("vmsim.core", ["vmsim.core.clock"], tmp_path)
     assert result.returncode == 1
     assert "vmsim.core.machine: vmsim.core imported vmsim.core.clock" in result.stdout
+
+
+IMPORT_EVERYTHING = textwrap.dedent("""
+    import importlib, os, pkgutil, sys, threading
+    import vmsim
+
+    before = set(os.listdir("/proc/self/task"))
+    for info in pkgutil.walk_packages(vmsim.__path__, "vmsim."):
+        if info.name.endswith(".worker") or info.name == "vmsim.cli.__main__":
+            continue
+        importlib.import_module(info.name)
+    problems = []
+    if "unicorn" in sys.modules:
+        problems.append("the engine was loaded")
+    if "LIBUNICORN_PATH" in os.environ:
+        problems.append("LIBUNICORN_PATH was set")
+    if set(os.listdir("/proc/self/task")) != before or threading.active_count() != 1:
+        problems.append("a thread was started")
+    with open(f"/proc/self/task/{os.getpid()}/children") as children:
+        if children.read().strip():
+            problems.append("a process was started")
+    print("; ".join(problems))
+    sys.exit(1 if problems else 0)
+""")
+
+
+def test_importing_any_module_has_no_side_effects(tmp_path: Path) -> None:
+    """Nothing happens on import: no engine chosen or loaded, no thread, no process.
+    The engine is bound when the first Cpu is made, workers when a machine starts."""
+    env = {k: v for k, v in os.environ.items() if k != "LIBUNICORN_PATH"}
+    result = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True,
+                            text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
