@@ -1,4 +1,4 @@
-"""Preemption figures for both engines, side by side (DESIGN.md, fact 14).
+"""Preemption figures for both engines, side by side (docs/engine.md, E14).
 
 For the patched libunicorn and for the PyPI wheel with the native stop hook (and the
 bare wheel as a speed reference, which has no safe stop) it prints:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Protocol
 
 # Exceptions the S-mode kernel handles itself. Left out: illegal instruction (2),
-# which the firmware first tries to emulate (rdtime, DESIGN.md fact 4), and the
+# which the firmware first tries to emulate (rdtime on the wheel engine: docs/engine.md,
+# E4), and the
 # S-mode ecall (9), which is an SBI call.
 DELEGATED_EXCEPTIONS = sum(1 << cause for cause in (0, 1, 3, 4, 5, 6, 7, 8, 12, 13, 15))
 DELEGATED_INTERRUPTS = (1 << 1) | (1 << 5) | (1 << 9)   # SSIP, STIP, SEIP

@@ -129,7 +129,8 @@ QEMU_SLOT = "0x10008000"         # QEMU virt puts the first -device in the top s
 def test_the_same_driver_runs_on_qemu_up_to_raw_rsa(example) -> None:
     """QEMU's device is an independent implementation of the same spec: the driver's
     init sequence, control queue and AES path must work there too. QEMU 7.2's builtin
-    backend rejects raw RSA (DESIGN.md), so that step is expected to fail there."""
+    backend rejects raw RSA (tests/e2e/test_crypto_guest.py shows the same with the Linux
+    driver), so that step is expected to fail there."""
     from vmsim.harness.qemu import OPENSBI_FIRMWARE
 
     if shutil.which("qemu-system-riscv64") is None or not OPENSBI_FIRMWARE.exists():

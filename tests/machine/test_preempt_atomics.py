@@ -3,7 +3,7 @@
 A bare-metal riscv64 loop does `amoadd.d` and an LR/SC increment a known number of times
 while another thread requests a stop every 100 µs; after each stop the run resumes at pc.
 Both counters must equal the iteration count exactly, and many stops must have landed
-(DESIGN.md, fact 14). Each engine is loaded in its own subprocess, because the `unicorn`
+(docs/engine.md, E14). Each engine is loaded in its own subprocess, because the `unicorn`
 binding binds one library per process.
 
 The module doubles as the probe that bench/preempt.py runs:

@@ -170,7 +170,8 @@ def test_ebreak_is_a_breakpoint_trap(boot) -> None:
 
 
 def test_rdtime_advances_with_the_host_clock(boot) -> None:
-    """Natively on the patched engine, emulated after a trap on the wheel (fact 4);
+    """Natively on the patched engine, emulated after a trap on the wheel
+    (docs/engine.md, E4 and P2);
     either way the guest's time is the machine clock's, which drives SBI deadlines."""
     from vmsim.core.engine import PATCHED, engine_kind
 

@@ -4,7 +4,7 @@ Each boot runs the default guest with a busy user-space init (`vmsim.run=busy`, 
 every result is known in advance) while an extra thread requests a stop every 100 µs,
 on top of the machine's own watchdog. A boot passes when the guest powers off with
 status 0, the init printed its pass line, and the console shows no Oops, BUG, panic,
-warning or stall (DESIGN.md, fact 14: unsafe stops broke 9 of 10 boots).
+warning or stall (docs/engine.md, E14: unsafe stops broke 9 of 10 boots).
 
 Each engine runs in its own interpreter (the binding binds one library per process):
     python tests/stress/test_linux_stress.py --boots N      (engine from VMSIM_ENGINE)

@@ -1,7 +1,55 @@
-"""Hostile and broken requests (landscape part b): each gets a status code, a completed
-chain, or a needs-reset; none raises, writes outside its buffers, or wedges the device.
+"""Hostile and broken requests: each gets a status code, a completed chain, or a
+needs-reset; none raises, writes outside its buffers, or wedges the device.
 
-Case numbers refer to reference/virtio-crypto-landscape.md, part (b).
+Every length, index and address in a request comes from the guest. The numbered cases
+below are the bad inputs a virtio-crypto device must survive, gathered from bugs found
+in other implementations of the device and in the Linux 6.1 driver; tests here (and in
+tests/unit/test_virtio_queue.py) are named after them. Cases with no test here are
+covered elsewhere (noted) or need nothing from the device.
+
+ 1. lengths (iv, aad, src, dst, hash result) whose sum overflows 32 bits, or exceeds
+    max_size;
+ 2. a symmetric request whose src_len differs from its dst_len;
+ 3. a session id that is unknown or out of range, to destroy or to use;
+ 4. a buffer address inside an MMIO window (a device writing its own registers):
+    only guest RAM is ever resolved (test_virtio_queue.py);
+ 5. state left inconsistent by a failed request: after any failure the device still
+    serves requests (`still_works`);
+ 6. missing or short buffers: no readable or no writable part, a header under 72 bytes,
+    no room for the status byte, a reply smaller than the 16-byte session input;
+ 7. a key, IV or source shorter in the chain than its header says;
+ 8. a reply sized for the wrong opcode class: replies are sized from the writable
+    bytes actually there;
+ 9. a guest-chosen queue_id in the control header, which the device must not trust;
+10. offering services that are not implemented (the feature and config bits,
+    test_crypto_device.py);
+11. the guest rewriting its buffers after the device validated them: workers see only
+    the copy;
+12. header lengths larger than the bytes the descriptors really hold;
+13. out-of-bounds reads and writes of IV and data in copy paths (covered by 7 and 12);
+14. dst_len larger than the writable room left before the status byte;
+15. a cipher key longer than max_cipher_key_len, an auth key longer than
+    max_auth_key_len;
+16. descriptor chains that loop or whose next index is out of range
+    (test_virtio_queue.py);
+17. a notify before DRIVER_OK, or for a queue that is not ready;
+18. a notify for a queue that does not exist, an avail index running ahead by more
+    than the queue size, more chains in flight than the queue holds;
+19. a QueueNum that is zero, not a power of two or above QueueNumMax
+    (test_virtio_mmio.py);
+20. malformed indirect tables: a length not a multiple of 16, nesting, INDIRECT with
+    NEXT, an empty table, a table outside RAM (test_virtio_queue.py);
+21. akcipher used.len, which the 6.1 driver trusts: the result length + 1, never more
+    than dst_len + 1 and never 0, even on error;
+22. control requests whose header is readable always complete (the 6.1 driver waits
+    for them without a timeout);
+23. HW_READY never changes at run time (6.1 registers algorithms on a config change
+    from interrupt context);
+24. padding and reserved fields may hold garbage and must not be required to be zero;
+25. bursts of out-of-order completions under load, which expose races in the guest
+    driver (a guest issue: the multi-process stress run in the e2e tests);
+26. drivers that hand over more dst bytes than dst_len and src entries that run past
+    src_len: the device uses the header lengths, not descriptor totals.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Split virtqueue chains: well-formed ones resolve correctly, and every hostile shape
-from the landscape's bad-input list (cases 4, 16, 18, 20) raises ChainError before a
-device can act on it."""
+from the numbered bad-input cases listed in tests/unit/test_crypto_bad_input.py
+(4, 16, 18, 20) raises ChainError before a device can act on it."""
 from __future__ import annotations
 
 import pytest

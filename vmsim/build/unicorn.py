@@ -3,10 +3,12 @@
 `python -m vmsim.build.unicorn` (the Makefile's `unicorn` target) makes both available:
 
 - libunicorn 2.1.4 from the PyPI sdist with `patches/` applied, riscv only, so that a
-  stop from another thread lands only at a block boundary (DESIGN.md, fact 14), the
-  `time` CSR reads the host clock natively instead of trapping (fact 4), and system
-  calls the kernel delegated reach it natively instead of through the trap hook;
-- the tiny C block hook in `native/`, the safe stop for the stock wheel (the fallback).
+  stop from another thread lands only at a block boundary (docs/engine.md, P1), the
+  `time` CSR reads the host clock natively instead of trapping (P2), system calls the
+  kernel delegated reach it natively instead of through the trap hook (P3), and more
+  (docs/engine.md describes every change of the patch);
+- the tiny C block hook in `native/`, the safe stop for the stock wheel (the fallback,
+  docs/engine.md, W1).
 
 Each lands in `~/.cache/vmsim/<kind>/<key>/`, where the key hashes everything that
 decides the binary (version, sdist hash, patch, build options, C source). A cached

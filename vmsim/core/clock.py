@@ -1,10 +1,10 @@
 """Guest time: the host monotonic clock seen through the timebase, and the SBI timer.
 
-The guest reads `time` (natively on the patched engine, emulated on the wheel: DESIGN.md
-fact 4) and programs one deadline through
+The guest reads `time` (natively on the patched engine, emulated on the wheel:
+docs/engine.md, E4) and programs one deadline through
 SBI set_timer. Nothing in Unicorn counts time, so the deadline is watched by one
 persistent thread (`Watchdog`) that asks the machine to stop the CPU when it
-passes (fact 6: no per-run timeout threads), and by the run loop's hooks, which raise
+passes (docs/engine.md, E6: no per-run timeout threads), and by the run loop's hooks, which raise
 STIP whenever they notice the deadline is due.
 """
 from __future__ import annotations

@@ -2,21 +2,21 @@
 
 Everything that knows Unicorn's register numbering lives here, so the trap path, the
 firmware glue and the run loop speak in RISC-V terms (x10, sstatus, PRIV). Two engine
-quirks are absorbed here (DESIGN.md):
-- M-level CSRs are reachable only at PRIV 3 on the wheel (fact 2): there
+quirks are absorbed here (docs/engine.md gives each by its id):
+- M-level CSRs are reachable only at PRIV 3 on the wheel (E2): there
   `read_mcsr`/`write_mcsr` raise the privilege around the access and restore it. The
   patched engine accesses CSRs from the host as a debugger does, at any privilege.
 - `ctl_remove_cache` resolves its address through the MMU of the current privilege (it
   calls the engine's code-fetch translation). Under Sv39 a physical address then names
   the wrong page, or faults, and that swallowed fault stays pending and reaches the
   guest as a bogus instruction page fault. Invalidation therefore runs at PRIV 3, where
-  fetch addresses are physical.
-- Host writes to guest RAM do not invalidate translated code (fact 10). Writers call
+  fetch addresses are physical (E17).
+- Host writes to guest RAM do not invalidate translated code (E10). Writers call
   `note_written`; the pages are invalidated together, in merged runs, when the hook or
   MMIO callback that wrote them returns and before every run, which are the only ways
   back into guest code. One invalidation per callback instead of one per write keeps
   a device's DMA cheap.
-- The Python binding lacks `uc_vmem_read` (fact 1): `read_virtual` calls it via ctypes
+- The Python binding lacks `uc_vmem_read` (E1): `read_virtual` calls it via ctypes
   to fetch guest-virtual instruction bytes.
 """
 from __future__ import annotations
@@ -136,7 +136,8 @@ class Cpu:
 
     @pc.setter
     def pc(self, value: int) -> None:
-        """A pc write also makes Unicorn leave the current translated block (fact 1)."""
+        """A pc write also makes Unicorn leave the current translated block
+        (docs/engine.md, E1)."""
         self.uc.reg_write(rv.UC_RISCV_REG_PC, value)
 
     @property
@@ -167,7 +168,7 @@ class Cpu:
 
     def _m_csr_access(self) -> contextlib.AbstractContextManager[None]:
         """What an M-level CSR access needs: nothing on the patched engine, a brief
-        PRIV 3 on the wheel (fact 2)."""
+        PRIV 3 on the wheel (docs/engine.md, E2 and P4)."""
         return contextlib.nullcontext() if _CSRS_AT_ANY_PRIVILEGE else self._at_machine_level()
 
     def read_mcsr(self, name: str) -> int:
@@ -179,10 +180,11 @@ class Cpu:
             self.uc.reg_write(MCSR[name], value)
 
     def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
-        """Raise/lower pending interrupts; the CPU takes them architecturally (fact 3).
+        """Raise/lower pending interrupts; the CPU takes them architecturally
+        (docs/engine.md, E3).
         This runs on every interrupt-line change: one access context for the read
         and the write, and direct engine calls."""
-        if not _CSRS_AT_ANY_PRIVILEGE:  # the wheel: briefly PRIV 3 (fact 2)
+        if not _CSRS_AT_ANY_PRIVILEGE:  # the wheel: briefly PRIV 3 (docs/engine.md, E2)
             saved = self._get(_PRIV)
             self._set(_PRIV, PRIV_MACHINE)
             try:
@@ -292,7 +294,7 @@ class Cpu:
 
     def on_exception(self, callback: Callable[[int], None]) -> None:
         """Call `callback(cause)` for every synchronous exception except ebreak; pc is
-        already 4 past the faulting instruction (fact 1)."""
+        already 4 past the faulting instruction (docs/engine.md, E1)."""
         def hook(_uc: Any, cause: int, _data: Any) -> None:
             callback(cause)
             self._forget_written_code()
@@ -333,7 +335,8 @@ class Cpu:
         return EngineStop.OK
 
     def stop(self) -> None:
-        """Stop from inside an exception hook (never from an MMIO callback, fact 9)."""
+        """Stop from inside an exception hook (never from an MMIO callback:
+        docs/engine.md, E9)."""
         self.uc.emu_stop()
 
     # -- diagnostics -------------------------------------------------------------

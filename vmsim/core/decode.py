@@ -1,6 +1,6 @@
 """Just enough RISC-V instruction decoding for the trap path.
 
-Unicorn reports a fault without the faulting address (DESIGN.md, fact 1), so the
+Unicorn reports a fault without the faulting address (docs/engine.md, E1), so the
 machine re-decodes the faulting instruction to compute stval, and decodes CSR
 instructions to emulate the CSRs Unicorn lacks (`time`). Everything here is pure:
 instruction bits in, a small description out, so it is tested without an engine.

@@ -1,6 +1,7 @@
 """Loads the Unicorn engine vmsim runs on, and says which one it is.
 
-Two engines can back the `unicorn` Python binding (DESIGN.md, fact 14):
+Two engines can back the `unicorn` Python binding (docs/engine.md: E14 says why, P1-P6
+describe the patch, W1 the wheel fallback, E20 the one-engine-per-process rule):
 
 - "patched": libunicorn 2.1.4 built by `make unicorn` (vmsim.build.unicorn) with vmsim's
   patch. A stop from another thread lands only at a block boundary, `rdtime` and

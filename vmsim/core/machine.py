@@ -5,7 +5,7 @@
       run the engine until wfi, a stop request, or a guest error
       on wfi: sleep on the host until the deadline or a device wakes us
 
-Nothing Python runs per instruction or per block (DESIGN.md, facts 6 and 13): the
+Nothing Python runs per instruction or per block (docs/engine.md, E6 and E13): the
 engine calls back only for traps, MMIO accesses and ecalls, and every one of those
 raises what is due before returning. Other threads (the deadline watchdog, device
 helpers, stdin) never touch the engine: they ask the watchdog for the CPU thread's
@@ -245,7 +245,7 @@ class Machine:
         return self.cpu.read_instruction(pc - 4) == WFI
 
     def _wait_for_interrupt(self) -> None:
-        """wfi: sleep on the host until an interrupt could be pending (fact 5)."""
+        """wfi: sleep on the host until an interrupt could be pending (docs/engine.md, E5)."""
         self._raise_due()
         if self.cpu.interrupt_waiting() or self.watchdog.pending:
             return
@@ -320,7 +320,8 @@ class Machine:
         self._stopper.request()
 
     def _on_power_request(self, request: PowerRequest) -> None:
-        """From the power device's MMIO write: stop safely, never with emu_stop (fact 9)."""
+        """From the power device's MMIO write: stop through the stopper, which lands at a
+        block boundary, never with a direct emu_stop (docs/engine.md, E9)."""
         if request.kind == "reset":
             self._note("the guest asked for a reset; vmsim stops instead")
         self._finish(request.code if request.kind == "fail" else 0)

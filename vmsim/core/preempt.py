@@ -8,21 +8,21 @@ The contract the run loop codes against:
 
 Why this is not just `uc.emu_stop()`: with the PyPI wheel an asynchronous stop can land
 between the load and the store of an atomic, which then runs twice on resume, and it
-corrupts Linux in other ways too (DESIGN.md, fact 14). Two safe methods:
+corrupts Linux in other ways too (docs/engine.md, E14). Two safe methods:
 
 - patched libunicorn (default): its stop checks exist only at block starts, so a request
-  is plain `uc.emu_stop()`, at no cost to the guest;
+  is plain `uc.emu_stop()`, at no cost to the guest (docs/engine.md, P1);
 - PyPI wheel (fallback): a request sets a flag; a native C `UC_HOOK_BLOCK` callback
   (vmsim/native/stop_hook.c, run without the GIL) sees it at the next block start and
-  calls `uc_emu_stop()` on the CPU thread.
+  calls `uc_emu_stop()` on the CPU thread (docs/engine.md, W1).
 
 Either way pc is exact after the stop: resume with `emu_start(pc, ...)`.
 
 A request made while the CPU is outside `emu_start` is dropped by the patched engine
 (`emu_start` clears pending stops) but ends the next run at its first block with the
-hook. So a watchdog must not rely on one request: the run loop re-checks due work after
-every `emu_start`, and the watchdog keeps requesting while work it signalled is still
-pending. Code already on the CPU thread (inside a hook) that needs to stop now should
+hook (docs/engine.md, E19). So a watchdog must not rely on one request: the run loop
+re-checks due work after every `emu_start`, and the watchdog keeps requesting while work
+it signalled is still pending. Code already on the CPU thread (inside a hook) that needs to stop now should
 call `uc.emu_stop()` itself: that is synchronous and safe with both engines.
 """
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Synchronous traps: Unicorn reports them, vmsim delivers them (DESIGN.md, fact 1).
+"""Synchronous traps: Unicorn reports them, vmsim delivers them (docs/engine.md, E1).
 
 Unicorn never enters the guest's trap handler itself. Every exception reaches a hook
 with pc already 4 past the faulting instruction, and this module plays both the
 hardware and the M-mode firmware:
 - an S-mode ecall is an SBI call, answered in Python;
-- an illegal instruction that reads a counter CSR (`time`) is emulated (fact 4);
+- an illegal instruction that reads a counter CSR (`time`) is emulated (E4);
 - everything else is delivered to the S-mode handler at stvec, with the stval that
   Unicorn does not compute (decoded from the faulting instruction).
 A trap the guest cannot take (stvec = 0, the same fault over and over) is fatal.
@@ -144,7 +144,7 @@ class TrapHandler:
 
         The engine runs an AMO as a load then a store, so an AMO can fault as a load;
         the ISA says AMOs raise store/AMO faults, and Linux relies on it (a store fault
-        is what makes it map the page writable).
+        is what makes it map the page writable; docs/engine.md, E18).
         """
         insn = self.cpu.read_instruction(epc)
         access = decode_memory_access(insn) if insn is not None else None
@@ -160,7 +160,7 @@ class TrapHandler:
         """Enter the S-mode handler as the hardware would; pc is written last."""
         cpu = self.cpu
         self.counts[CAUSE_NAMES.get(cause, f"cause {cause}")] += 1
-        # S-level CSRs are unreachable from U through the engine (fact 2): work at M.
+        # S-level CSRs are unreachable from U through the engine (docs/engine.md, E2): work at M.
         cpu.priv = PRIV_MACHINE
         stvec = cpu.csr("stvec")
         problem = self._why_undeliverable(cause, epc, tval, stvec)

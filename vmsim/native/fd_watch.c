@@ -12,7 +12,8 @@
  * States: armed (polling the fds) and fired (stopped the CPU, waiting for the
  * run loop to call vmsim_watch_rearm, which it does before it reads the fds).
  * While fired it repeats the stop every RETRY_NS, because a stop requested just
- * before the CPU enters the engine is dropped (vmsim/preempt.py).
+ * before the CPU enters the engine is dropped (vmsim/core/preempt.py;
+ * docs/engine.md, E19).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -4,7 +4,7 @@
  *
  * Why: with the stock libunicorn, uc_emu_stop() from another thread can land
  * between the load and the store of an atomic, which then runs twice on resume
- * (DESIGN.md, fact 14). Called from the CPU thread at a block start, the stop
+ * (docs/engine.md, E14 and W1). Called from the CPU thread at a block start, the stop
  * is exact. The callback runs without the Python GIL, so its cost is a flag
  * test per block.
  *

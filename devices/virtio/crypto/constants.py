@@ -1,4 +1,4 @@
-"""Numbers from the virtio-crypto specification (virtio 1.3 text, seeds 002/003).
+"""Numbers from the virtio-crypto specification (virtio 1.3, the crypto device section).
 
 Where the spec and the Linux headers disagree, the wire follows Linux, because the
 Linux driver is the one real user: the AKCIPHER algorithm IDs are RSA = 1, DSA = 2,
