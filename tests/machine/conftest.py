@@ -7,7 +7,6 @@ Programs start in S-mode with a0 = hart id and a1 = the device tree, like a kern
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +14,11 @@ from typing import Callable, Sequence
 
 import pytest
 
+from tests.support.guest import CROSS_AS, CROSS_LD, require_tools
 from vmsim.core.machine import DeviceFactory, Machine, MachineConfig
 
-AS = "riscv64-linux-gnu-as"
-LD = "riscv64-linux-gnu-ld"
+AS = CROSS_AS.name
+LD = CROSS_LD.name
 LOAD_ADDRESS = 0x8020_0000
 TEST_MEMORY = 16 << 20
 
@@ -77,9 +77,9 @@ class Run:
     machine: Machine
 
 
-def _toolchain_or_skip() -> None:
-    if shutil.which(AS) is None or shutil.which(LD) is None:
-        pytest.skip("riscv64 cross binutils not installed")
+def _require_toolchain() -> None:
+    """Skip locally, fail under `make test`, naming the cross binutils package."""
+    require_tools(CROSS_AS, CROSS_LD)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +88,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     cache = tmp_path_factory.mktemp("programs")
 
     def _build(source: str) -> Path:
-        _toolchain_or_skip()
+        _require_toolchain()
         text = PRELUDE + source
         name = hashlib.sha256(text.encode()).hexdigest()[:16]
         elf = cache / f"{name}.elf"

@@ -8,15 +8,14 @@ the machine, and must still reach a guest that never traps while it waits.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from tests.support.guest import require_tools
 from vmsim.build import baremetal
 from vmsim.cli.main import main
-from vmsim.build.guest import CROSS_GCC
 from vmsim.harness.results import parse_result_lines
 from vmsim.core.machine import Machine, MachineConfig
 from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO, find_crypto_device
@@ -33,8 +32,7 @@ EXIT_RSA_MISMATCH = 11
 @pytest.fixture(scope="module")
 def example():
     """Build (or find cached) the example ELF, optionally with C defines."""
-    if shutil.which(CROSS_GCC) is None:
-        pytest.skip("riscv64 cross compiler not installed")
+    require_tools(*baremetal.REQUIREMENTS)
     return lambda **defines: baremetal.ensure_example({k: str(v) for k, v in defines.items()})
 
 
@@ -131,10 +129,9 @@ def test_the_same_driver_runs_on_qemu_up_to_raw_rsa(example) -> None:
     init sequence, control queue and AES path must work there too. QEMU 7.2's builtin
     backend rejects raw RSA (tests/e2e/test_crypto_guest.py shows the same with the Linux
     driver), so that step is expected to fail there."""
-    from vmsim.harness.qemu import OPENSBI_FIRMWARE
+    from vmsim.harness.qemu import OPENSBI_FIRMWARE, QEMU_REQUIREMENTS
 
-    if shutil.which("qemu-system-riscv64") is None or not OPENSBI_FIRMWARE.exists():
-        pytest.skip("qemu-system-riscv64 or OpenSBI not installed")
+    require_tools(*QEMU_REQUIREMENTS)
     elf = example(VIRTIO_CRYPTO_BASE=QEMU_SLOT)
     proc = subprocess.run(
         ["qemu-system-riscv64", "-M", "virt", "-m", "64M", "-nographic",

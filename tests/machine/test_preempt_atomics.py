@@ -176,23 +176,21 @@ def probe_in_subprocess(engine: str, elf: Path, iterations: int, interval_us: fl
     return json.loads(out.stdout)
 
 
-def _patched_engine_built() -> bool:
-    from vmsim.build.unicorn import cached_patched_unicorn
-
-    return cached_patched_unicorn() is not None
-
-
 @pytest.fixture(scope="module")
 def program(tmp_path_factory) -> Path:
-    if missing_tool():
-        pytest.skip(missing_tool())
+    # Imported here: bench/preempt.py runs this module as a script, without tests/.
+    from tests.support.guest import CROSS_AS, CROSS_LD, require_tools
+
+    require_tools(CROSS_AS, CROSS_LD)
     return build_program(tmp_path_factory.mktemp("atomics"))
 
 
 @pytest.mark.parametrize("engine", ["patched", "wheel"])
 def test_no_atomic_runs_twice_under_stops_every_100us(program: Path, engine: str) -> None:
-    if engine == "patched" and not _patched_engine_built():
-        pytest.skip("patched libunicorn not built (make unicorn)")
+    if engine == "patched":
+        from tests.support.guest import require_patched_engine
+
+        require_patched_engine()
     result = probe_in_subprocess(engine, program, ITERATIONS, STOP_INTERVAL_US)
     assert ("patched build" in result["engine"]) == (engine == "patched"), result
     assert result["amo"] == ITERATIONS, result

@@ -122,10 +122,10 @@ def default_guest():
 
 @pytest.mark.parametrize("engine", ["patched", "wheel"])
 def test_linux_survives_a_stop_every_100us(default_guest, engine: str) -> None:
-    from vmsim.build.unicorn import cached_patched_unicorn
+    if engine == "patched":
+        from tests.support.guest import require_patched_engine
 
-    if engine == "patched" and cached_patched_unicorn() is None:
-        pytest.skip("patched libunicorn not built (make unicorn)")
+        require_patched_engine()
     summary = stress_in_subprocess(engine, BOOTS)
     failures = [b for b in summary["boots"] if b["problems"]]
     assert not failures, (f"{len(failures)} of {len(summary['boots'])} boots failed on "

@@ -16,6 +16,13 @@ from vmsim.errors import VmsimError
 
 REQUIRE_ENV = "VMSIM_REQUIRE_GUEST"
 
+# The host tools tests drive, each named with its Debian package so that a missing one
+# says what to install (scripts/install-system-deps.sh installs them all).
+CROSS_AS = Requirement("riscv64-linux-gnu-as", "binutils-riscv64-linux-gnu")
+CROSS_LD = Requirement("riscv64-linux-gnu-ld", "binutils-riscv64-linux-gnu")
+CROSS_OBJCOPY = Requirement("riscv64-linux-gnu-objcopy", "binutils-riscv64-linux-gnu")
+HOST_CC = Requirement("gcc", "gcc")
+
 
 def missing(message: str) -> None:
     """Fail under `make test`, skip otherwise."""
@@ -38,3 +45,11 @@ def require_tools(*requirements: Requirement) -> None:
         require(tuple(requirements))
     except VmsimError as error:
         missing(str(error))
+
+
+def require_patched_engine() -> None:
+    """The patched libunicorn, which `make test` builds first (`make unicorn`)."""
+    from vmsim.build.unicorn import cached_patched_unicorn
+
+    if cached_patched_unicorn() is None:
+        missing("the patched libunicorn is not built (run `make unicorn`)")

@@ -1,17 +1,15 @@
 """Decoding checked against the GNU assembler's own encodings."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
+from tests.support.guest import CROSS_AS, CROSS_OBJCOPY, require_tools
 from vmsim.core.decode import (MemoryAccess, decode_csr, decode_memory_access, instruction_length,
                           is_ebreak)
 
-AS = "riscv64-linux-gnu-as"
-OBJCOPY = "riscv64-linux-gnu-objcopy"
+AS = CROSS_AS.name
+OBJCOPY = CROSS_OBJCOPY.name
 
 # (assembly, expected MemoryAccess); one instruction per line.
 MEMORY_CASES = [
@@ -54,8 +52,7 @@ NOT_MEMORY = ["add a0, a1, a2", "c.addi a0, 1", "c.li a5, 3", "jal ra, 0", "csrr
 
 def assemble(lines: list[str], tmp_path: Path) -> list[int]:
     """Assemble each line and return the instruction words in order."""
-    if shutil.which(AS) is None:
-        pytest.skip("riscv64 cross assembler not installed")
+    require_tools(CROSS_AS, CROSS_OBJCOPY)
     source = tmp_path / "insns.S"
     # One instruction per 4-byte slot, so each word can be picked out again.
     body = "".join(f"{line}\n.balign 4, 0\n" for line in lines)

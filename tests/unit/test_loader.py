@@ -1,7 +1,6 @@
 """The boot loader: real ELF files built with the cross binutils, and a fake Linux Image."""
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.guest import CROSS_AS, CROSS_LD, require_tools
 from vmsim.devices.memory import Ram
 from vmsim.errors import VmsimError
 from vmsim.boards.layout import BootInfo
@@ -19,9 +19,15 @@ from vmsim.core.loader import DTB_SLOT_SIZE, load_boot, load_initrd, load_kernel
 RAM_BASE, RAM_SIZE = 0x8000_0000, 16 << 20
 MiB = 1 << 20
 
-needs_binutils = pytest.mark.skipif(
-    shutil.which("riscv64-linux-gnu-as") is None or shutil.which("riscv64-linux-gnu-ld") is None,
-    reason="riscv64 cross binutils are not installed")
+
+@pytest.fixture
+def cross_binutils() -> None:
+    """Skip locally, fail under `make test` (tests/support/guest.py)."""
+    require_tools(CROSS_AS, CROSS_LD)
+
+
+needs_binutils = pytest.mark.usefixtures("cross_binutils")
+
 
 PROGRAM = """
     .section .text
