@@ -5,8 +5,12 @@ The pool is generic over its runner, so these tests give it small runners define
 """
 from __future__ import annotations
 
+import array
+import fcntl
+import hashlib
 import os
 import select
+import termios
 import time
 
 import pytest
@@ -36,6 +40,13 @@ def drain(pool: WorkerPool, count: int, timeout: float = 20.0) -> list:
             raise TimeoutError(f"{len(got)} of {count} results")
         time.sleep(0.002)
     return got
+
+
+def unread_bytes(pipe_fd: int) -> int:
+    """Bytes written to a pipe and not yet read (FIONREAD works on either end)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(pipe_fd, termios.FIONREAD, count)
+    return count[0]
 
 
 def alive(pid: int) -> bool:
@@ -164,18 +175,28 @@ def test_device_close_leaves_no_workers():
 
 
 def test_reset_discards_late_results():
+    """A result that arrives after a reset must not touch the new rings. With one worker,
+    which runs its jobs in order, a request made after the reset is answered after the
+    stale one: once it completes, the stale result has been collected and dropped."""
     r = ServiceRig(CryptoDevice(workers=1, inline_max_bytes=0))
     try:
+        assert r.device.wait_for_workers()    # else the big hash would run inline
         sid = r.create_hash(HashAlgo.SHA_256, 32)
         q = r.driver.queues[0]
         q.submit([r.hdr(Op.HASH, sid, u32(8 << 20, 32)), bytes(8 << 20)], [32, 1], indirect=True)
+        assert r.device.stats[0].pooled == 1
         r.driver.init(queue_size=64)          # status 0, then a fresh probe
-        time.sleep(0.5)
-        r.device.poll()                       # the stale result must not touch the new rings
-        assert r.driver.queues[0].used_idx() == 0
         r.ctrlq = r.driver.queues[1]
         sid = r.create_hash(HashAlgo.SHA_256, 32)
-        assert r.digest(Op.HASH, sid, b"x", 32).status == Status.OK
+        late = r.digest(Op.HASH, sid, b"x", 32)   # queued behind the stale job
+        assert r.device.stats[0].pooled == 2
+        assert (late.status, late.output) == (Status.OK, hashlib.sha256(b"x").digest())
+        deadline = time.monotonic() + 20
+        while r.device._pending:              # every result is in: none can come later
+            assert time.monotonic() < deadline, r.device._pending
+            r.device.poll()
+            time.sleep(0.001)
+        assert r.driver.queues[0].used_idx() == 1  # its entry alone: the stale one was dropped
     finally:
         r.close()
 
@@ -213,12 +234,13 @@ def test_device_request_on_a_killed_worker_completes_with_err():
         q = r.driver.queues[0]
         request = q.submit([r.hdr(Op.AKCIPHER_DECRYPT, sid, u32(16, 1024), algo=1), os.urandom(16)], [1024, 1],
                            indirect=True)
-        pool = r.device._pool
+        (worker,) = r.device._pool._workers
+        assert worker.jobs                            # an idle worker: sent before submit returned
         deadline = time.monotonic() + 10
-        while not any(w.jobs for w in pool._workers) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.3)                               # let the worker start the pow()
-        os.kill(pool.pids()[0], 9)
+        while unread_bytes(worker.tasks.fileno()):    # until the worker has taken the job in
+            assert time.monotonic() < deadline, "the worker never read its job"
+            time.sleep(0.001)
+        os.kill(worker.process.pid, 9)
         (used,) = r.wait(0)
         assert used.head == request.head and used.len == 1      # akcipher: result 0 + 1
         assert request.written()[-1] == Status.ERR

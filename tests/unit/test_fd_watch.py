@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -45,10 +44,18 @@ def watch():
     os.close(write_end)
 
 
+def polled_once(fd_watch: FdWatch) -> None:
+    """Return once the watcher has polled its current set and state for a whole round:
+    whatever that round fires has then been written to the wake pipe. The first round
+    takes up the latest set_fds and rearm, the second polls them (see next_round)."""
+    assert fd_watch.next_round() and fd_watch.next_round(), "the watcher thread is stuck"
+
+
 def test_a_readable_fd_wakes_the_run_loop_until_it_is_read(watch) -> None:
     fd_watch, wake, read_end, write_end = watch
     fd_watch.set_fds([read_end])
-    assert not wake.wait(0.05)            # nothing to read: no wake-up
+    polled_once(fd_watch)
+    assert not wake.wait(0)               # nothing to read: no wake-up
     os.write(write_end, b"x")
     assert wake.wait(2.0)                 # readable: woken
     wake.clear()
@@ -58,21 +65,24 @@ def test_a_readable_fd_wakes_the_run_loop_until_it_is_read(watch) -> None:
     assert wake.wait(2.0)                 # rearmed but still unread: fires again
     os.read(read_end, 16)
     fd_watch.rearm()
-    time.sleep(0.05)                      # let a wake-up already under way land first
+    assert fd_watch.next_round()          # rearm taken up: a wake-up under way has landed
     wake.clear()
-    assert not wake.wait(0.05)            # read and rearmed: quiet
+    assert fd_watch.next_round()          # a whole round polling the emptied fd
+    assert not wake.wait(0)               # read and rearmed: quiet
 
 
 def test_an_emptied_watch_set_is_quiet_and_close_is_idempotent(watch) -> None:
     fd_watch, wake, read_end, write_end = watch
     fd_watch.set_fds([read_end])
     fd_watch.set_fds([])
-    time.sleep(0.05)                      # the thread takes up a new set asynchronously
+    assert fd_watch.next_round()          # the thread has taken up the empty set
     os.write(write_end, b"x")
-    assert not wake.wait(0.05)
+    assert fd_watch.next_round()          # and polled it once the fd was readable
+    assert not wake.wait(0)
     fd_watch.close()
     fd_watch.close()
     fd_watch.set_fds([read_end])          # after close: ignored, no crash
+    assert not fd_watch.next_round()      # no thread left to wait for
 
 
 def test_more_descriptors_than_the_watcher_holds_is_a_clear_error(watch) -> None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ctypes
+import time
 from typing import Sequence
 
 from vmsim.artifacts import native_library_path
@@ -34,6 +35,8 @@ def native_library() -> ctypes.CDLL:
                 ("vmsim_watch_set_fds", ctypes.c_int,
                  [pointer, ctypes.POINTER(ctypes.c_int), ctypes.c_int]),
                 ("vmsim_watch_rearm", None, [pointer]),
+                ("vmsim_watch_nudge", ctypes.c_ulong, [pointer]),
+                ("vmsim_watch_begun", ctypes.c_ulong, [pointer]),
                 ("vmsim_watch_free", None, [pointer])):
             function = getattr(lib, name)
             function.restype = restype
@@ -69,6 +72,23 @@ class FdWatch:
         """The run loop has taken over; call before reading the watched fds."""
         if self._handle:
             self._lib.vmsim_watch_rearm(self._handle)
+
+    def next_round(self, timeout: float = 10.0) -> bool:
+        """Wait until the thread begins a new round (False on timeout or after close).
+
+        For tests that must show nothing fires without waiting a fixed time: when this
+        returns, every stop and wake-up the thread decided on before has been made, and
+        its new round sees every `set_fds` and `rearm` made before the call. Two calls
+        in a row mean the current set and state have been polled at least once."""
+        if not self._handle:
+            return False
+        wanted = self._lib.vmsim_watch_nudge(self._handle)
+        deadline = time.monotonic() + timeout
+        while self._lib.vmsim_watch_begun(self._handle) < wanted:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return True
 
     def close(self) -> None:
         """Stop and join the thread; idempotent."""

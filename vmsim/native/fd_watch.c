@@ -39,6 +39,8 @@ struct vmsim_watch {
     int nfds;
     int fired;
     int quit;
+    unsigned long nudges;       /* rounds asked for by vmsim_watch_nudge (tests) */
+    unsigned long begun;        /* `nudges` as of the round the thread last began */
     vmsim_stop_fn stop;
     void *stop_arg;
     int wake_fd;                /* written when fired: ends the run loop's idle wait */
@@ -73,6 +75,7 @@ static void *watch_main(void *arg)
             return NULL;
         }
         fired = w->fired;
+        w->begun = w->nudges;
         pfds[n++] = (struct pollfd){.fd = w->control[0], .events = POLLIN};
         if (!fired) {
             for (int i = 0; i < w->nfds; i++) {
@@ -162,6 +165,31 @@ void vmsim_watch_rearm(struct vmsim_watch *w)
     if (was_fired) {
         poke(w->control[1]);
     }
+}
+
+/* For tests, which must not wait a fixed time to see that nothing fires: ask
+ * for a new round and return its number. Once vmsim_watch_begun reaches it, the
+ * thread has finished the round it was in (including any stop and wake that
+ * round owed) and begun one that sees every set_fds and rearm made before. */
+unsigned long vmsim_watch_nudge(struct vmsim_watch *w)
+{
+    unsigned long round;
+
+    pthread_mutex_lock(&w->lock);
+    round = ++w->nudges;
+    pthread_mutex_unlock(&w->lock);
+    poke(w->control[1]);
+    return round;
+}
+
+unsigned long vmsim_watch_begun(struct vmsim_watch *w)
+{
+    unsigned long begun;
+
+    pthread_mutex_lock(&w->lock);
+    begun = w->begun;
+    pthread_mutex_unlock(&w->lock);
+    return begun;
 }
 
 void vmsim_watch_free(struct vmsim_watch *w)
