@@ -6,7 +6,8 @@ available is filled and returned at once, with used.len the number of bytes writ
 The spec lets the device write fewer bytes than the buffer holds ("MAY use less than
 the entire buffer length"), so each chain gets at most `max_bytes_per_chain`: a guest
 cannot make the host produce unbounded randomness with one huge buffer. A chain that
-offers nothing writable is returned with length 0.
+offers nothing writable is returned with length 0. A broken chain, or an entropy source
+that fails, puts the device in DEVICE_NEEDS_RESET; nothing raises into the machine.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import time
 from typing import Callable
 
+from vmsim import log
 from vmsim.devices.events import TraceEvent, TraceSink, discard
 from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
 from vmsim.devices.virtio.queue import ChainError
@@ -21,6 +23,7 @@ from vmsim.devices.virtio.queue import ChainError
 DEVICE_ID = 4
 REQUEST_QUEUE = 0
 MAX_BYTES_PER_CHAIN = 64 << 10
+NAME = "virtio-rng"
 
 
 class RngDevice(VirtioDevice):
@@ -64,9 +67,12 @@ class RngDevice(VirtioDevice):
                 self.bytes_served += length
                 served = True
                 if self._trace is not discard:
-                    self._trace(TraceEvent("request", "virtio-rng", REQUEST_QUEUE,
+                    self._trace(TraceEvent("request", NAME, REQUEST_QUEUE,
                                            {"head": chain.head, "used": length}, time.monotonic()))
         except ChainError as err:
             ctx.needs_reset(f"virtio-rng: {err}")
+        except Exception as err:  # noqa: BLE001 - a device never raises into the machine
+            log.internal_error(NAME, f"request queue: {err!r}; the device now needs a reset")
+            ctx.needs_reset(f"virtio-rng internal error: {err!r}")
         if served:
             ctx.signal_used(REQUEST_QUEUE)
