@@ -35,7 +35,8 @@ def _load(name: str) -> DeviceModel:
 
 
 def available_models() -> dict[str, DeviceModel]:
-    """Every installed model by name (for `-device help`)."""
+    """Every installed model by name; OptionError for the first that cannot be loaded
+    (`-device help` loads them one at a time, so that it can list a broken one)."""
     return {name: _load(name) for name in model_names()}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmsim.devices.model import DeviceModel, OptionError
-from vmsim.devices.registry import available_models, find_model
+from vmsim.devices.registry import find_model, model_names
 
 HELP_WORDS = ("help", "?")
 
@@ -54,9 +54,15 @@ def parse_device(text: str) -> DeviceRequest:
 
 
 def models_help() -> str:
+    """One line per installed model. A plugin that cannot be loaded is listed with the
+    reason: only asking for that model by name is an error."""
     lines = ["Devices (-device NAME[,option=value...]; -device NAME,help for options):"]
-    for name, model in available_models().items():
-        lines.append(f"  {name:<16} {model.help}")
+    for name in model_names():
+        try:
+            text = find_model(name).help
+        except OptionError as error:
+            text = f"(unusable: {error})"
+        lines.append(f"  {name:<16} {text}")
     return "\n".join(lines)
 
 
