@@ -232,6 +232,10 @@ class SbiFirmware:
                 data = self.platform.memory.read(address, min(count, DBCN_CHUNK))
                 self.platform.console_write(data)
                 return _ok(len(data))
+            # The whole buffer must be RAM before any input is taken: input consumed
+            # and then refused would be lost.
+            if not self.platform.memory.contains(address, min(count, DBCN_CHUNK)):
+                return _error(SBI_ERR_INVALID_PARAM)
             received = bytearray()
             while len(received) < min(count, DBCN_CHUNK):
                 byte = self.platform.console_read()

@@ -264,6 +264,18 @@ def test_console_read_takes_what_is_waiting_up_to_the_buffer_size() -> None:
     assert call(firmware, sbi.EXT_DBCN, 1, 64, RAM_BASE + 0x80, 0) == ok(0)   # nothing waiting
 
 
+def test_a_refused_console_read_keeps_the_input_waiting() -> None:
+    """A buffer that is not all RAM is refused before any input is taken, whether or not
+    input is waiting; the bytes stay for the next, valid read."""
+    platform = RecordingPlatform(console_input=b"keep")
+    firmware = SbiFirmware(platform)
+    for _ in range(2):
+        assert call(firmware, sbi.EXT_DBCN, 1, 64, RAM_BASE + RAM_SIZE - 2, 0) == \
+            error(sbi.SBI_ERR_INVALID_PARAM)
+    assert call(firmware, sbi.EXT_DBCN, 1, 64, RAM_BASE, 0) == ok(4)
+    assert platform.memory.read(RAM_BASE, 4) == b"keep"
+
+
 def test_console_write_byte_writes_the_low_byte(firmware, platform) -> None:
     assert call(firmware, sbi.EXT_DBCN, 2, 0x1234_5641) == ok()
     assert platform.output == b"A"
