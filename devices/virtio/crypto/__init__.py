@@ -27,7 +27,11 @@ Decisions where the sources disagree or are silent:
 - A full session table is NOSPC with REVISION_1 and ERR without it.
 - REVISION_1 drops the 56/48-byte flf padding; stateless requests (flag without
   FLAG_SESSION_MODE) are accepted per service only when that stateless bit was
-  negotiated, else NOTSUPP. None of this is offered unless the constructor enables it.
+  negotiated, else NOTSUPP. None of this is offered unless the constructor enables it,
+  and a STATELESS bit without REVISION_1 (or an undefined bit) is a ValueError at
+  construction: the spec makes every STATELESS bit require REVISION_1.
+
+docs/virtio-crypto.md gives each decision with its spec section and its test.
 """
 from vmsim.devices.virtio.crypto.config import Limits
 from vmsim.devices.virtio.crypto.constants import CryptoFeatures

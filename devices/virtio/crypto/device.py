@@ -44,6 +44,18 @@ _STATUS_BYTE = {status: bytes([status]) for status in Status}
 _STATUS_NAME = {status: status.name for status in Status}
 
 
+def _checked_features(features: int) -> CryptoFeatures:
+    """The device-type bits to offer. Every STATELESS bit requires REVISION_1 (spec,
+    Crypto Device / Feature bit requirements) and a device must not offer a feature
+    whose requirement it does not offer (Basic Facilities / Feature Bits), so such a
+    configuration is a construction error, as is any bit the spec does not define."""
+    if features & ~int(CryptoFeatures.ALL):
+        raise ValueError(f"virtio-crypto defines feature bits 0..5 only, not {features:#x}")
+    if features & ~int(CryptoFeatures.REVISION_1) and not features & CryptoFeatures.REVISION_1:
+        raise ValueError("a STATELESS_MODE feature bit needs VIRTIO_CRYPTO_F_REVISION_1")
+    return CryptoFeatures(features)
+
+
 @dataclass
 class QueueStats:
     """Per-queue counters for summaries (requests seen, bytes in, statuses returned)."""
@@ -78,7 +90,7 @@ class CryptoDevice(VirtioDevice):
         self.num_queues = max_dataqueues + 1
         self.queue_max_size = queue_max_size
         self.control_queue = max_dataqueues
-        self.offered = CryptoFeatures(features)
+        self.offered = _checked_features(features)
         self._feature_mask = int(CryptoFeatures.ALL) & int(self.offered)
         self.limits = limits
         self.sessions = SessionTable(max_sessions)
