@@ -67,6 +67,8 @@ class VirtioDevice(ABC):
     device_id: int
     num_queues: int
     queue_max_size: int = 1024  # power of two
+    # Device-type feature bits by number, for traces and viewers ({0: "REVISION_1"}).
+    feature_bit_names: dict[int, str] = {}
 
     @abstractmethod
     def device_features(self) -> int:

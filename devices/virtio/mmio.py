@@ -10,13 +10,18 @@ leaves FEATURES_OK clear, a ring outside RAM sets DEVICE_NEEDS_RESET.
 
 Trace events (TraceEvent.kind, then `fields`), emitted only when a sink is attached:
   status       old, new, names               every status change, including reset
-  features     offered, accepted, ok, reason at FEATURES_OK
-  notify       (queue)                       every QueueNotify write
-  avail        head, descriptors, readable, writable, indirect, avail_idx   (queue.py)
-  used         head, len, used_idx                                          (queue.py)
+  features     offered, accepted, ok, reason, offered_names, accepted_names  at FEATURES_OK
+  queue_setup  size, max, desc, driver, device, ready   each queue, at DRIVER_OK
+  notify       (queue) avail_idx             every QueueNotify write (avail_idx: as published)
+  pop          head, chain, avail_idx, ...   a chain taken from the avail ring     (queue.py)
+  fill         head, len, used_idx, in_flight  a used entry written              (queue.py)
   irq          raised, reason[, interrupt_status]   a used/config interrupt or its suppression
+  irq_ack      value, interrupt_status       InterruptACK written (the line drops at 0)
+  config_read  offset, size, value           a config-space read by the driver
   needs_reset  reason                        the device entered its error state
   ignored      reason                        a guest write or notify that had no effect
+The names follow QEMU's trace events where one exists (virtqueue_pop, virtqueue_fill,
+virtio_queue_notify, virtio_set_status).
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from vmsim.devices.virtio.spec import (
     Reg,
     Status,
     avail_ring_bytes,
+    feature_names,
     status_names,
     used_ring_bytes,
 )
@@ -198,7 +204,10 @@ class MmioTransport:
             return self._read_config(offset, 4) | (self._read_config(offset + 4, 4) << 32)
         if size not in (1, 2, 4):
             return 0
-        return self.device.read_config(offset, size) & ((1 << (8 * size)) - 1)
+        value = self.device.read_config(offset, size) & ((1 << (8 * size)) - 1)
+        if self._tracing:
+            self._emit("config_read", offset=offset, size=size, value=value)
+        return value
 
     def _write_config(self, offset: int, size: int, value: int) -> None:
         if size == 8:
@@ -332,9 +341,12 @@ class MmioTransport:
         if new & Status.FEATURES_OK and not old & Status.FEATURES_OK:
             problem = self._features_acceptable()
             if self._tracing:
+                names = self.device.feature_bit_names
                 self._emit("features", offered=self.offered_features,
                            accepted=self.driver_features, ok=problem is None,
-                           reason=problem or "")
+                           reason=problem or "",
+                           offered_names=feature_names(self.offered_features, names),
+                           accepted_names=feature_names(self.driver_features, names))
             if problem:
                 new &= ~Status.FEATURES_OK
         self.status = new
@@ -361,6 +373,10 @@ class MmioTransport:
                                regs.device, indirect=indirect, event_idx=event_idx,
                                ready=regs.ready, trace=self._trace, device=self.name)
             queues.append(queue)
+            if self._tracing:
+                self._emit("queue_setup", index, size=regs.num, max=regs.max_size,
+                           desc=regs.desc, driver=regs.driver, device=regs.device,
+                           ready=regs.ready)
         self.context = DeviceContext(
             self._mem, queues, self.driver_features, trace=self._trace,
             signal_used=self._signal_used, needs_reset=self._fail,
@@ -382,7 +398,10 @@ class MmioTransport:
     def _write_queue_notify(self, value: int) -> None:
         index = value & 0xFFFF
         if self._tracing:
-            self._emit("notify", index)
+            queues = self.queues
+            shadow = (queues[index].query_status()["shadow-avail-idx"]
+                      if index < len(queues) else None)
+            self._emit("notify", index, avail_idx=shadow)
         if not self.status & Status.DRIVER_OK or self.context is None:
             self._ignored("notify before DRIVER_OK", index)
         elif self.status & Status.DEVICE_NEEDS_RESET:
@@ -416,7 +435,25 @@ class MmioTransport:
 
     def _write_interrupt_ack(self, value: int) -> None:
         self.interrupt_status &= ~value
+        if self._tracing:
+            self._emit("irq_ack", value=value, interrupt_status=self.interrupt_status)
         self._update_irq()
+
+    # ---- observers ------------------------------------------------------------------
+
+    def query_status(self) -> dict[str, object]:
+        """The device as QEMU's x-query-virtio-status answers it (its field names), plus
+        each live queue's x-query-virtio-queue-status; plain values, changes nothing."""
+        names = self.device.feature_bit_names
+        return {
+            "name": self.name, "device-id": self.device.device_id,
+            "status": self.status, "status-names": status_names(self.status),
+            "host-features": feature_names(self.offered_features, names),
+            "guest-features": feature_names(self.driver_features, names),
+            "isr": self.interrupt_status, "config-generation": self.config_generation,
+            "num-vqs": self.device.num_queues,
+            "queues": [queue.query_status() for queue in self.queues],
+        }
 
     def _update_irq(self) -> None:
         level = self.interrupt_status != 0

@@ -82,6 +82,53 @@ def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writab
             sum(lengths[:readable]), sum(lengths[readable:]))
 
 
+PREVIEW_BYTES = 64  # bytes of each buffer a trace event carries (hex), before and after
+
+
+def _preview(mem: GuestMemory, addr: int, length: int, limit: int) -> str:
+    try:
+        return mem.read(addr, min(length, limit)).hex() if limit else ""
+    except GuestMemoryError:
+        return ""
+
+
+def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
+                   preview: int = PREVIEW_BYTES) -> list[dict[str, object]]:
+    """Every descriptor of chain `head` as plain values, for trace events and snapshots
+    (QEMU's x-query-virtio-queue-element): index, addr, len, flags, whether it sits in an
+    indirect table, and the first `preview` bytes of its buffer as hex. Only observers
+    call this, after the walker accepted the chain; it is bounded the same way anyway
+    and never raises."""
+    out: list[dict[str, object]] = []
+    index, table, table_len = head, None, size
+    for _ in range(size + 0x10000):
+        try:
+            if table is None:
+                addr, length, flags, nxt = mem.unpack_from(_DESC, desc_addr + _DESC_SIZE * index)
+            else:
+                addr, length, flags, nxt = _DESC.unpack_from(table, _DESC_SIZE * index)
+        except (GuestMemoryError, struct.error):
+            break
+        item: dict[str, object] = {"index": index, "addr": addr, "len": length,
+                                   "flags": flags, "indirect": table is not None}
+        if flags & _INDIRECT and table is None:
+            out.append(item)
+            try:
+                table = mem.read(addr, min(length, _DESC_SIZE * 0x10000))
+            except GuestMemoryError:
+                break
+            index, table_len = 0, len(table) // _DESC_SIZE
+            if not table_len:
+                break
+            continue
+        item["data"] = _preview(mem, addr, length, preview)
+        out.append(item)
+        if not flags & _NEXT or nxt >= table_len:
+            break
+        index = nxt
+    return out
+
+
 class ChainError(Exception):
     """A descriptor chain (or the ring around it) is structurally broken.
 
@@ -241,6 +288,7 @@ class SplitQueue:
         self._used_event_addr = avail_addr + 4 + 2 * size
         self._avail_event_addr = used_addr + 4 + 8 * size
         self._published_avail_event = -1  # what we last wrote there; -1: nothing yet
+        self._heads_in_flight: set[int] = set()  # for snapshots: which chains the device holds
 
     # ---- ring access ------------------------------------------------------------
 
@@ -258,6 +306,13 @@ class SplitQueue:
 
     def _emit(self, kind: str, **fields: object) -> None:
         self._trace(TraceEvent(kind, self._device, self.index, fields))
+
+    def _peek_u16(self, addr: int) -> int | None:
+        """A ring field for observers: None instead of an error when it is not in RAM."""
+        try:
+            return self._unpack(_U16, addr)[0]
+        except GuestMemoryError:
+            return None
 
     # ---- device API -------------------------------------------------------------
 
@@ -285,6 +340,61 @@ class SplitQueue:
             if self.event_idx:
                 state["used_event"] = self._read_u16(self._used_event_addr)
         return state
+
+    def query_status(self) -> dict[str, int | bool | None]:
+        """This queue as QEMU's x-query-virtio-queue-status answers it (its field names),
+        for observers; reads the driver's fields from RAM and changes nothing."""
+        checked = self._rings_checked
+        return {
+            "queue-index": self.index, "vring-num": self.size, "ready": self.ready,
+            "vring-desc": self.desc_addr, "vring-avail": self.avail_addr,
+            "vring-used": self.used_addr, "last-avail-idx": self._last_avail,
+            "shadow-avail-idx": self._peek_u16(self.avail_addr + 2) if checked else None,
+            "avail-flags": self._peek_u16(self.avail_addr) if checked else None,
+            "used-idx": self._used_idx, "signalled-used": self._signalled_used,
+            "used-event": (self._peek_u16(self._used_event_addr)
+                           if checked and self.event_idx else None),
+            "inuse": self._in_flight, "event-idx": self.event_idx,
+            "indirect": self.indirect,
+        }
+
+    def query_element(self, head: int) -> dict[str, object]:
+        """One chain as x-query-virtio-queue-element shows it: its descriptors."""
+        return {"index": head, "descs": describe_chain(self._mem, self.desc_addr,
+                                                       self.size, head % self.size)}
+
+    def descriptor_owners(self) -> list[str]:
+        """Who holds each descriptor of the table right now: "avail" (published by the
+        driver, not yet popped), "device" (popped, not yet used), "used" (returned,
+        not yet reclaimed by the driver), or "free". The device cannot see the driver's
+        reclaim, so "used" covers used entries past used_event (EVENT_IDX drivers set
+        it to the last entry they reclaimed); without EVENT_IDX they count as free."""
+        owners = ["free"] * self.size
+        if not self._rings_checked:
+            return owners
+
+        def mark(head: int, owner: str) -> None:
+            for item in describe_chain(self._mem, self.desc_addr, self.size, head, 0):
+                if not item["indirect"] and owners[item["index"]] == "free":  # type: ignore[index]
+                    owners[item["index"]] = owner  # type: ignore[index]
+
+        for head in sorted(self._heads_in_flight):
+            mark(head, "device")
+        shadow = self._peek_u16(self.avail_addr + 2)
+        if shadow is not None:
+            for step in range(min((shadow - self._last_avail) & 0xFFFF, self.size)):
+                slot = self.avail_addr + 4 + 2 * ((self._last_avail + step) & (self.size - 1))
+                head = self._peek_u16(slot)
+                if head is not None and head < self.size:
+                    mark(head, "avail")
+        used_event = self._peek_u16(self._used_event_addr) if self.event_idx else None
+        if used_event is not None:
+            for step in range(min((self._used_idx - used_event) & 0xFFFF, self.size)):
+                entry = self.used_addr + 4 + 8 * ((used_event + step) & (self.size - 1))
+                head = self._peek_u16(entry)
+                if head is not None and head < self.size:
+                    mark(head, "used")
+        return owners
 
     def pending(self) -> int:
         """Chains the driver has made available that pop() has not taken yet."""
@@ -318,10 +428,15 @@ class SplitQueue:
         self._publish_avail_event()
         chain = self._walk(head)
         self._in_flight += 1
+        self._heads_in_flight.add(head)
         if self._tracing:
-            self._emit("avail", head=head, descriptors=chain.descriptor_count,
+            self._emit("pop", head=head, descriptors=chain.descriptor_count,
                        readable=chain.readable_len, writable=chain.writable_len,
-                       indirect=chain.indirect, avail_idx=self._last_avail)
+                       indirect=chain.indirect, avail_idx=avail_idx,
+                       last_avail_idx=self._last_avail, in_flight=self._in_flight,
+                       used_event=(self._peek_u16(self._used_event_addr)
+                                   if self.event_idx else None),
+                       chain=describe_chain(self._mem, self.desc_addr, self.size, head))
         return chain
 
     def add_used(self, head: int, length: int) -> None:
@@ -339,8 +454,10 @@ class SplitQueue:
             raise ChainError(None, f"ring at {err.addr:#x} is outside RAM") from err
         if self._in_flight:
             self._in_flight -= 1
+        self._heads_in_flight.discard(head)
         if self._tracing:
-            self._emit("used", head=head, len=length, used_idx=self._used_idx)
+            self._emit("fill", head=head, len=length, used_idx=self._used_idx,
+                       in_flight=self._in_flight)
 
     def needs_interrupt(self, explain: bool = True) -> tuple[bool, str]:
         """Should the driver be interrupted for the used entries added so far?

@@ -99,6 +99,24 @@ def status_names(status: int) -> str:
     return "|".join(names) if names else "RESET"
 
 
+TRANSPORT_FEATURE_NAMES = {
+    28: "RING_INDIRECT_DESC", 29: "RING_EVENT_IDX", 32: "VERSION_1",
+    33: "ACCESS_PLATFORM", 34: "RING_PACKED", 35: "IN_ORDER", 36: "ORDER_PLATFORM",
+    37: "SR_IOV", 38: "NOTIFICATION_DATA", 39: "NOTIF_CONFIG_DATA", 40: "RING_RESET",
+}
+
+
+def feature_names(bits: int, device_names: dict[int, str] | None = None) -> list[str]:
+    """A feature word as names, lowest bit first (e.g. ["VERSION_1"]); a bit nobody
+    named shows as "bit N", so nothing offered or accepted is hidden."""
+    names = device_names or {}
+    out = []
+    for bit in range(64):
+        if bits >> bit & 1:
+            out.append(names.get(bit) or TRANSPORT_FEATURE_NAMES.get(bit) or f"bit {bit}")
+    return out
+
+
 def avail_ring_bytes(size: int) -> int:
     """Bytes of the driver area: flags, idx, ring[size], used_event."""
     return 6 + 2 * size

@@ -7,6 +7,9 @@ indirect) fails here by name.
     vmsim.devices   never Unicorn, the core, boards, the CLI, the builders, rich or
                     textual (devices see guest memory and an interrupt line, no more)
     vmsim.firmware  the same as devices
+    vmsim.trace     never textual, the TUI, the CLI, Unicorn or the core (traces are
+                    recorded, read and exported without a screen or a machine)
+    The core, devices and firmware never import vmsim.trace or vmsim.tui either.
     vmsim.boards    never Unicorn or the core (a board is data)
     vmsim.harness   never the core, Unicorn (it drives vmsim as a process)
 
@@ -25,10 +28,16 @@ import pytest
 
 UI_AND_TOOLS = ["rich", "textual", "vmsim.cli", "vmsim.build", "vmsim.harness", "vmsim.testing"]
 NOT_INSTALLED = ["devices", "firmware"]
+OBSERVERS = ["vmsim.tui", "vmsim.trace"]
 RULES = {
-    "vmsim.core": UI_AND_TOOLS + NOT_INSTALLED,
-    "vmsim.devices": ["unicorn", "vmsim.core", "vmsim.boards"] + UI_AND_TOOLS + NOT_INSTALLED,
-    "vmsim.firmware": ["unicorn", "vmsim.core", "vmsim.boards"] + UI_AND_TOOLS + NOT_INSTALLED,
+    "vmsim.core": UI_AND_TOOLS + OBSERVERS + NOT_INSTALLED,
+    "vmsim.devices": ["unicorn", "vmsim.core", "vmsim.boards"] + UI_AND_TOOLS + OBSERVERS
+    + NOT_INSTALLED,
+    "vmsim.firmware": ["unicorn", "vmsim.core", "vmsim.boards"] + UI_AND_TOOLS + OBSERVERS
+    + NOT_INSTALLED,
+    # Recording and export run without a screen, and never reach into the machine.
+    "vmsim.trace": ["textual", "vmsim.tui", "vmsim.cli", "unicorn", "vmsim.core"]
+    + NOT_INSTALLED,
     "vmsim.boards": ["unicorn", "vmsim.core"] + UI_AND_TOOLS + NOT_INSTALLED,
     "vmsim.harness": ["unicorn", "vmsim.core", "vmsim.cli", "textual"] + NOT_INSTALLED,
 }

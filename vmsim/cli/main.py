@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="RAM size, e.g. 256M (default) or 1G")
     run.add_argument("--dtb-out", type=Path, help="also write the generated device tree here")
     _add_device_options(run)
+    from vmsim.cli.observe import add_observer_options
+    from vmsim.cli.trace_cmd import add_trace_commands
+
+    add_observer_options(run)
+    add_trace_commands(commands)
 
     demo = commands.add_parser("demo", help="boot the default guest with the crypto device "
                                "and show what the guest and the device did")
@@ -185,8 +190,8 @@ def _run(args: argparse.Namespace) -> int:
     from vmsim import log
     from vmsim.build.unicorn import ensure_native_library
     from vmsim.cli.terminal import TerminalConsole
+    from vmsim.cli.observe import Observers
     from vmsim.core.machine import DEFAULT_APPEND, Machine, MachineConfig
-    from vmsim.devices.events import discard
 
     factories = device_factories(args)
     configure_logging(args)
@@ -199,14 +204,17 @@ def _run(args: argparse.Namespace) -> int:
         kernel, initrd = paths.kernel, initrd or paths.initrd
     config = MachineConfig(kernel=kernel, initrd=initrd, memory=args.mem,
                            append=DEFAULT_APPEND if args.append is None else args.append,
-                           dtb_out=args.dtb_out, virtio=factories,
-                           trace=log.trace_sink if log.trace_enabled() else discard)
+                           dtb_out=args.dtb_out, virtio=factories)
+    observers = Observers.from_args(args)
+    config.trace = observers.sink(log.trace_sink if log.trace_enabled() else None)
     try:
         with Machine(config) as machine:
             machine.load()
+            observers.attach(machine)
             with TerminalConsole(machine.push_input, lambda: machine.request_quit(0)):
                 return machine.run()
     finally:
+        observers.close()
         log.close()
 
 
@@ -238,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _guest(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "trace":
+            from vmsim.cli.trace_cmd import run_trace_command
+
+            return run_trace_command(args)
         raise UsageError("missing command (run, demo, guest, or --version)")
     except HelpShown as shown:
         print(shown)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from vmsim.devices.bus import LevelRecorder, MmioDevice
 from vmsim.devices.events import TraceEvent, discard
@@ -403,13 +403,21 @@ class Rig:
 
 
 def make_rig(device: VirtioDevice | None = None, ram_size: int = 1 << 20,
-             trace: bool = True) -> Rig:
-    """Wire `device` (an EchoDevice by default) the way the machine will, minus the CPU."""
+             trace: bool = True, sink: Callable[[TraceEvent], None] | None = None,
+             name: str | None = None) -> Rig:
+    """Wire `device` (an EchoDevice by default) the way the machine will, minus the CPU.
+    `sink` also gets the transport's events (a TraceHub shared with the device), and
+    `name` names the transport as a machine's model would ("virtio-crypto")."""
     device = device if device is not None else EchoDevice()
     ram = Ram(RAM_BASE, ram_size)
     irq = LevelRecorder()
     events: list[TraceEvent] = []
-    transport = MmioTransport(device, ram, irq, trace=events.append if trace else discard)
+    record = events.append if trace else discard
+    if sink is not None:
+        def record(event: TraceEvent, _keep=events.append, _sink=sink) -> None:
+            _keep(event)
+            _sink(event)
+    transport = MmioTransport(device, ram, irq, trace=record, name=name)
     return Rig(device, ram, irq, transport, VirtioDriver(transport, ram), events)
 
 

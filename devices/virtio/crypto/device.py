@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from vmsim import log
 from vmsim.devices.bus import FdWaker, NullWaker, Waker
 from vmsim.devices.events import TraceEvent, TraceSink, discard
-from vmsim.devices.virtio.crypto import execute
+from vmsim.devices.virtio.crypto import execute, tracing
 from vmsim.devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
 from vmsim.devices.virtio.crypto.constants import DEVICE_ID, CryptoFeatures, Service, Status
 from vmsim.devices.virtio.crypto.control import handle_control
@@ -73,12 +73,14 @@ class _Pending:
     chain: DescriptorChain
     service: Service
     epoch: int
+    started: float = 0.0     # host time of the submit, for the trace's duration
 
 
 class CryptoDevice(VirtioDevice):
     """virtio-crypto backend; see the module docstring for the threading model."""
 
     device_id = DEVICE_ID
+    feature_bit_names = tracing.FEATURE_BIT_NAMES
 
     def __init__(self, max_dataqueues: int = 1, workers: int | None = None, hw_ready: bool = True,
                  features: int = CryptoFeatures.DEFAULT, waker: Waker = NullWaker(),
@@ -178,7 +180,8 @@ class CryptoDevice(VirtioDevice):
             if pending is None or ctx is None or pending.epoch != self._epoch:
                 continue  # reset since: the ring it belonged to is gone
             try:
-                self._complete(ctx, pending.queue, pending.chain, pending.service, outcome)
+                self._complete(ctx, pending.queue, pending.chain, pending.service, outcome,
+                               pending.started, pooled=True)
                 touched.add(pending.queue)
             except Exception as err:  # noqa: BLE001 - e.g. ChainError: the queue was stopped
                 if not isinstance(err, ChainError):
@@ -194,13 +197,19 @@ class CryptoDevice(VirtioDevice):
         queue = ctx.queues[index]
         completed = False
         while (chain := queue.pop()) is not None:
+            tracing_on = self._trace is not discard
+            if tracing_on:
+                request = tracing.control_request(chain)
+                self._emit("request", index, **request)
+                started = time.monotonic()
             reply = handle_control(chain, chain.writable_len, self._negotiated(ctx), self.limits, self.sessions)
             if reply.data:
                 chain.write(0, reply.data)
+            if tracing_on:
+                self._trace_control_done(ctx, index, chain, request, reply.status.name,
+                                         reply.session_id, len(reply.data), started)
             queue.add_used(chain.head, len(reply.data))
             self._count(index, reply.status, chain.readable_len)
-            self._emit("request", index, head=chain.head, kind="control", status=reply.status.name,
-                       session=reply.session_id)
             completed = True
         if completed:
             ctx.signal_used(index)
@@ -219,6 +228,9 @@ class CryptoDevice(VirtioDevice):
                 self._emit("error", index, head=chain.head, reason="no writable byte for the status")
                 completed = True
                 continue
+            if self._trace is not discard:
+                self._emit("request", index, **tracing.data_request(
+                    chain, bool(features & CryptoFeatures.REVISION_1)))
             try:
                 job = parse_data_request(chain, chain.writable_len, features, self.limits, self.sessions)
             except RequestError as err:
@@ -232,7 +244,8 @@ class CryptoDevice(VirtioDevice):
                 continue
             if self._runs_inline(job):
                 self.stats[index].inline += 1
-                self._complete(ctx, index, chain, job.service, execute.run(job))
+                started = time.monotonic() if self._trace is not discard else 0.0
+                self._complete(ctx, index, chain, job.service, execute.run(job), started)
                 completed = True
             else:
                 self.stats[index].pooled += 1
@@ -281,11 +294,15 @@ class CryptoDevice(VirtioDevice):
         pool = self._start_pool()
         token = self._next_token
         self._next_token += 1
-        self._pending[token] = _Pending(index, chain, job.service, self._epoch)
+        self._pending[token] = _Pending(index, chain, job.service, self._epoch, time.monotonic())
         pool.submit(token, job)
+        if self._trace is not discard:
+            self._emit("dispatch", index, head=chain.head, token=token, workers=pool.size,
+                       backlog=len(self._pending))
 
     def _complete(self, ctx: DeviceContext, index: int, chain: DescriptorChain,
-                  service: int | None, outcome: Outcome) -> None:
+                  service: int | None, outcome: Outcome, started: float = 0.0,
+                  pooled: bool = False) -> None:
         """Output at offset 0, status in the last writable byte, then the used entry."""
         if outcome.internal:
             log.internal_error(NAME, f"a request on queue {index} failed; the guest gets ERR",
@@ -298,12 +315,31 @@ class CryptoDevice(VirtioDevice):
             used = min(len(outcome.output), last) + 1   # the 6.1 driver trusts this
         else:
             used = chain.writable_len
+        if self._trace is not discard:          # the status is written: before the used entry
+            now = time.monotonic()
+            self._emit("complete", index, head=chain.head, kind="data",
+                       service=Service(service).name if service is not None else "?",
+                       status=outcome.status.name, used=used,
+                       duration_us=round((now - started) * 1e6, 1) if started else None,
+                       where="pool" if pooled else "inline",
+                       written=tracing.written(ctx.mem, chain))
         ctx.queues[index].add_used(chain.head, used)
         self._count(index, outcome.status, chain.readable_len)
-        if self._trace is not discard:
-            self._emit("request", index, head=chain.head, kind="data",
-                       service=Service(service).name if service is not None else "?",
-                       status=outcome.status.name, used=used)
+
+    def _trace_control_done(self, ctx: DeviceContext, index: int, chain: DescriptorChain,
+                            request: dict, status: str, session: int | None, used: int,
+                            started: float) -> None:
+        """The control request's completion, and the session it created or destroyed."""
+        self._emit("complete", index, head=chain.head, kind="control", status=status,
+                   used=used, duration_us=round((time.monotonic() - started) * 1e6, 1),
+                   where="inline", written=tracing.written(ctx.mem, chain))
+        opcode = request.get("opcode", "")
+        if opcode.endswith("_CREATE_SESSION") and status == "OK" and session is not None:
+            self._emit("session_create", index, session=session, opcode=opcode,
+                       algo=request.get("algo"))
+        elif opcode.endswith("_DESTROY_SESSION") and "session" in request:
+            self._emit("session_destroy", index, session=request["session"], opcode=opcode,
+                       status=status)
 
     # ---- helpers -----------------------------------------------------------------------
 

@@ -1,0 +1,101 @@
+"""What virtio-crypto's trace events say about a request, decoded from its own header.
+
+Only called when something observes the device: the fields are read again from the
+chain (a copy of the header, never the parser's state), so tracing cannot change how
+a request is handled, and costs nothing when it is off.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from vmsim.devices.bus import GuestMemory, GuestMemoryError
+from vmsim.devices.virtio.crypto.constants import (
+    AeadAlgo,
+    AkcipherAlgo,
+    CipherAlgo,
+    CryptoFeatures,
+    HashAlgo,
+    MacAlgo,
+    Op,
+    Service,
+)
+from vmsim.devices.virtio.queue import PREVIEW_BYTES, DescriptorChain
+
+_DATA_HEADER = struct.Struct("<IIQII")     # opcode, algo, session_id, flag, padding
+_CTRL_HEADER = struct.Struct("<IIII")      # opcode, algo, flag, queue_id
+_U64 = struct.Struct("<Q")
+_ALGOS = {Service.CIPHER: CipherAlgo, Service.HASH: HashAlgo, Service.MAC: MacAlgo,
+          Service.AEAD: AeadAlgo, Service.AKCIPHER: AkcipherAlgo}
+
+FEATURE_BIT_NAMES = {flag.value.bit_length() - 1: str(flag.name) for flag in CryptoFeatures
+                     if flag.value and flag.value & (flag.value - 1) == 0}
+
+
+def opcode_name(opcode: int) -> str:
+    try:
+        return Op(opcode).name
+    except ValueError:
+        return f"{opcode:#x}"
+
+
+def algo_name(opcode: int, algo: int) -> str:
+    try:
+        return _ALGOS[Service(opcode >> 8)](algo).name
+    except (KeyError, ValueError):
+        return str(algo)
+
+
+def _header(chain: DescriptorChain, layout: struct.Struct) -> tuple[int, ...] | None:
+    if chain.readable_len < layout.size:
+        return None
+    try:
+        return layout.unpack(chain.read(0, layout.size))
+    except Exception:  # noqa: BLE001 - a trace must never fail a request
+        return None
+
+
+def data_request(chain: DescriptorChain, revision_1: bool) -> dict[str, Any]:
+    """opcode, algorithm, session, mode and lengths of a data request."""
+    fields: dict[str, Any] = {"head": chain.head, "kind": "data",
+                              "readable": chain.readable_len, "writable": chain.writable_len}
+    header = _header(chain, _DATA_HEADER)
+    if header is not None:
+        opcode, algo, session, flag, _ = header
+        fields.update(opcode=opcode_name(opcode), opcode_value=opcode,
+                      algo=algo_name(opcode, algo), session=session,
+                      mode="stateless" if revision_1 and not flag & 1 else "session")
+    return fields
+
+
+def control_request(chain: DescriptorChain) -> dict[str, Any]:
+    """opcode, algorithm and (for a destroy) the session of a control request."""
+    fields: dict[str, Any] = {"head": chain.head, "kind": "control",
+                              "readable": chain.readable_len, "writable": chain.writable_len}
+    header = _header(chain, _CTRL_HEADER)
+    if header is not None:
+        opcode, algo, _flag, queue_id = header
+        if not algo and opcode & 0xFF in (2, 4) and chain.readable_len >= 20:
+            try:  # *_CREATE_SESSION: the session parameters start with the algorithm
+                algo = struct.unpack("<I", chain.read(16, 4))[0]
+            except Exception:  # noqa: BLE001
+                pass
+        fields.update(opcode=opcode_name(opcode), opcode_value=opcode,
+                      algo=algo_name(opcode, algo), queue_id=queue_id)
+        if opcode & 0xFF in (3, 5) and chain.readable_len >= 24:  # *_DESTROY_SESSION
+            try:
+                fields["session"] = _U64.unpack(chain.read(16, 8))[0]
+            except Exception:  # noqa: BLE001
+                pass
+    return fields
+
+
+def written(mem: GuestMemory, chain: DescriptorChain) -> list[str]:
+    """The start of each writable buffer after the device wrote it, as hex."""
+    out = []
+    for addr, length in chain.writable:
+        try:
+            out.append(mem.read(addr, min(length, PREVIEW_BYTES)).hex())
+        except GuestMemoryError:
+            out.append("")
+    return out

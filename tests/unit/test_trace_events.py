@@ -1,0 +1,163 @@
+"""The devices' trace events and queue snapshots, driven through the transport by the
+Python driver: what each event says, that tracing changes nothing the guest sees, and
+that with no observer no event is even built."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from vmsim.devices.virtio import mmio as mmio_module
+from vmsim.devices.virtio import queue as queue_module
+from vmsim.devices.virtio.crypto import device as crypto_device_module
+from vmsim.devices.virtio.crypto.constants import CipherAlgo, Op, Status
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.spec import feature_names
+from vmsim.testing.crypto_rig import CryptoRig
+from vmsim.trace.hub import Record, TraceHub
+
+KEY, IV = bytes(range(16)), bytes(16)
+
+
+@pytest.fixture
+def traced():
+    hub = TraceHub(guest_time=lambda: 1234)
+    sub = hub.subscribe()
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    yield rig, sub
+    rig.close()
+
+
+def of(records: list[Record], kind: str) -> list[Record]:
+    return [r for r in records if r.kind == kind]
+
+
+def test_negotiation_and_queue_setup_are_named(traced) -> None:
+    rig, sub = traced
+    records = sub.drain()
+    features = of(records, "features")[0].fields
+    assert "VERSION_1" in features["offered_names"] and features["ok"] is True
+    assert features["accepted_names"] == feature_names(features["accepted"])
+    setups = of(records, "queue_setup")
+    assert [r.queue for r in setups] == [0, 1]            # dataq0, then the control queue
+    assert setups[0].fields["size"] == 64 and setups[0].fields["desc"] == rig.driver.queues[0].desc
+    assert [r.fields["names"] for r in of(records, "status")][-1].endswith("DRIVER_OK|FEATURES_OK")
+    assert all(r.g == 1234 and r.device == "virtio-crypto" for r in records)
+    assert [r.seq for r in records] == list(range(1, len(records) + 1))
+
+
+def test_a_cipher_request_from_kick_to_interrupt(traced) -> None:
+    rig, sub = traced
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+    control = sub.drain()
+    created = of(control, "session_create")[0].fields
+    assert created == {"session": sid, "opcode": "CIPHER_CREATE_SESSION", "algo": "AES_CBC"}
+    reply = rig.cipher(sid, IV, b"p" * 32)
+    assert reply.status == Status.OK
+    records = sub.drain()
+    kinds = [r.kind for r in records]
+    assert kinds == ["notify", "pop", "request", "complete", "fill", "irq"], kinds
+    notify, pop, request, complete, fill, irq = records
+    assert notify.queue == 0 and notify.fields["avail_idx"] == 1
+    head = pop.fields["head"]
+    chain = pop.fields["chain"]
+    # header+flf, iv, src readable; dst and status writable; each with its table index
+    assert [d["len"] for d in chain] == [72, 16, 32, 32, 1]
+    assert [bool(d["flags"] & 2) for d in chain] == [False, False, False, True, True]
+    assert chain[0]["index"] == head and all(not d["indirect"] for d in chain)
+    assert bytes.fromhex(chain[2]["data"]) == b"p" * 32
+    assert request.fields["opcode"] == "CIPHER_ENCRYPT" and request.fields["session"] == sid
+    # the header's own algo field, as sent (Linux fills it in; the rig leaves it 0)
+    assert request.fields["algo"] == "NO_CIPHER" and request.fields["mode"] == "session"
+    assert complete.fields["status"] == "OK" and complete.fields["where"] == "inline"
+    assert complete.fields["duration_us"] > 0
+    assert bytes.fromhex(complete.fields["written"][0]) == reply.output
+    assert fill.fields == {"head": head, "len": 33, "used_idx": 1, "in_flight": 0}
+    assert irq.fields["raised"] is True and irq.queue == 0
+    rig.driver.ack_interrupt()
+    ack = sub.drain()
+    assert [r.kind for r in ack] == ["irq_ack"] and ack[0].fields["interrupt_status"] == 0
+    rig.destroy(Op.CIPHER_DESTROY_SESSION, sid)
+    destroyed = of(sub.drain(), "session_destroy")[0].fields
+    assert destroyed["session"] == sid and destroyed["status"] == "OK"
+
+
+def test_indirect_chains_list_the_table_entries(traced) -> None:
+    rig, sub = traced
+    rig.indirect = True
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+    rig.cipher(sid, IV, b"q" * 16)
+    pops = of(sub.drain(), "pop")
+    chain = pops[-1].fields["chain"]
+    assert chain[0]["flags"] & 4 and not chain[0]["indirect"]      # the main-table slot
+    assert all(d["indirect"] for d in chain[1:]) and len(chain) == 6
+
+
+def test_config_reads_and_errors_are_traced() -> None:
+    hub = TraceHub()
+    sub = hub.subscribe()
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    try:
+        reads = of(sub.drain(), "config_read")
+        rig.rig.transport.read(0x100 + 4, 4)                        # max_dataqueues
+        last = of(sub.drain(), "config_read")[-1].fields
+        assert last == {"offset": 4, "size": 4, "value": 1}
+        bad = rig.data([struct.pack("<IIQII", 0x7777, 0, 0, 0, 0) + bytes(48)], 0)
+        assert bad.status == Status.NOTSUPP
+        records = sub.drain()
+        assert of(records, "error") and of(records, "complete")[0].fields["status"] == "NOTSUPP"
+        assert of(records, "request")[0].fields["opcode"] == "0x7777"
+        del reads
+    finally:
+        rig.close()
+
+
+def test_snapshot_is_shaped_like_qemus_queries(traced) -> None:
+    rig, _ = traced
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+    rig.cipher(sid, IV, b"x" * 16)
+    status = rig.rig.transport.query_status()
+    assert status["device-id"] == 20 and "DRIVER_OK" in status["status-names"]
+    assert "VERSION_1" in status["guest-features"] and status["num-vqs"] == 2
+    dq = status["queues"][0]
+    assert dq["vring-num"] == 64 and dq["last-avail-idx"] == dq["shadow-avail-idx"] == 1
+    assert dq["used-idx"] == 1 and dq["inuse"] == 0 and dq["vring-desc"] == rig.driver.queues[0].desc
+    element = rig.rig.transport.queues[0].query_element(0)
+    assert element["index"] == 0 and element["descs"][0]["len"] == 72
+
+
+def test_descriptor_owners_follow_the_rings(traced) -> None:
+    """Chains published but not popped are 'avail'; popped and held, 'device'; used
+    past the driver's used_event, 'used'; the rest 'free'."""
+    rig, _ = traced
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+    queue = rig.rig.transport.queues[0]
+    dq = rig.driver.queues[0]
+    flf = struct.pack("<III", 16, 16, 16) + bytes(28)
+    dq.submit([rig.hdr(Op.CIPHER_ENCRYPT, sid, flf), IV, b"a" * 16], [16, 1], kick=False)
+    owners = queue.descriptor_owners()
+    assert owners.count("avail") == 5 and owners.count("device") == 0
+    held = queue.pop()                                # the device takes it, keeps it
+    owners = queue.descriptor_owners()
+    assert owners.count("device") == 5 and owners.count("avail") == 0
+    queue.add_used(held.head, 17)                     # returned; the driver has not looked
+    owners = queue.descriptor_owners()
+    assert owners.count("used") == 5 and owners.count("device") == 0
+    dq.collect()                                      # reclaimed: used_event moves past it
+    assert queue.descriptor_owners().count("used") == 0
+
+
+def test_no_observer_builds_no_event(monkeypatch) -> None:
+    """With `discard`, no device, queue or transport constructs a TraceEvent."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a TraceEvent was built with nothing observing")
+    for module in (queue_module, mmio_module, crypto_device_module):
+        monkeypatch.setattr(module, "TraceEvent", refuse)
+    rig = CryptoRig(CryptoDevice(workers=0), trace=False)
+    try:
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+        assert rig.cipher(sid, IV, b"z" * 64).status == Status.OK
+        rig.driver.ack_interrupt()
+        rig.destroy(Op.CIPHER_DESTROY_SESSION, sid)
+    finally:
+        rig.close()

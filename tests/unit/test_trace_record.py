@@ -1,0 +1,155 @@
+"""Trace recording: the hub's fan-out and bounded buffers, the JSON-lines file written
+and read back, the model replayed from it, and `vmsim trace stats`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vmsim.cli.main import main
+from vmsim.devices.events import TraceEvent
+from vmsim.devices.virtio.crypto.constants import CipherAlgo, Op
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.testing.crypto_rig import CryptoRig
+from vmsim.trace.hub import TraceHub, tee
+from vmsim.trace.model import DEVICE, FREE, USED, TraceModel
+from vmsim.trace.record import TraceFileError, TraceWriter, device_info, read_trace
+
+KEY, IV = bytes(range(16)), bytes(16)
+
+
+def record_rig_session(path: Path, requests: int = 3) -> None:
+    """A short recorded session on the rig: negotiate, create, `requests` encryptions,
+    destroy."""
+    hub = TraceHub(guest_time=lambda: 42)
+    writer = TraceWriter(path, hub)
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    try:
+        writer.start(device_info([rig.rig.transport]), 10_000_000)
+        rig.rig.transport.read(0x100 + 4, 4)        # max_dataqueues, as Linux reads it
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+        for n in range(requests):
+            rig.cipher(sid, IV, bytes([n]) * 32)
+        rig.destroy(Op.CIPHER_DESTROY_SESSION, sid)
+    finally:
+        writer.close()
+        rig.close()
+
+
+def test_every_subscriber_gets_every_event_in_order() -> None:
+    hub = TraceHub(guest_time=iter(range(100, 200)).__next__)
+    first, second = hub.subscribe(), hub.subscribe()
+    for n in range(5):
+        hub(TraceEvent("notify", "dev", n))
+    a, b = first.drain(), second.drain()
+    assert [r.queue for r in a] == [r.queue for r in b] == [0, 1, 2, 3, 4]
+    assert [r.g for r in a] == [100, 101, 102, 103, 104] and a[0].name == "dev_notify"
+
+
+def test_a_lagging_subscriber_loses_the_oldest_and_knows_how_many() -> None:
+    hub = TraceHub()
+    slow = hub.subscribe(capacity=4)
+    hub(TraceEvent("notify", "dev", 0))
+    assert len(slow.drain()) == 1
+    for n in range(10):
+        hub(TraceEvent("notify", "dev", n))
+    kept = slow.drain()
+    assert [r.seq for r in kept] == [8, 9, 10, 11] and slow.lost == 6
+
+
+def test_listeners_see_events_before_buffering_and_tee_calls_all() -> None:
+    hub, seen, other = TraceHub(), [], []
+    hub.listen(lambda record: seen.append(record.kind))
+    sink = tee([hub, other.append])
+    sink(TraceEvent("pop", "dev", 0))
+    assert seen == ["pop"] and other[0].kind == "pop"
+
+
+def test_written_trace_reads_back_whole(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    record_rig_session(path)
+    lines = path.read_text().splitlines()
+    header, end = json.loads(lines[0]), json.loads(lines[-1])
+    assert header["format"] == "vmsim-trace" and header["devices"][0]["queue_names"] == ["dataq0", "controlq"]
+    assert end["end"] is True and end["lost"] == 0 and end["events"] == len(lines) - 2
+    trace = read_trace(path)
+    assert trace.complete and len(trace.records) == end["events"]
+    assert [r.seq for r in trace.records] == list(range(1, len(trace.records) + 1))
+    kinds = {r.kind for r in trace.records}
+    assert {"status", "features", "queue_setup", "notify", "pop", "request", "complete",
+            "fill", "irq", "session_create", "session_destroy", "config_read"} <= kinds
+    assert trace.queue_name("virtio-crypto", 1) == "controlq"
+
+
+def test_a_cut_short_trace_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    record_rig_session(path)
+    lines = path.read_text().splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:-3]) + "\n")
+    trace = read_trace(tmp_path / "cut.jsonl")
+    assert not trace.complete and len(trace.records) == len(lines) - 4
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "not a vmsim trace"),
+    ('{"format": "vmsim-trace", "version": 99}\n', "trace version 99"),
+    ('{"format": "vmsim-trace", "version": 1}\nnot json\n', ":2: not a JSON line"),
+    ('{"format": "vmsim-trace", "version": 1}\n{"seq": 1}\n', ":2: not a trace event"),
+])
+def test_bad_trace_files_are_one_line_errors(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    with pytest.raises(TraceFileError, match=words):
+        read_trace(path)
+
+
+def test_the_model_replays_rings_requests_and_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    record_rig_session(path, requests=3)
+    trace = read_trace(path)
+    model = TraceModel(trace.devices)
+    model.apply_all(trace.records)
+    dataq = model.queue("virtio-crypto", 0)
+    assert dataq.name == "dataq0" and dataq.size == 64
+    assert dataq.pops == dataq.fills == dataq.irqs == 3 and dataq.in_flight == 0
+    assert model.ops["CIPHER_ENCRYPT"].count == 3
+    assert model.ops["CIPHER_ENCRYPT"].statuses == {"OK": 3}
+    done = [r for r in model.requests if r.opcode == "CIPHER_ENCRYPT"]
+    assert all(r.done and r.t_irq is not None and r.t_kick is not None for r in done)
+    assert all(r.latency_us is not None and r.latency_us >= 0 for r in done)
+    sessions = list(model.sessions.values())
+    assert len(sessions) == 1 and sessions[0].requests == 3 and sessions[0].destroyed is not None
+    assert model.devices["virtio-crypto"].accepted[-1] == "VERSION_1"
+    assert model.devices["virtio-crypto"].config["max_dataqueues"] == 1
+
+
+def test_the_model_tracks_descriptor_owners(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    record_rig_session(path, requests=1)
+    records = read_trace(path).records
+    pop = next(i for i, r in enumerate(records) if r.kind == "pop" and r.queue == 0)
+    fill = next(i for i, r in enumerate(records) if r.kind == "fill" and r.queue == 0)
+    model = TraceModel(read_trace(path).devices)
+    model.apply_all(records[:pop + 1])
+    dataq = model.queue("virtio-crypto", 0)
+    assert dataq.owners.count(DEVICE) == 5 and dataq.owners.count(USED) == 0
+    model.apply_all(records[pop + 1:fill + 1])
+    assert dataq.owners.count(USED) == 5 and dataq.owners.count(DEVICE) == 0
+    assert dataq.owners.count(FREE) == 64 - 5
+
+
+def test_trace_stats_prints_a_table_per_opcode(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "t.jsonl"
+    record_rig_session(path, requests=4)
+    assert main(["trace", "stats", str(path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "CIPHER_ENCRYPT" in line)
+    assert "│     4 │" in row and "OK 4" in row
+    assert "controlq" in out and "dataq0" in out
+
+
+def test_trace_stats_on_a_missing_file_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["trace", "stats", str(tmp_path / "nope.jsonl")]) == TraceFileError.exit_code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vmsim: error: cannot read the trace")

@@ -1,0 +1,67 @@
+"""`vmsim trace stats|export FILE`: look at a trace recorded with `vmsim run --trace`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from vmsim.errors import VmsimError
+
+
+def add_trace_commands(commands: argparse._SubParsersAction) -> None:
+    trace = commands.add_parser("trace", help="look at a trace recorded with run --trace")
+    actions = trace.add_subparsers(dest="trace_command", metavar="ACTION")
+    stats = actions.add_parser("stats", help="a table per opcode: counts, bytes, latency "
+                               "percentiles, statuses")
+    stats.add_argument("file", type=Path, metavar="FILE")
+    export = actions.add_parser("export", help="write the trace for Perfetto, Chrome or "
+                                "Wireshark")
+    export.add_argument("file", type=Path, metavar="FILE")
+    export.add_argument("--perfetto", type=Path, metavar="OUT",
+                        help="a Perfetto trace (protobuf TrackEvents; open in ui.perfetto.dev)")
+    export.add_argument("--chrome", type=Path, metavar="OUT.json",
+                        help="Chrome JSON trace events (chrome://tracing, Perfetto)")
+    export.add_argument("--pcapng", type=Path, metavar="OUT",
+                        help="a pcapng capture of requests and completions (Wireshark, with "
+                             "the vmsim dissector)")
+
+
+def run_trace_command(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
+    from vmsim.trace.record import read_trace
+
+    if args.trace_command is None:
+        raise VmsimError("trace needs an action: stats or export")
+    trace = read_trace(args.file)
+    if args.trace_command == "stats":
+        from rich.console import Console
+
+        from vmsim.trace.stats import model_of, queue_table, stats_table
+
+        model = model_of(trace)
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        console.print(stats_table(model))
+        console.print(queue_table(model))
+        if not trace.complete:
+            say("note: the trace has no end line (the run was cut short)")
+        return 0
+    if args.trace_command == "export":
+        if not (args.perfetto or args.chrome or args.pcapng):
+            raise VmsimError("trace export needs --perfetto, --chrome or --pcapng")
+        if args.perfetto:
+            from vmsim.trace.perfetto import write_perfetto
+
+            write_perfetto(trace, args.perfetto)
+            say(f"wrote {args.perfetto}")
+        if args.chrome:
+            from vmsim.trace.chrome import write_chrome
+
+            write_chrome(trace, args.chrome)
+            say(f"wrote {args.chrome}")
+        if args.pcapng:
+            from vmsim.trace.pcapng import write_pcapng
+
+            write_pcapng(trace, args.pcapng)
+            say(f"wrote {args.pcapng}")
+        return 0
+    raise VmsimError(f"unknown trace action {args.trace_command!r}")
