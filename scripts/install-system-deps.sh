@@ -6,6 +6,7 @@ packages=(
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
   linux-source-6.1 flex bison bc cpio xz-utils make cmake pkg-config python3-venv gcc libc6-dev
   qemu-system-misc opensbi gdb-multiarch tmux device-tree-compiler patch ninja-build
+  tshark
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -18,5 +19,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# tshark (the trace export test) pulls in wireshark-common, which would ask whether
+# non-root users may capture; answer no beforehand so the install never stops.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

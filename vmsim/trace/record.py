@@ -16,8 +16,10 @@ appends to a deque; JSON is built while the engine runs (it releases the GIL).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -68,6 +70,7 @@ class TraceWriter:
             raise TraceFileError(f"cannot write the trace to {path}: "
                                  f"{error.strerror or error}") from None
         self.path = path
+        self._hub = hub
         self._sub: Subscription = hub.subscribe(WRITER_CAPACITY)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="vmsim-trace-writer",
@@ -76,8 +79,10 @@ class TraceWriter:
         self._started = False
 
     def start(self, devices: list[dict[str, Any]], timebase_hz: int) -> None:
+        # wall_t0: the Unix time of t = 0, for captures that want absolute times
+        wall_t0 = time.time() - (time.monotonic() - self._hub.t0)
         header = {"format": FORMAT, "version": VERSION, "timebase_hz": timebase_hz,
-                  "devices": devices}
+                  "wall_t0": round(wall_t0, 6), "devices": devices}
         self._file.write(json.dumps(header) + "\n")
         self._started = True
         self._thread.start()
@@ -131,20 +136,27 @@ class Trace:
 
 def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        handle = open(path, encoding="utf-8")
+        if path.suffix == ".gz":
+            handle: IO[str] = gzip.open(path, "rt", encoding="utf-8")
+        else:
+            handle = open(path, encoding="utf-8")
     except OSError as error:
         raise TraceFileError(f"cannot read the trace {path}: {error.strerror or error}") from None
     with handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError:
-                    raise TraceFileError(f"{path}:{number}: not a JSON line") from None
+        try:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError:
+                        raise TraceFileError(f"{path}:{number}: not a JSON line") from None
+        except (OSError, EOFError, UnicodeDecodeError) as error:
+            raise TraceFileError(f"cannot read the trace {path}: {error}") from None
 
 
 def read_trace(path: Path) -> Trace:
-    """Read a trace file; a truncated one (the run was killed) reads up to its end."""
+    """Read a trace file (gzip-compressed if its name ends in .gz); a truncated one
+    (the run was killed) reads up to its end."""
     lines = iter_lines(path)
     first = next(lines, None)
     if first is None or first[1].get("format") != FORMAT:
