@@ -387,6 +387,9 @@ class MmioTransport:
         """Enter the error state the spec calls DEVICE_NEEDS_RESET (section 2.1.2)."""
         first = not self.status & Status.DEVICE_NEEDS_RESET
         self.status |= Status.DEVICE_NEEDS_RESET
+        if self.context is not None:  # nothing more is taken from or written to a ring
+            for queue in self.context.queues:
+                queue.ready = False
         log.guest_error(self.name, f"DEVICE_NEEDS_RESET: {reason}")
         if self._tracing:
             self._emit("needs_reset", reason=reason)

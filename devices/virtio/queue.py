@@ -267,7 +267,9 @@ class SplitQueue:
             raise ValueError(f"queue size {size} is not a power of two up to 32768")
         self.index = index
         self.size = size
-        self.ready = ready  # False: not (or no longer) enabled; pop() finds nothing
+        # False: not (or no longer) enabled, or the device needs a reset: pop() finds
+        # nothing and add_used() refuses.
+        self.ready = ready
         self._rings_checked = ready  # the transport validated the ring areas
         self.desc_addr = desc_addr
         self.avail_addr = avail_addr
@@ -440,9 +442,14 @@ class SplitQueue:
         return chain
 
     def add_used(self, head: int, length: int) -> None:
-        """Return chain `head` to the driver, reporting `length` bytes written."""
+        """Return chain `head` to the driver, reporting `length` bytes written.
+
+        A stopped queue (QueueReady written 0, or the device needing a reset) is never
+        written: the driver may already be reusing that memory."""
         if not self._rings_checked:
             raise ChainError(head, f"queue {self.index} was never enabled")
+        if not self.ready:
+            raise ChainError(head, f"queue {self.index} is stopped; its used ring is not written")
         used = self._used_idx
         write = self._mem.write
         try:

@@ -5,7 +5,7 @@ count rules. Each test drives the device through the transport and real virtqueu
 from __future__ import annotations
 
 import hashlib
-import struct
+import time
 
 import pytest
 
@@ -15,9 +15,9 @@ from vmsim.devices.memory import Ram
 from vmsim.devices.model import SlotContext
 from vmsim.devices.virtio.crypto.constants import CryptoFeatures, HashAlgo, Op, Status
 from vmsim.devices.virtio.crypto.device import CryptoDevice
-from vmsim.devices.virtio.spec import Feature
-from vmsim.testing.crypto_rig import data_header, u32
-from vmsim.testing.virtio_driver import RAM_BASE, VirtioDriver
+from vmsim.devices.virtio.spec import Desc, Feature, Reg, Status as DevStatus
+from vmsim.testing.crypto_rig import ServiceRig, data_header, u32
+from vmsim.testing.virtio_driver import RAM_BASE, Descriptor, VirtioDriver
 
 
 # ---- features: no STATELESS bit without REVISION_1 ---------------------------------------
@@ -74,3 +74,84 @@ def test_stateless_off_from_the_command_line_offers_no_device_bits():
     finally:
         transport.close()
         ram.close()
+
+
+# ---- a stopped or reset queue is never written -----------------------------------------
+
+def pooled_rig(events: list) -> ServiceRig:
+    """One worker, every job pooled: a result reaches the rings only when poll() runs,
+    so a test can stop a queue between the notify and the completion."""
+    rig = ServiceRig(CryptoDevice(workers=1, inline_max_bytes=0, trace=events.append))
+    assert rig.device.wait_for_workers()
+    return rig
+
+
+def collect_every_result(rig: ServiceRig) -> None:
+    """poll() until the pool has answered every job the device sent it."""
+    deadline = time.monotonic() + 20
+    while rig.device._pending:
+        assert time.monotonic() < deadline, rig.device._pending
+        rig.device.poll()
+        time.sleep(0.001)
+
+
+def test_a_result_for_a_queue_stopped_with_queue_ready_0_is_dropped():
+    events: list = []
+    rig = pooled_rig(events)
+    try:
+        sid = rig.create_hash(HashAlgo.SHA_256, 32)
+        q = rig.driver.queues[0]
+        sent = q.submit([rig.hdr(Op.HASH, sid, u32(3, 32)), b"abc"], [32, 1])
+        assert rig.device.stats[0].pooled == 1
+        rig.driver.write_reg(Reg.QUEUE_SEL, 0)
+        rig.driver.write_reg(Reg.QUEUE_READY, 0)        # the driver stops the data queue
+        used_ring = rig.rig.ram.read(q.used, 4 + 8 * q.size)
+        collect_every_result(rig)
+        assert rig.rig.ram.read(q.used, 4 + 8 * q.size) == used_ring
+        assert sent.written() == bytes(33)               # neither output nor status byte
+        assert rig.device.dropped == 1 and rig.device.stats[0].dropped == 1
+        (drop,) = [e for e in events if e.kind == "dropped"]
+        assert drop.queue == 0 and "stopped" in drop.fields["reason"]
+        hsid = rig.create_hash(HashAlgo.SHA1, 20)      # the control queue still works
+        assert hsid
+    finally:
+        rig.close()
+
+
+def test_a_result_after_needs_reset_is_dropped():
+    events: list = []
+    rig = pooled_rig(events)
+    try:
+        sid = rig.create_hash(HashAlgo.SHA_256, 32)
+        q = rig.driver.queues[0]
+        sent = q.submit([rig.hdr(Op.HASH, sid, u32(3, 32)), b"abc"], [32, 1])
+        ctrl = rig.ctrlq                                  # a broken chain: next out of range
+        ctrl.write_desc(0, Descriptor(rig.rig.ram.base, 72, Desc.NEXT, 999))
+        ctrl.make_available(0)
+        ctrl.kick()
+        assert rig.driver.status & DevStatus.DEVICE_NEEDS_RESET
+        collect_every_result(rig)
+        assert q.used_idx() == 0 and sent.written() == bytes(33)
+        assert rig.device.dropped == 1
+        assert [e.fields["reason"] for e in events if e.kind == "dropped"] == ["the queue is stopped"]
+    finally:
+        rig.close()
+
+
+def test_a_result_after_a_reset_is_dropped_and_counted():
+    events: list = []
+    rig = pooled_rig(events)
+    try:
+        sid = rig.create_hash(HashAlgo.SHA_256, 32)
+        q = rig.driver.queues[0]
+        q.submit([rig.hdr(Op.HASH, sid, u32(3, 32)), b"abc"], [32, 1])
+        rig.driver.reset()
+        deadline = time.monotonic() + 20
+        while not rig.device.dropped:                    # the late result comes, and goes
+            assert time.monotonic() < deadline
+            rig.device.poll()
+            time.sleep(0.001)
+        assert q.used_idx() == 0
+        assert [e.fields["reason"] for e in events if e.kind == "dropped"] == ["the device was reset"]
+    finally:
+        rig.close()

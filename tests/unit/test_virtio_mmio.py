@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from vmsim.devices.virtio.queue import ChainError
 from vmsim.devices.virtio.spec import Feature, Status
 from vmsim.testing.virtio_driver import DriverError, EchoDevice, make_rig
 
@@ -377,5 +378,24 @@ def test_queue_can_be_stopped_after_driver_ok():
     assert rig.transport.read(0x044, 4) == 0
     q.submit([b"two"], [3])
     assert rig.device.notified == []
-    rig.transport.queues[0].add_used(chain.head, 0)  # in-flight work may still finish
-    assert q.collect() == [(chain.head, 0)]
+    used_ring = rig.ram.read(q.used, 4 + 8 * q.size)
+    with pytest.raises(ChainError, match="stopped"):   # a stopped queue is never written
+        rig.transport.queues[0].add_used(chain.head, 0)
+    assert rig.ram.read(q.used, 4 + 8 * q.size) == used_ring and q.collect() == []
+
+
+def test_needs_reset_stops_every_queue():
+    """After DEVICE_NEEDS_RESET the device takes nothing more from a ring and writes
+    nothing to one, whatever it still holds."""
+    rig = make_rig()
+    rig.driver.init()
+    q = rig.driver.queues[0]
+    q.submit([b"one"], [3], kick=False)
+    chain = rig.transport.queues[0].pop()
+    q.submit([b"two"], [3], kick=False)
+    rig.transport.context.needs_reset("broken")
+    assert [queue.ready for queue in rig.transport.queues] == [False, False]
+    assert rig.transport.queues[0].pop() is None
+    with pytest.raises(ChainError, match="stopped"):
+        rig.transport.queues[0].add_used(chain.head, 3)
+    assert q.used_idx() == 0

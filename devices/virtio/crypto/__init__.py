@@ -30,6 +30,8 @@ Decisions where the sources disagree or are silent:
   negotiated, else NOTSUPP. None of this is offered unless the constructor enables it,
   and a STATELESS bit without REVISION_1 (or an undefined bit) is a ValueError at
   construction: the spec makes every STATELESS bit require REVISION_1.
+- A pooled result whose queue was stopped (QueueReady = 0), reset or put in
+  NEEDS_RESET before it came back is dropped, counted and traced, never written.
 
 docs/virtio-crypto.md gives each decision with its spec section and its test.
 """

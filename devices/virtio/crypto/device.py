@@ -64,6 +64,7 @@ class QueueStats:
     bytes_in: int = 0
     inline: int = 0
     pooled: int = 0
+    dropped: int = 0           # pooled results thrown away: the queue stopped before they came
     statuses: Counter = field(default_factory=Counter)
 
 
@@ -108,6 +109,7 @@ class CryptoDevice(VirtioDevice):
         self._pending: dict[int, _Pending] = {}
         self._next_token = 0
         self._epoch = 0
+        self.dropped = 0           # pooled results never written (reset, stopped queue, NEEDS_RESET)
         self.ctx: DeviceContext | None = None
 
     # ---- lifecycle (the machine's) -------------------------------------------------------
@@ -145,7 +147,8 @@ class CryptoDevice(VirtioDevice):
         self.ctx = ctx
 
     def reset(self) -> None:
-        """Drop sessions and forget in-flight work (late results are discarded)."""
+        """Drop sessions and forget in-flight work: a result that comes back later is
+        dropped by poll(), never written to the new rings."""
         self.ctx = None
         self.sessions.clear()
         self._pending.clear()
@@ -178,7 +181,11 @@ class CryptoDevice(VirtioDevice):
         for token, outcome in results:
             pending = self._pending.pop(token, None)
             if pending is None or ctx is None or pending.epoch != self._epoch:
-                continue  # reset since: the ring it belonged to is gone
+                self._drop(None if pending is None else pending.queue, token, "the device was reset")
+                continue
+            if not ctx.queues[pending.queue].ready:     # QueueReady=0, or NEEDS_RESET
+                self._drop(pending.queue, token, "the queue is stopped")
+                continue
             try:
                 self._complete(ctx, pending.queue, pending.chain, pending.service, outcome,
                                pending.started, pooled=True)
@@ -346,12 +353,20 @@ class CryptoDevice(VirtioDevice):
     def _negotiated(self, ctx: DeviceContext) -> int:
         return ctx.driver_features & self._feature_mask
 
+    def _drop(self, queue: int | None, token: int, why: str) -> None:
+        """A pooled result whose chain may no longer be answered: nothing of it reaches
+        guest memory (the driver may be reusing the buffers); it is counted and traced."""
+        self.dropped += 1
+        if queue is not None:
+            self.stats[queue].dropped += 1
+        self._emit("dropped", queue, token=token, reason=why)
+
     def _count(self, index: int, status: Status, size: int) -> None:
         stats = self.stats[index]
         stats.requests += 1
         stats.bytes_in += size
         stats.statuses[_STATUS_NAME[status]] += 1
 
-    def _emit(self, event: str, queue: int, **fields: object) -> None:
+    def _emit(self, event: str, queue: int | None, **fields: object) -> None:
         if self._trace is not discard:
             self._trace(TraceEvent(event, NAME, queue, dict(fields), time.monotonic()))
