@@ -34,12 +34,6 @@ def _load(name: str) -> DeviceModel:
     return model
 
 
-def available_models() -> dict[str, DeviceModel]:
-    """Every installed model by name; OptionError for the first that cannot be loaded
-    (`-device help` loads them one at a time, so that it can list a broken one)."""
-    return {name: _load(name) for name in model_names()}
-
-
 def find_model(name: str) -> DeviceModel:
     """The model called `name`; OptionError lists the known ones otherwise."""
     names = model_names()
