@@ -155,3 +155,108 @@ def test_a_result_after_a_reset_is_dropped_and_counted():
         assert [e.fields["reason"] for e in events if e.kind == "dropped"] == ["the device was reset"]
     finally:
         rig.close()
+
+
+# ---- used.len claims only written bytes; the AKCIPHER status lies within it ---------------
+
+class Writes:
+    """Every guest-memory write the device makes, byte by byte (through Ram's listener)."""
+
+    def __init__(self, rig: ServiceRig) -> None:
+        self.bytes: set[int] = set()
+        self.order: list[tuple[int, int]] = []
+        rig.rig.ram.add_write_listener(self._note)
+
+    def _note(self, addr: int, size: int) -> None:
+        self.order.append((addr, size))
+        self.bytes.update(range(addr, addr + size))
+
+    def clear(self) -> None:
+        self.bytes.clear()
+        self.order.clear()
+
+
+def claimed_addresses(request, used_len: int) -> list[int]:
+    """Guest addresses of the first `used_len` bytes of the request's writable buffers."""
+    out: list[int] = []
+    for addr, size in request.writable:
+        take = min(size, used_len - len(out))
+        out += range(addr, addr + take)
+    assert len(out) == used_len, "used.len is larger than the writable buffers"
+    return out
+
+
+def answer(rig: ServiceRig, writes: Writes, readable: list[bytes], writable: list[int]):
+    """Submit, complete, and check that every byte used.len claims was written then."""
+    q = rig.driver.queues[0]
+    request = q.submit([r for r in readable if r], writable, kick=False)   # the driver's own writes
+    writes.clear()
+    q.kick()
+    (used,) = rig.wait(0)
+    assert used.head == request.head
+    unwritten = [a for a in claimed_addresses(request, used.len) if a not in writes.bytes]
+    assert not unwritten, f"used.len {used.len} claims {len(unwritten)} bytes never written"
+    return request, used.len
+
+
+def rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(65537, 1024)
+
+
+def test_used_len_claims_only_written_bytes_for_symmetric_services():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from vmsim.devices.virtio.crypto.constants import CipherAlgo, SymOp
+    from vmsim.testing.crypto_rig import sym_flf
+    rig = ServiceRig()
+    writes = Writes(rig)
+    try:
+        key, iv, src = bytes(range(16)), bytes(16), bytes(range(64))
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, key)
+        header = rig.hdr(Op.CIPHER_ENCRYPT, sid, sym_flf(u32(16, 64, 64), SymOp.CIPHER))
+        # Linux's skcipher shape: dst entries longer than the output, status on its own.
+        request, used = answer(rig, writes, [header, iv, src], [64 + 100, 1])
+        assert used == 64 and request.written()[-1] == Status.OK
+        assert request.written()[64:164] == bytes(100)        # the caller's bytes untouched
+        # The spec's shape, no slack: output and status, all of it claimed.
+        request, used = answer(rig, writes, [header, iv, src], [64, 1])
+        assert used == 65
+        # An error with room to spare claims nothing it did not write.
+        bad = rig.hdr(Op.CIPHER_ENCRYPT, sid, sym_flf(u32(16, 64, 32), SymOp.CIPHER))
+        request, used = answer(rig, writes, [bad, iv, src], [64, 1])
+        assert request.written()[-1] == Status.ERR and used == 0
+        hsid = rig.create_hash(HashAlgo.SHA_256, 32)
+        request, used = answer(rig, writes, [rig.hdr(Op.HASH, hsid, u32(3, 32)), b"abc"], [40, 8])
+        assert used == 32 and request.written()[:32] == hashlib.sha256(b"abc").digest()
+    finally:
+        rig.close()
+
+
+def test_akcipher_used_len_is_result_plus_status_and_the_status_lies_within_it():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    rig = ServiceRig()
+    writes = Writes(rig)
+    try:
+        private = rsa_key()
+        der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption())
+        asid = rig.create_akcipher(1, 2, der, u32(1, 5))        # RSA private, PKCS#1 with SHA-1
+        message = b"short"
+        sealed = private.public_key().encrypt(message, padding.PKCS1v15())
+        header = rig.hdr(Op.AKCIPHER_DECRYPT, asid, u32(128, 128), algo=1)
+        request, used = answer(rig, writes, [header, sealed], [128, 1])     # Linux's layout
+        out = request.written()
+        # Linux 6.1: result length = used.len - 1, status in the last writable byte.
+        assert used == len(message) + 1 and out[:len(message)] == message and out[-1] == Status.OK
+        assert out[used - 1] == Status.OK                    # the status, within used.len
+        sign = rig.hdr(Op.AKCIPHER_SIGN, asid, u32(3, 128), algo=1)   # not a SHA-1 digest
+        request, used = answer(rig, writes, [sign, b"abc"], [128, 1])
+        assert used == 1 and request.written()[0] == request.written()[-1] == Status.ERR
+        verify = rig.hdr(Op.AKCIPHER_VERIFY, asid, u32(128, 20), algo=1)
+        request, used = answer(rig, writes, [verify, bytes(128) + bytes(20)], [1])
+        assert used == 1 and request.written() == bytes([Status.KEY_REJECTED])
+    finally:
+        rig.close()
+

@@ -32,6 +32,9 @@ Decisions where the sources disagree or are silent:
   construction: the spec makes every STATELESS bit require REVISION_1.
 - A pooled result whose queue was stopped (QueueReady = 0), reset or put in
   NEEDS_RESET before it came back is dropped, counted and traced, never written.
+- used.len claims only bytes written: the output, plus the status when it directly
+  follows; AKCIPHER reports result + 1 and also writes the status right after the
+  result, so it lies within used.len while Linux still finds it in the last byte.
 
 docs/virtio-crypto.md gives each decision with its spec section and its test.
 """

@@ -310,18 +310,33 @@ class CryptoDevice(VirtioDevice):
     def _complete(self, ctx: DeviceContext, index: int, chain: DescriptorChain,
                   service: int | None, outcome: Outcome, started: float = 0.0,
                   pooled: bool = False) -> None:
-        """Output at offset 0, status in the last writable byte, then the used entry."""
+        """Output at offset 0, status in the last writable byte, then the used entry.
+
+        used.len claims only bytes that were written (split ring, used element rules):
+        the output, plus the status byte when it directly follows the output. Nothing
+        else is written: Linux hands its caller's own dst pages, which may run past the
+        output. AKCIPHER is the exception Linux 6.1 forces: it takes used.len - 1 as the
+        result length and the status from the last writable byte, so the status is also
+        written right after the result (in the driver's bounce buffer), which puts it
+        inside used.len = result + 1 as the spec's layout has it."""
         if outcome.internal:
             log.internal_error(NAME, f"a request on queue {index} failed; the guest gets ERR",
                                outcome.internal)
         last = chain.writable_len - 1
-        if outcome.output:
-            chain.write(0, outcome.output[:last])
-        chain.write(last, _STATUS_BYTE[outcome.status])
+        output = outcome.output
+        if len(output) > last:          # parsing bounded it already; never past the status
+            output = output[:last]
+        if output:
+            chain.write(0, output)
+        status = _STATUS_BYTE[outcome.status]
+        size = len(output)
         if service == Service.AKCIPHER:
-            used = min(len(outcome.output), last) + 1   # the 6.1 driver trusts this
+            if size < last:
+                chain.write(size, status)
+            used = size + 1
         else:
-            used = chain.writable_len
+            used = size + 1 if size == last else size
+        chain.write(last, status)
         if self._trace is not discard:          # the status is written: before the used entry
             now = time.monotonic()
             self._emit("complete", index, head=chain.head, kind="data",
