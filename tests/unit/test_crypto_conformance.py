@@ -260,3 +260,60 @@ def test_akcipher_used_len_is_result_plus_status_and_the_status_lies_within_it()
     finally:
         rig.close()
 
+
+# ---- the rules that had no test: queue count, flag without REVISION_1, used ring order ----
+
+@pytest.mark.parametrize("count", [0, -1, 65536, 1 << 32])
+def test_max_dataqueues_outside_1_to_65535_is_refused(count):
+    with pytest.raises(ValueError):
+        CryptoDevice(max_dataqueues=count, workers=0)
+
+
+@pytest.mark.parametrize("count", [1, 2, 65535])
+def test_max_dataqueues_inside_the_range_is_advertised(count):
+    device = CryptoDevice(max_dataqueues=count, workers=0)
+    assert device.read_config(4, 4) == count
+    assert device.num_queues == count + 1 and device.control_queue == count
+
+
+@pytest.mark.parametrize("flag", [0, 1, 2, 0xFFFF_FFFE])
+def test_flag_is_ignored_without_revision_1(flag):
+    """Without REVISION_1 every request is a session request whatever `flag` holds
+    (Crypto Device / Data Virtqueue: "the flag is ignored")."""
+    rig = ServiceRig()
+    try:
+        assert not rig.revision_1
+        sid = rig.create_hash(HashAlgo.SHA_256, 32)
+        header = data_header(Op.HASH, sid, u32(3, 32), revision_1=False, flag=flag)
+        reply = rig.data([header, b"abc"], 32)
+        assert reply.status == Status.OK and reply.output == hashlib.sha256(b"abc").digest()
+        stray = data_header(Op.HASH, sid + 1, u32(3, 32), revision_1=False, flag=flag)
+        assert rig.data([stray, b"abc"], 32).status == Status.INVSESS    # no stateless fallback
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_used_element_is_written_before_used_idx(workers):
+    """Split ring: the device sets the used element (id and len) before it publishes
+    used.idx, for inline and pooled completions alike."""
+    rig = ServiceRig(CryptoDevice(workers=workers, inline_max_bytes=0))
+    writes = Writes(rig)
+    try:
+        if workers:
+            assert rig.device.wait_for_workers()
+        sid = rig.create_hash(HashAlgo.SHA_256, 32)
+        q = rig.driver.queues[0]
+        for n in range(3):
+            q.submit([rig.hdr(Op.HASH, sid, u32(1, 32)), bytes([n])], [32, 1], kick=False)
+        writes.clear()
+        q.kick()
+        used = rig.wait(0, 3)
+        assert sorted(u.len for u in used) == [33, 33, 33]
+        ring = [(addr, size) for addr, size in writes.order if q.used <= addr < q.used + 4 + 8 * q.size]
+        for n in range(3):
+            element = (q.used + 4 + 8 * n, 8)
+            index = (q.used + 2, 2)
+            assert ring[2 * n:2 * n + 2] == [element, index], ring
+    finally:
+        rig.close()
