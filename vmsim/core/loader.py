@@ -14,7 +14,10 @@ Every failure is a VmsimError with one line that names the file and the problem.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,15 +68,76 @@ def _align_down(value: int, align: int) -> int:
     return value // align * align
 
 
-def _read_file(path: Path, what: str) -> bytes:
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for a message: 'a FIFO', 'a character device', ..."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _read_file(path: Path, what: str, limit: int) -> bytes:
+    """The whole of `path`, which must be a regular file of at most `limit` bytes.
+
+    Checked before a byte is read, on the descriptor that is then read (no race): a
+    FIFO would block forever (O_NONBLOCK keeps even the open from waiting for a
+    writer), a device such as /dev/zero never ends, and a file larger than guest RAM
+    cannot be loaded anyway.
+    """
     try:
-        return Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise VmsimError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise VmsimError(f"{what} is a directory, not a file: {path}") from None
     except OSError as error:
         raise VmsimError(f"cannot read {what} {path}: {error.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise VmsimError(f"{what} is a directory, not a file: {path}")
+        if not stat.S_ISREG(info.st_mode):
+            raise VmsimError(f"{what} must be a regular file, but {path} is "
+                             f"{file_kind(info.st_mode)}")
+        if info.st_size > limit:
+            raise VmsimError(f"{what} {path} is {info.st_size} bytes, more than the "
+                             f"guest's {limit} bytes of RAM")
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(limit + 1)
+    except OSError as error:
+        raise VmsimError(f"cannot read {what} {path}: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:                      # it grew while being read
+        raise VmsimError(f"{what} {path} is more than the guest's {limit} bytes of RAM")
+    return data
+
+
+def write_file(path: Path, data: bytes, what: str) -> None:
+    """Write `data` to `path` (such as --dtb-out), a regular file or a new one.
+
+    Anything else is refused before a byte is written: a FIFO would block (or, opened
+    without blocking and with no reader, fail with an odd error), and a device such as
+    /dev/full is not where a device tree is kept.
+    """
+    where = f"cannot write {what} to {path}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ENXIO:           # a FIFO without a reader
+            raise VmsimError(f"{where}: it is a FIFO, not a regular file") from None
+        raise VmsimError(f"{where}: {error.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise VmsimError(f"{where}: it is {file_kind(mode)}, not a regular file")
+        os.ftruncate(fd, 0)
+        with open(fd, "wb", closefd=False) as file:
+            file.write(data)
+    except OSError as error:
+        raise VmsimError(f"{where}: {error.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def _range(start: int, end: int) -> str:
@@ -214,7 +278,7 @@ def _load_elf(path: Path, data: bytes, ram: Ram) -> BootImage:
 
 def load_kernel(path: Path, ram: Ram) -> BootImage:
     """Load a riscv64 Linux Image or a 64-bit RISC-V ELF into RAM."""
-    data = _read_file(path, "kernel")
+    data = _read_file(path, "kernel", ram.size)
     if data.startswith(ELF_MAGIC):
         return _load_elf(path, data, ram)
     if _is_linux_image(data):
@@ -226,7 +290,7 @@ def load_kernel(path: Path, ram: Ram) -> BootImage:
 
 def load_initrd(path: Path, ram: Ram, kernel_end: int) -> tuple[int, int]:
     """Copy the initrd to the top of RAM, page aligned; return its (start, end)."""
-    data = _read_file(path, "initrd")
+    data = _read_file(path, "initrd", ram.size)
     if not data:
         raise VmsimError(f"initrd is empty: {path}")
     start = _align_down(ram.end - len(data), PAGE_SIZE)
