@@ -15,6 +15,7 @@ thread without the GIL stops the engine the moment one is readable (vmsim.core.n
 """
 from __future__ import annotations
 
+import signal
 import sys
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,11 +35,11 @@ from vmsim.boards.layout import BootInfo, Window
 from vmsim.boards.riscv64_virt import BOARD, RiscvVirtBoard, device_tree
 from vmsim.core.affinity import CoreSplit
 from vmsim.core.clock import GuestClock, SbiTimer, Watchdog
-from vmsim.core.console import PanicDetector, interrupt_on_sigint
+from vmsim.core.console import PanicDetector, quit_on_signals, write_stdout
 from vmsim.core.cpu import SEIP, SSIP, STIP, Cpu, EngineStop
 from vmsim.core.decode import WFI, decode_memory_access
-from vmsim.errors import GuestError, VmsimError
-from vmsim.core.loader import BootLayout, load_boot
+from vmsim.errors import ConsoleOutputError, GuestError, VmsimError, check_text
+from vmsim.core.loader import BootLayout, load_boot, write_file
 from vmsim.core.nativelib import FdWatch
 from vmsim.core.preempt import make_stopper
 from vmsim.core.traps import TrapHandler, guest_error
@@ -46,7 +47,8 @@ from vmsim.core.wakeup import WakePipe
 
 DEFAULT_MEMORY = 256 << 20
 DEFAULT_APPEND = "console=ttyS0"
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE     # what a Unix tool killed by SIGPIPE reports
 
 
 DeviceFactory = Callable[[SlotContext], MmioDevice]
@@ -64,9 +66,23 @@ class MachineConfig:
     trace: TraceSink = discard            # where devices send their trace events
 
 
-def _stdout_write(data: bytes) -> None:
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+def _size_text(size: int) -> str:
+    """Bytes as the user wrote them for --mem: 16G, 256M, or plain bytes."""
+    for shift, unit in ((30, "G"), (20, "M"), (10, "K")):
+        if size and size % (1 << shift) == 0:
+            return f"{size >> shift}{unit}"
+    return f"{size} bytes"
+
+
+def _allocate_ram(base: int, size: int) -> Ram:
+    """Guest RAM, or one line naming the size when the host refuses it (an address-space
+    limit, no overcommit): mmap reports that as ENOMEM, with nothing about why."""
+    try:
+        return Ram(base, size)
+    except (OSError, MemoryError) as error:
+        reason = getattr(error, "strerror", None) or "out of memory"
+        raise VmsimError(f"the host refused {_size_text(size)} of memory for guest RAM "
+                         f"({reason}); ask for less with --mem") from None
 
 
 class _MachineWaker:
@@ -92,20 +108,24 @@ class Machine:
     """One riscv64 hart with RAM, PLIC, UART, power control and virtio-mmio slots."""
 
     def __init__(self, config: MachineConfig,
-                 output: Callable[[bytes], None] = _stdout_write) -> None:
+                 output: Callable[[bytes], None] = write_stdout) -> None:
         self.config = config
         self._output = output
+        self._output_broken = False
         self.exit_status: int | None = None
-        self._death: GuestError | None = None
+        # Why the run must end in an error: the guest died (GuestError), or the host
+        # can no longer take its console output (ConsoleOutputError).
+        self._death: VmsimError | None = None
         self._quit_status: int | None = None
         self._sbi_input: deque[int] = deque(maxlen=4096)
         self._input_to_sbi = "console=hvc" in config.append
 
         board = self.board = config.board
+        check_text(config.append, "the kernel command line")  # it goes into the DTB as UTF-8
         if len(config.virtio) > len(board.virtio):
             raise VmsimError(f"{len(config.virtio)} virtio devices asked for; the {board.name} "
                              f"board has {len(board.virtio)} slots")
-        self.ram = Ram(board.ram_base, config.memory)
+        self.ram = _allocate_ram(board.ram_base, config.memory)
         self.cpu = Cpu()
         self.cpu.map_ram(self.ram.base, self.ram.size, self.ram.host_address)
         self.ram.add_write_listener(self.cpu.note_written)
@@ -175,11 +195,7 @@ class Machine:
                         virtio_slots=tuple(range(len(self.virtio))))
         blob = device_tree(self.board, boot)
         if self.config.dtb_out is not None:
-            try:
-                self.config.dtb_out.write_bytes(blob)
-            except OSError as error:
-                raise VmsimError(f"cannot write the device tree to {self.config.dtb_out}: "
-                                 f"{error.strerror}") from None
+            write_file(self.config.dtb_out, blob, "the device tree")
         return blob
 
     def load(self) -> BootLayout:
@@ -193,13 +209,14 @@ class Machine:
 
     def run(self) -> int:
         """Boot (if not loaded yet) and run until the guest powers off; return its exit
-        status. Raises GuestError if the guest dies."""
+        status. Raises GuestError if the guest dies, ConsoleOutputError if its console
+        output cannot be written (a broken pipe instead ends the run with status 141)."""
         if self.layout is None:
             self.load()
         cores = CoreSplit()
         cores.apply()
         try:
-            with interrupt_on_sigint(self._on_sigint):
+            with quit_on_signals(self._on_signal):
                 while self.exit_status is None:
                     self._service()
                     if self.exit_status is not None:
@@ -312,8 +329,26 @@ class Machine:
     # -- console, power and host input -------------------------------------------------
 
     def _console_output(self, data: bytes) -> None:
-        self._output(data)
+        """From the UART's MMIO write or an SBI ecall: an exception here would unwind
+        through emu_start, so a failed write stops the machine instead."""
+        if not self._output_broken:
+            try:
+                self._output(data)
+            except (OSError, ValueError) as error:
+                self._on_output_failure(error)
         self._panic.feed(data)
+
+    def _on_output_failure(self, error: OSError | ValueError) -> None:
+        """Stop safely (as for a power request): a reader that went away ends the run
+        quietly with a broken pipe's status; anything else (a full disk, a terminal
+        that vanished) is an error, so no output is lost without a word."""
+        self._output_broken = True
+        if isinstance(error, BrokenPipeError):
+            self._finish(EXIT_BROKEN_PIPE)
+        else:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            self._death = ConsoleOutputError(f"cannot write the guest's console output: {reason}")
+        self._stopper.request()
 
     def _on_panic(self, line: str) -> None:
         self._death = guest_error(f"guest died: {line}", self.cpu)
@@ -340,7 +375,12 @@ class Machine:
 
     @staticmethod
     def _note(text: str) -> None:
-        print(f"\r\nvmsim: {text}", file=sys.stderr)
+        if sys.stderr is None:
+            return
+        try:
+            print(f"\r\nvmsim: {text}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass                        # no stderr left to tell; the run goes on
 
     def push_input(self, data: bytes) -> None:
         """Host keyboard input (any thread): to the UART, or to SBI getchar for hvc0."""
@@ -363,8 +403,9 @@ class Machine:
         self._quit_status = status
         self.watchdog.wake()
 
-    def _on_sigint(self) -> None:
-        self.request_quit(EXIT_INTERRUPTED)
+    def _on_signal(self, signum: int) -> None:
+        """SIGINT, SIGTERM or SIGHUP (from the signal thread): quit with 128 + signum."""
+        self.request_quit(128 + signum)
 
     # -- teardown ----------------------------------------------------------------------
 
