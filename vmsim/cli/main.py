@@ -9,6 +9,9 @@
 
 Every user error ends as one line `vmsim: error: ...` on stderr and a non-zero status:
 argparse's usage dumps are replaced, and VmsimError is printed without a traceback.
+SIGINT, SIGTERM and SIGHUP end a command with 128 + the signal's number, after it has
+wound down (terminal restored, worker processes gone); a stdout whose reader went away
+ends it quietly with 141, as SIGPIPE would end another Unix tool.
 
 Devices: with no -device, the machine gets one virtio-crypto device, which the
 `--crypto-*` shorthands configure (`--no-crypto` leaves it out). With -device, the
@@ -17,15 +20,20 @@ machine gets exactly the devices listed, in slot order, and the shorthands are r
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from vmsim import __version__
-from vmsim.errors import VmsimError
+from vmsim.errors import ConsoleOutputError, VmsimError, text_problem
 
 USAGE_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 DEFAULT_MEMORY = "256M"
 MIN_MEMORY = 4 << 20
 MAX_MEMORY = 16 << 30
@@ -40,6 +48,50 @@ class UsageError(VmsimError):
 
 class HelpShown(Exception):
     """A help request (-device help, -d help): print the text and exit 0."""
+
+
+class SignalExit(BaseException):
+    """SIGTERM or SIGHUP outside the run loop: unwind like KeyboardInterrupt does, so
+    every `finally` (the terminal, the worker pool) still runs; exit 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signal_exit(signum: int, _frame: object) -> None:
+    raise SignalExit(signum)
+
+
+@contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP raise SignalExit instead of killing the
+    process where it stands. The run loop routes them itself while the CPU runs
+    (vmsim.core.console.quit_on_signals). An ignored signal (nohup) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_signal_exit)
+                for signum in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _text(option: str) -> Callable[[str], str]:
+    """An argparse type for a text option: argv bytes that are not UTF-8 (which Python
+    keeps as lone surrogates) get one error line here, not an exception deep inside
+    whatever encodes the text later."""
+    def check(value: str) -> str:
+        problem = text_problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"not valid UTF-8 text ({problem})")
+        return value
+    check.__name__ = option                  # what argparse names in other errors
+    return check
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,9 +122,10 @@ def parse_memory_size(text: str) -> int:
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-device", "--device", action="append", default=[], metavar="MODEL[,opt=v]",
+                        type=_text("-device"),
                         help="add a device in the next virtio-mmio slot (-device help lists "
                              "the models, -device MODEL,help their options)")
-    parser.add_argument("-d", dest="log_items", metavar="ITEM,...",
+    parser.add_argument("-d", dest="log_items", metavar="ITEM,...", type=_text("-d"),
                         help="log these: guest_errors, unimp, trace:PATTERN (-d help)")
     parser.add_argument("-D", dest="log_file", type=Path, metavar="LOGFILE",
                         help="write the log to LOGFILE instead of stderr")
@@ -139,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="boot a kernel (the default guest if none given)")
     run.add_argument("--kernel", type=Path, help="Linux Image or RISC-V ELF to boot")
     run.add_argument("--initrd", type=Path, help="initramfs (cpio, optionally compressed)")
-    run.add_argument("--append", default=None, help="kernel command line "
+    run.add_argument("--append", default=None, type=_text("--append"), help="kernel command line "
                      "(default: console=ttyS0)")
     run.add_argument("--mem", type=parse_memory_size, default=DEFAULT_MEMORY,
                      help="RAM size, e.g. 256M (default) or 1G")
@@ -164,11 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print(text: str) -> None:
+    """print() for a command's answer: a full disk or a vanished terminal is one error
+    line (a reader that went away is EPIPE, which main() turns into status 141)."""
+    try:
+        print(text)
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise ConsoleOutputError(f"cannot write to standard output: {error.strerror or error}") from None
+
+
 def _print_version() -> int:
     from vmsim.core.engine import engine_description
 
-    print(f"vmsim {__version__}")
-    print(engine_description())
+    _print(f"vmsim {__version__}")
+    _print(engine_description())
     return 0
 
 
@@ -181,8 +245,8 @@ def _guest(args: argparse.Namespace) -> int:
         paths = guest.guest_paths()
     else:
         raise UsageError("guest needs an action: build or path")
-    print(f"kernel {paths.kernel}")
-    print(f"initrd {paths.initrd}")
+    _print(f"kernel {paths.kernel}")
+    _print(f"initrd {paths.initrd}")
     return 0
 
 
@@ -191,8 +255,10 @@ def _run(args: argparse.Namespace) -> int:
     from vmsim.build.unicorn import ensure_native_library
     from vmsim.cli.terminal import TerminalConsole
     from vmsim.cli.observe import Observers
+    from vmsim.core.console import write_stdout
     from vmsim.core.machine import DEFAULT_APPEND, Machine, MachineConfig
 
+    _check_standard_fds()
     factories = device_factories(args)
     configure_logging(args)
     ensure_native_library()
@@ -207,10 +273,13 @@ def _run(args: argparse.Namespace) -> int:
                            dtb_out=args.dtb_out, virtio=factories)
     observers = Observers.from_args(args)
     config.trace = observers.sink(log.trace_sink if log.trace_enabled() else None)
+    config.virtio = observers.devices(config.virtio)
     try:
-        with Machine(config) as machine:
+        with Machine(config, output=observers.output(write_stdout)) as machine:
             machine.load()
             observers.attach(machine)
+            if observers.tui:
+                return observers.run_tui(machine)
             with TerminalConsole(machine.push_input, lambda: machine.request_quit(0)):
                 return machine.run()
     finally:
@@ -234,8 +303,24 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Console(), queues=args.crypto_queues, show_console=args.console)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `vmsim` console script; returns the exit status."""
+def _check_standard_fds() -> None:
+    """A closed fd 0, 1 or 2 would be handed out by the next os.pipe(), and the guest's
+    console would then go down a worker's task pipe. Closed stdin and stderr become
+    /dev/null; stdout carries the console, so a closed one is an error."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            if fd == 1:
+                raise VmsimError("standard output is closed, and the guest's console is "
+                                 "written there (redirect it to /dev/null to discard it)")
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _command(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.version:
@@ -252,13 +337,67 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_trace_command(args)
         raise UsageError("missing command (run, demo, guest, or --version)")
     except HelpShown as shown:
-        print(shown)
+        _print(str(shown))
         return 0
+
+
+def _say(line: str) -> None:
+    """One line to stderr, if there is still a stderr to take it (a terminal that went
+    away takes nothing, and that must not turn into a traceback)."""
+    if sys.stderr is None:
+        return
+    try:                                     # a path from argv may hold bytes that are not
+        line = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:               # UTF-8: show them as \xff, not \udcff
+        pass
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _discard_stdout() -> None:
+    """After a failed write: point fd 1 at /dev/null, so that the interpreter's last
+    flush of stdout at exit cannot fail again (Python's own advice for SIGPIPE)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _flush_stdout(status: int) -> int:
+    """Flush what print() buffered now, where a failure can still become a status,
+    rather than in the interpreter's flush at exit, which prints a traceback."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as error:
+        _discard_stdout()
+        _say(f"vmsim: error: cannot write to standard output: {error.strerror or error}")
+        return 1
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vmsim` console script; returns the exit status."""
+    try:
+        with _signals_unwind():
+            return _flush_stdout(_command(argv))
+    except BrokenPipeError:                  # print() met a reader that went away
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except VmsimError as error:
-        print(f"vmsim: error: {error}", file=sys.stderr)
+        _say(f"vmsim: error: {error}")
         return error.exit_code
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT
+    except SignalExit as exit_:
+        return 128 + exit_.signum
 
 
 if __name__ == "__main__":

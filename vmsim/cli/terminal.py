@@ -3,7 +3,8 @@
 `TerminalConsole` puts a terminal stdin in raw mode (so Ctrl-C and friends reach the
 guest), reads it on a thread, and hands bytes to the machine. Ctrl-A x quits, Ctrl-A
 Ctrl-A sends a literal Ctrl-A, as in QEMU. The terminal is restored on every exit path
-(normal return, exception, signal-driven exit via atexit).
+(normal return, exception, signal-driven exit via atexit). A terminal that went away
+(hung up, its pty closed) has nothing left to restore, and that is not an error.
 """
 from __future__ import annotations
 
@@ -50,9 +51,16 @@ class TerminalConsole:
         if self._fd is None:
             return self                     # no usable stdin: output only
         if os.isatty(self._fd):
-            self._saved = termios.tcgetattr(self._fd)
-            atexit.register(self.restore)
-            tty.setraw(self._fd)
+            try:
+                self._saved = termios.tcgetattr(self._fd)
+            except (termios.error, OSError):
+                return self                 # the terminal is gone already: output only
+            atexit.register(self.restore)   # before raw mode: a signal may end us anywhere
+            try:
+                tty.setraw(self._fd)
+            except (termios.error, OSError):
+                self.restore()
+                return self
         self._thread.start()
         return self
 
@@ -67,9 +75,12 @@ class TerminalConsole:
     def restore(self) -> None:
         """Put the terminal back as it was; safe to call more than once."""
         if self._saved is not None:
-            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
-            self._saved = None
+            saved, self._saved = self._saved, None
             atexit.unregister(self.restore)
+            try:
+                termios.tcsetattr(self._fd, termios.TCSADRAIN, saved)
+            except (termios.error, OSError):
+                pass                        # hung up or closed: nothing to restore
 
     def _read_loop(self) -> None:
         while True:
