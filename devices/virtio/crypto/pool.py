@@ -18,8 +18,12 @@ caller can avoid queueing work behind a process that is still starting.
 A worker that dies mid-job is replaced: the job it was running completes with
 `crash_result`, the jobs queued behind it go to the dispatcher again, nothing else is
 lost. Workers are plain subprocesses (`python -m vmsim.devices.virtio.crypto.worker`): no fork
-of a threaded process, no re-import of the parent's __main__; they exit on their own
-when their task pipe closes, so they never outlive the device.
+of a threaded process, no re-import of the parent's __main__. No worker outlives the
+pool, or vmsim, whatever ends it: `close()` kills the busy ones (their answers are no
+longer wanted) and stops the rest; a worker exits when its task pipe closes, and the
+kernel kills it when the thread that started it ends (PR_SET_PDEATHSIG, even after
+kill -9 of vmsim). Workers print nothing: their stdout and stderr are /dev/null, and a
+worker's own failure comes back as a CRASHED message whose traceback goes to the log.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Generic, TypeVar
@@ -39,6 +44,7 @@ R = TypeVar("R")
 
 _MAX_FAILED_STARTS = 3
 READY = "ready"   # a worker's first message: its imports are done
+CRASHED = "crashed"  # (CRASHED, traceback text): a worker's last message, on a bug of its own
 
 
 class _Worker:
@@ -50,8 +56,10 @@ class _Worker:
         result_read, result_write = os.pipe()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vmsim.devices.virtio.crypto.worker", runner, str(task_read), str(result_write)],
-            pass_fds=(task_read, result_write), env=env, stdin=subprocess.DEVNULL)
+            [sys.executable, "-m", "vmsim.devices.virtio.crypto.worker", runner, str(task_read),
+             str(result_write), str(os.getpid())],
+            pass_fds=(task_read, result_write), env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)   # the guest's terminal
         os.close(task_read)
         os.close(result_write)
         self.tasks = Connection(task_write, readable=False)
@@ -59,17 +67,28 @@ class _Worker:
         self.jobs: deque[tuple[int, Any]] = deque()   # sent, not yet answered, in run order
         self.answered = 0
         self.ready = False
+        self.crash_report = ""   # the traceback of the worker's own failure, if it sent one
 
     def stop(self, timeout: float) -> None:
+        self.ask_to_stop()
+        self.reap(time.monotonic() + timeout)
+
+    def ask_to_stop(self) -> None:
+        """Send the None that ends the worker's loop (call only when it holds no jobs:
+        then its task pipe is empty and this cannot block)."""
         try:
             self.tasks.send(None)
         except (OSError, ValueError):
             pass
+
+    def reap(self, deadline: float) -> None:
+        """Wait for the process until `deadline`, kill it if it is still there, and close
+        the pipes."""
         try:
-            self.process.wait(timeout)
+            self.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(timeout)
+            self.process.wait()
         for conn in (self.tasks, self.results):
             conn.close()
 
@@ -249,6 +268,9 @@ class WorkerPool(Generic[J, R]):
                 if message == READY:
                     worker.ready = True
                     continue
+                if message[0] == CRASHED:
+                    worker.crash_report = message[1]
+                    continue
                 token, result = message
                 with self._lock:
                     if worker.jobs and worker.jobs[0][0] == token:
@@ -278,7 +300,8 @@ class WorkerPool(Generic[J, R]):
         dead.stop(timeout=1.0)
         log.internal_error("worker pool", f"worker process {dead.process.pid} ended "
                            f"(exit status {dead.process.returncode}) holding {len(held)} job(s); "
-                           "its job gets ERR and a new worker takes its place")
+                           "its job gets ERR and a new worker takes its place",
+                           dead.crash_report)
         if held:
             self._results.append((held[0][0], self._crash_result))
         for item in held[1:]:
@@ -288,21 +311,33 @@ class WorkerPool(Generic[J, R]):
     # ---- shutdown --------------------------------------------------------------------
 
     def close(self, timeout: float = 0.5) -> None:
-        """Stop the threads and every worker; no process outlives this call."""
+        """Stop the threads and every worker; no process outlives this call.
+
+        A worker holding jobs is killed at once: their answers are no longer wanted, and
+        one job can take minutes (a raw RSA operation on a huge key). Idle ones get a
+        None and `timeout` seconds, all together, to exit."""
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
+            self._closed = True           # from here on no worker is given a job
             started = self._started
+            workers = list(self._workers)
+            busy = [w for w in workers if w.jobs]
         if not started:
             return
+        for worker in busy:
+            worker.process.kill()         # also ends a dispatcher send blocked on its pipe
         self._outbox.put(None)
         assert self._wake_send is not None and self._wake_recv is not None
         self._wake_send.send_bytes(b"x")
         self._dispatcher.join(timeout)
         if self._collector.is_alive():
             self._collector.join(timeout)
-        for worker in self._workers:
-            worker.stop(timeout)
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            if worker not in busy:
+                worker.ask_to_stop()
+        for worker in workers:
+            worker.reap(deadline)
         self._wake_recv.close()
         self._wake_send.close()
