@@ -317,3 +317,103 @@ def test_used_element_is_written_before_used_idx(workers):
             assert ring[2 * n:2 * n + 2] == [element, index], ring
     finally:
         rig.close()
+
+
+# ---- opcodes mean what they say --------------------------------------------------------
+
+def cipher_request(rig: ServiceRig, opcode: int, sid: int, op_type: int = 1, length: int = 32) -> int:
+    from vmsim.testing.crypto_rig import sym_flf
+    header = rig.hdr(opcode, sid, sym_flf(u32(16, length, length), op_type))
+    reply = rig.data([header, bytes(16), bytes(range(length))], length)
+    if reply.status != Status.OK:
+        assert reply.output == bytes(length), "a refused request releases no output"
+    return reply.status
+
+
+@pytest.fixture
+def rig():
+    r = ServiceRig()
+    yield r
+    r.close()
+
+
+def test_a_cipher_opcode_against_the_session_direction_is_invsess(rig):
+    from vmsim.devices.virtio.crypto.constants import CipherAlgo, CipherDirection
+    key = bytes(range(16))
+    enc = rig.create_cipher(CipherAlgo.AES_CBC, key, CipherDirection.ENCRYPT)
+    dec = rig.create_cipher(CipherAlgo.AES_CBC, key, CipherDirection.DECRYPT)
+    assert cipher_request(rig, Op.CIPHER_ENCRYPT, enc) == Status.OK
+    assert cipher_request(rig, Op.CIPHER_DECRYPT, dec) == Status.OK
+    assert cipher_request(rig, Op.CIPHER_DECRYPT, enc) == Status.INVSESS
+    assert cipher_request(rig, Op.CIPHER_ENCRYPT, dec) == Status.INVSESS
+
+
+def test_a_chain_opcode_against_its_cipher_direction_is_invsess(rig):
+    from vmsim.devices.virtio.crypto.constants import ChainOrder, CipherAlgo, CipherDirection, HashMode
+    sid = rig.create_chain(ChainOrder.CIPHER_THEN_HASH, HashMode.PLAIN, CipherAlgo.AES_CTR, bytes(16),
+                           CipherDirection.ENCRYPT, HashAlgo.SHA1, 20)
+    assert rig.chain(sid, bytes(16), bytes(32), b"", (0, 32), (0, 32), 20).status == Status.OK
+    from vmsim.testing.crypto_rig import sym_flf
+    flf = sym_flf(u32(16, 32, 32, 0, 32, 0, 32, 0, 20, 0), 2)
+    reply = rig.data([rig.hdr(Op.CIPHER_DECRYPT, sid, flf), bytes(16), bytes(32)], 52)
+    assert reply.status == Status.INVSESS
+
+
+@pytest.mark.parametrize("op_type,status", [(2, Status.INVSESS), (0, Status.NOTSUPP), (7, Status.NOTSUPP)])
+def test_an_op_type_that_contradicts_a_cipher_session(rig, op_type, status):
+    from vmsim.devices.virtio.crypto.constants import CipherAlgo
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))
+    assert cipher_request(rig, Op.CIPHER_ENCRYPT, sid, op_type) == status
+
+
+def test_a_plain_cipher_op_type_on_a_chain_session_is_invsess(rig):
+    from vmsim.devices.virtio.crypto.constants import ChainOrder, CipherAlgo, CipherDirection, HashMode
+    sid = rig.create_chain(ChainOrder.CIPHER_THEN_HASH, HashMode.PLAIN, CipherAlgo.AES_CBC, bytes(16),
+                           CipherDirection.ENCRYPT, HashAlgo.SHA1, 20)
+    assert cipher_request(rig, Op.CIPHER_ENCRYPT, sid, op_type=1) == Status.INVSESS
+
+
+def test_an_aead_opcode_against_the_session_direction_is_invsess(rig):
+    from vmsim.devices.virtio.crypto.constants import AeadAlgo
+    enc = rig.create_aead(AeadAlgo.GCM, bytes(16), 16, True)
+    assert rig.aead(enc, True, bytes(12), b"plain", b"", 21).status == Status.OK
+    assert rig.aead(enc, False, bytes(12), bytes(21), b"", 5).status == Status.INVSESS
+
+
+@pytest.fixture
+def rev1():
+    r = ServiceRig(CryptoDevice(workers=0, features=CryptoFeatures.ALL))
+    yield r
+    r.close()
+
+
+@pytest.mark.parametrize("opcode,op,status", [
+    (Op.CIPHER_ENCRYPT, 1, Status.OK), (Op.CIPHER_DECRYPT, 2, Status.OK),
+    (Op.CIPHER_ENCRYPT, 2, Status.NOTSUPP), (Op.CIPHER_DECRYPT, 1, Status.NOTSUPP)])
+def test_a_stateless_sess_para_op_that_contradicts_the_opcode_is_notsupp(rev1, opcode, op, status):
+    from vmsim.devices.virtio.crypto.constants import CipherAlgo
+    from vmsim.testing.crypto_rig import pad
+    flf = pad(u32(CipherAlgo.AES_CBC, 16, op, 16, 32, 32), 72) + u32(1)
+    reply = rev1.data([data_header(opcode, 0, flf, True, flag=0), bytes(16), bytes(16), bytes(32)], 32)
+    assert reply.status == status
+
+
+@pytest.mark.parametrize("opcode,op,status", [
+    (Op.AEAD_ENCRYPT, 1, Status.OK), (Op.AEAD_ENCRYPT, 2, Status.NOTSUPP), (Op.AEAD_DECRYPT, 1, Status.NOTSUPP)])
+def test_a_stateless_aead_op_that_contradicts_the_opcode_is_notsupp(rev1, opcode, op, status):
+    from vmsim.devices.virtio.crypto.constants import AeadAlgo
+    flf = u32(AeadAlgo.GCM, 16, op, 12, 16, 0, 32, 48)
+    reply = rev1.data([data_header(opcode, 0, flf, True), bytes(16), bytes(12), bytes(32)], 48)
+    assert reply.status == status
+
+
+def test_a_stateless_chain_op_that_contradicts_the_opcode_is_notsupp(rev1):
+    from vmsim.devices.virtio.crypto.constants import ChainOrder, CipherAlgo, HashMode, MacAlgo
+    from vmsim.testing.crypto_rig import pad
+    for opcode, status in ((Op.CIPHER_ENCRYPT, Status.OK), (Op.CIPHER_DECRYPT, Status.NOTSUPP)):
+        sess = u32(ChainOrder.CIPHER_THEN_HASH, 0, CipherAlgo.AES_CBC, 16, 1, MacAlgo.HMAC_SHA_256, 16,
+                   HashMode.AUTH)
+        para = u32(16, 32, 32, 0, 32, 0, 32, 0, 32, 0)
+        flf = pad(sess + para, 72) + u32(2)
+        reply = rev1.data([data_header(opcode, 0, flf, True), bytes(16), bytes(16), bytes(16), bytes(32)], 64)
+        assert reply.status == status

@@ -35,6 +35,10 @@ Decisions where the sources disagree or are silent:
 - used.len claims only bytes written: the output, plus the status when it directly
   follows; AKCIPHER reports result + 1 and also writes the status right after the
   result, so it lies within used.len while Linux still finds it in the last byte.
+- A request must agree with its session: a CIPHER/AEAD opcode for the other
+  direction, or a SYM op_type of the other kind (plain vs chain), is INVSESS; an
+  op_type the device does not know is NOTSUPP; a stateless sess_para.op that
+  contradicts the opcode is NOTSUPP (there is no session to blame).
 
 docs/virtio-crypto.md gives each decision with its spec section and its test.
 """

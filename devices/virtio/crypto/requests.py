@@ -37,6 +37,9 @@ _REVISION_1 = int(CryptoFeatures.REVISION_1)
 _HEADER = struct.Struct("<IIQI")  # opcode, algo, session_id, flag (4 bytes of padding follow)
 # Linux's layout (the legacy 48-byte flf) fits in one copy with the header.
 _PREFETCH = DATA_HEADER_SIZE + DATA_FLF_LEGACY
+_ENCRYPT_OPS = frozenset({int(Op.CIPHER_ENCRYPT), int(Op.AEAD_ENCRYPT)})
+# The sym data flf: the op_type-specific fields, then op_type at this offset.
+_SYM_OP_TYPE_OFFSET = 40
 
 # Natural flf sizes (REVISION_1): (session mode, stateless mode).
 FLF_SIZES = {
@@ -88,12 +91,27 @@ def _auth_key(p: Parse, key_len: int) -> None:
         raise fail(f"auth key of {key_len} bytes exceeds max_auth_key_len")
 
 
+def _direction(p: Parse, encrypt: bool) -> None:
+    """The opcode's direction must be the one the parameters were made for. In session
+    mode a mismatch means the session named cannot serve this request: INVSESS (the
+    spec's "invalid session ID when executing crypto operations"; NOTSUPP would tell
+    the driver the device cannot do the operation at all). In stateless mode there is
+    no session to blame: sess_para.op contradicting the opcode asks for an operation
+    that does not exist, NOTSUPP."""
+    if (p.op in _ENCRYPT_OPS) != encrypt:
+        opcode = Op(p.op).name
+        if p.params is None:
+            raise fail(f"stateless {opcode} with sess_para.op for the other direction", Status.NOTSUPP)
+        raise fail(f"{opcode} on a session made for the other direction", Status.INVSESS)
+
+
 def _same_length(src_len: int, dst_len: int) -> None:
     if src_len != dst_len:  # CVE-2023-3180
         raise fail(f"symmetric request with src_data_len {src_len} != dst_data_len {dst_len}")
 
 
 def _plain_cipher(p: Parse, params: cipher.CipherParams, iv: bytes, src: bytes, dst_len: int) -> Job:
+    _direction(p, params.encrypt)
     _same_length(len(src), dst_len)
     p.output(dst_len, "dst_data")
     cipher.check_request(params, len(iv), len(src))
@@ -103,6 +121,7 @@ def _plain_cipher(p: Parse, params: cipher.CipherParams, iv: bytes, src: bytes, 
 def _chain_job(p: Parse, params: chaining.ChainParams, v: tuple[int, ...], iv: bytes, src: bytes,
                aad: bytes) -> Job:
     _iv_len, src_len, dst_len, c_start, c_len, h_start, h_len, _aad_len, result_len = v
+    _direction(p, params.cipher.encrypt)
     _same_length(src_len, dst_len)
     regions = chaining.ChainRegions(c_start, c_len, h_start, h_len, result_len)
     chaining.check_request(params, len(iv), src_len, regions)
@@ -111,7 +130,13 @@ def _chain_job(p: Parse, params: chaining.ChainParams, v: tuple[int, ...], iv: b
 
 
 def _cipher_session(p: Parse) -> Job:
+    """op_type says which flf variant follows; it must name the session's own kind."""
     params = p.params
+    op_type = u32s(p.flf, _SYM_OP_TYPE_OFFSET, 1)[0]
+    if op_type not in (SymOp.CIPHER, SymOp.ALGORITHM_CHAINING):
+        raise fail(f"sym op_type {op_type} not supported", Status.NOTSUPP)
+    if (op_type == SymOp.CIPHER) != isinstance(params, cipher.CipherParams):
+        raise fail(f"sym op_type {SymOp(op_type).name} contradicts the session", Status.INVSESS)
     if isinstance(params, cipher.CipherParams):
         iv_len, src_len, dst_len = u32s(p.flf, 0, 3)
         iv, src = p.fields([iv_len, src_len])
@@ -182,6 +207,7 @@ def _aead(p: Parse) -> Job:
         key, iv, src, aad = p.fields([key_len, iv_len, src_len, aad_len])
         params = aead.make_params(algo, key, tag_len, op)
     assert isinstance(params, aead.AeadParams)
+    _direction(p, params.encrypt)
     aead.check_request(params, iv_len)
     needed = aead.output_len(params, src_len)
     if dst_len < needed:
