@@ -255,7 +255,6 @@ def _run(args: argparse.Namespace) -> int:
     from vmsim.build.unicorn import ensure_native_library
     from vmsim.cli.terminal import TerminalConsole
     from vmsim.cli.observe import Observers
-    from vmsim.core.console import write_stdout
     from vmsim.core.machine import DEFAULT_APPEND, Machine, MachineConfig
 
     _check_standard_fds()
@@ -273,13 +272,10 @@ def _run(args: argparse.Namespace) -> int:
                            dtb_out=args.dtb_out, virtio=factories)
     observers = Observers.from_args(args)
     config.trace = observers.sink(log.trace_sink if log.trace_enabled() else None)
-    config.virtio = observers.devices(config.virtio)
     try:
-        with Machine(config, output=observers.output(write_stdout)) as machine:
+        with Machine(config) as machine:
             machine.load()
             observers.attach(machine)
-            if observers.tui:
-                return observers.run_tui(machine)
             with TerminalConsole(machine.push_input, lambda: machine.request_quit(0)):
                 return machine.run()
     finally:
