@@ -9,6 +9,7 @@ indirect) fails here by name.
     vmsim.firmware  the same as devices
     vmsim.trace     never textual, the TUI, the CLI, Unicorn or the core (traces are
                     recorded, read and exported without a screen or a machine)
+    vmsim.tui       never Unicorn, the core or the CLI (it reads feeds)
     The core, devices and firmware never import vmsim.trace or vmsim.tui either.
     vmsim.boards    never Unicorn or the core (a board is data)
     vmsim.harness   never the core, Unicorn (it drives vmsim as a process)
@@ -38,6 +39,8 @@ RULES = {
     # Recording and export run without a screen, and never reach into the machine.
     "vmsim.trace": ["textual", "vmsim.tui", "vmsim.cli", "unicorn", "vmsim.core"]
     + NOT_INSTALLED,
+    # The TUI only reads feeds (a hub, a file, a socket): no machine, no CLI.
+    "vmsim.tui": ["unicorn", "vmsim.core", "vmsim.cli"] + NOT_INSTALLED,
     "vmsim.boards": ["unicorn", "vmsim.core"] + UI_AND_TOOLS + NOT_INSTALLED,
     "vmsim.harness": ["unicorn", "vmsim.core", "vmsim.cli", "textual"] + NOT_INSTALLED,
 }

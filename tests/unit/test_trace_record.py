@@ -58,12 +58,13 @@ def test_a_lagging_subscriber_loses_the_oldest_and_knows_how_many() -> None:
     assert [r.seq for r in kept] == [8, 9, 10, 11] and slow.lost == 6
 
 
-def test_listeners_see_events_before_buffering_and_tee_calls_all() -> None:
+def test_listeners_run_once_subscribers_have_the_event_and_tee_calls_all() -> None:
     hub, seen, other = TraceHub(), [], []
-    hub.listen(lambda record: seen.append(record.kind))
+    sub = hub.subscribe()
+    hub.listen(lambda record: seen.append((record.kind, [r.kind for r in sub.drain()])))
     sink = tee([hub, other.append])
     sink(TraceEvent("pop", "dev", 0))
-    assert seen == ["pop"] and other[0].kind == "pop"
+    assert seen == [("pop", ["pop"])] and other[0].kind == "pop"
 
 
 def test_written_trace_reads_back_whole(tmp_path: Path) -> None:

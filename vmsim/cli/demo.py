@@ -62,11 +62,14 @@ class _ConsoleFollower:
                 self._on_status(f"guest: {line.decode(errors='replace')[7:]}")
 
 
-def run_demo(console: Console, queues: int = 1, show_console: bool = False) -> int:
+def run_demo(console: Console, queues: int = 1, show_console: bool = False,
+             tui: bool = False) -> int:
     """Boot, check, summarise; 0 when every check passed."""
     paths = ensure_default_guest(console)
     config = MachineConfig(kernel=paths.kernel, initrd=paths.initrd, append=APPEND,
                            virtio=[CRYPTO.configure(queues=queues)])
+    if tui:
+        return _run_demo_tui(console, config)
     with console.status("Booting Linux 6.1 with a virtio-crypto device…") as status:
         follower = _ConsoleFollower(status.update, console if show_console else None)
         machine = Machine(config, output=follower)
@@ -79,6 +82,42 @@ def run_demo(console: Console, queues: int = 1, show_console: bool = False) -> i
             control = device.control_queue if device else -1
         finally:
             machine.close()
+    result = DemoResult(GuestRun(exit_status, follower.text.decode(errors="replace")),
+                        seconds, stats, control)
+    checks = _program_checks(result.run)
+    problems = _problems(result.run, checks)
+    _show(console, result, checks, problems)
+    return 0 if not problems else 1
+
+
+def _run_demo_tui(console: Console, config: MachineConfig) -> int:
+    """The demo with the TUI watching: the same programs and checks; the summary is
+    printed once the TUI is closed (quit early and the checks say what was missed)."""
+    import argparse
+
+    from vmsim.cli.observe import Observers
+
+    observers = Observers.from_args(argparse.Namespace(trace_file=None, tui=True))
+    config.trace = observers.sink()
+    config.virtio = observers.devices(config.virtio)
+    follower = _ConsoleFollower(lambda _status: None, None)
+
+    def output(data: bytes) -> None:
+        follower(data)
+        observers.console.write(data)
+
+    machine = Machine(config, output=output)
+    try:
+        observers.attach(machine)
+        started = time.perf_counter()
+        exit_status = observers.run_tui(machine, title="vmsim demo")
+        seconds = time.perf_counter() - started
+        device = find_crypto_device(machine.virtio)
+        stats = list(device.stats) if device else []
+        control = device.control_queue if device else -1
+    finally:
+        observers.close()
+        machine.close()
     result = DemoResult(GuestRun(exit_status, follower.text.decode(errors="replace")),
                         seconds, stats, control)
     checks = _program_checks(result.run)

@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--crypto-queues", type=int, default=1, metavar="N",
                       help="data queues the device offers (default 1)")
     demo.add_argument("--console", action="store_true", help="also show the guest console")
+    demo.add_argument("--tui", action="store_true", help="watch it in the TUI (the summary "
+                      "follows when you quit it)")
 
     guest = commands.add_parser("guest", help="the default Linux guest")
     guest_commands = guest.add_subparsers(dest="guest_command", metavar="ACTION")
@@ -255,6 +257,7 @@ def _run(args: argparse.Namespace) -> int:
     from vmsim.build.unicorn import ensure_native_library
     from vmsim.cli.terminal import TerminalConsole
     from vmsim.cli.observe import Observers
+    from vmsim.core.console import write_stdout
     from vmsim.core.machine import DEFAULT_APPEND, Machine, MachineConfig
 
     _check_standard_fds()
@@ -272,10 +275,13 @@ def _run(args: argparse.Namespace) -> int:
                            dtb_out=args.dtb_out, virtio=factories)
     observers = Observers.from_args(args)
     config.trace = observers.sink(log.trace_sink if log.trace_enabled() else None)
+    config.virtio = observers.devices(config.virtio)
     try:
-        with Machine(config) as machine:
+        with Machine(config, output=observers.output(write_stdout)) as machine:
             machine.load()
             observers.attach(machine)
+            if observers.tui:
+                return observers.run_tui(machine)
             with TerminalConsole(machine.push_input, lambda: machine.request_quit(0)):
                 return machine.run()
     finally:
@@ -296,7 +302,8 @@ def _demo(args: argparse.Namespace) -> int:
     except OptionError as error:
         raise UsageError(f"--crypto-queues: {error}") from None
     ensure_native_library()
-    return run_demo(Console(), queues=args.crypto_queues, show_console=args.console)
+    return run_demo(Console(), queues=args.crypto_queues, show_console=args.console,
+                    tui=args.tui)
 
 
 def _check_standard_fds() -> None:

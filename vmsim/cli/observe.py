@@ -1,15 +1,18 @@
 """Observers of a running machine, as `vmsim run` options: `--trace FILE` records the
-devices' events (vmsim.trace). With no observer the devices get `discard` and build no
-events at all; with one, a TraceHub fans the events out, stamped with guest time.
+devices' events (vmsim.trace), `--tui` shows them live (vmsim.tui). With no observer
+the devices get `discard` and build no events at all; with one, a TraceHub fans the
+events out, stamped with guest time, and the TUI's gate can stop the guest.
 """
 from __future__ import annotations
 
 import argparse
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from vmsim.devices.events import TraceEvent, TraceSink, discard
+from vmsim.trace.control import MachineGate, gated
 from vmsim.trace.hub import TraceHub, tee
 from vmsim.trace.record import TraceWriter, device_info
 
@@ -19,6 +22,9 @@ def add_observer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trace", type=Path, metavar="FILE", dest="trace_file",
                        help="record every virtio event to FILE (JSON lines; see "
                             "`vmsim trace stats|view|export`)")
+    group.add_argument("--tui", action="store_true",
+                       help="show the console, the device, the rings and the requests live "
+                            "(p pauses the guest, n steps, b breaks, ? helps)")
 
 
 @dataclass
@@ -26,29 +32,96 @@ class Observers:
     """What observes one run; `sink()` is the MachineConfig's trace sink."""
 
     trace_file: Path | None = None
+    tui: bool = False
     hub: TraceHub | None = None
     writer: TraceWriter | None = None
+    gate: MachineGate | None = None
+    console: Any = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Observers:
-        observers = cls(trace_file=getattr(args, "trace_file", None))
-        if observers.trace_file is not None:
+        observers = cls(trace_file=getattr(args, "trace_file", None),
+                        tui=bool(getattr(args, "tui", False)))
+        if observers.trace_file is not None or observers.tui:
             observers.hub = TraceHub()
+        if observers.trace_file is not None:
             observers.writer = TraceWriter(observers.trace_file, observers.hub)
             observers._closers.append(observers.writer.close)
+        if observers.tui:
+            from vmsim.tui.feeds import ConsoleBuffer
+
+            observers.gate = MachineGate()
+            observers.hub.listen(observers.gate.listener)
+            observers.console = ConsoleBuffer()
+            observers._closers.append(observers.gate.close)
         return observers
 
     def sink(self, log_sink: Callable[[TraceEvent], None] | None = None) -> TraceSink:
         sinks = [s for s in (log_sink, self.hub) if s is not None]
         return tee(sinks) if sinks else discard
 
+    def devices(self, factories: Sequence[Any]) -> list[Any]:
+        """The slot factories, the first held by the gate so the TUI can pause."""
+        out = list(factories)
+        if self.gate is not None and out:
+            out[0] = gated(out[0], self.gate)
+        return out
+
+    def output(self, default: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """Where the guest console goes: the terminal, or the TUI's console pane."""
+        return self.console.write if self.console is not None else default
+
     def attach(self, machine: Any) -> None:
-        """Once the machine is built: guest time, and the header naming its devices."""
+        """Once the machine is built: guest time, the gate's wake-up, the file header."""
         if self.hub is not None:
             self.hub.guest_time = machine.clock.ticks
+        if self.gate is not None:
+            def attention() -> None:
+                machine.request_stop()
+                machine.watchdog.wake()
+            self.gate.attention = attention
         if self.writer is not None:
             self.writer.start(device_info(machine.virtio), machine.board.timebase_hz)
+
+    def run_tui(self, machine: Any, title: str = "vmsim run") -> int:
+        """Run the machine on its own thread and the TUI on this one; return the guest's
+        exit status (quitting the TUI first stops the guest)."""
+        from vmsim.tui.app import VmsimApp
+        from vmsim.tui.feeds import HubFeed
+
+        assert self.hub is not None and self.gate is not None
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["status"] = machine.run()
+            except BaseException as error:      # noqa: BLE001 - shown, then re-raised
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run, name="vmsim-cpu", daemon=True)
+
+        def state() -> str:
+            if "error" in outcome:
+                return f"stopped: {outcome['error']}"
+            if "status" in outcome:
+                return f"the guest exited with status {outcome['status']} (q quits)"
+            return "running"
+
+        feed = HubFeed(self.hub, self.gate, self.console, device_info(machine.virtio),
+                       machine.push_input, state, title=title)
+        app = VmsimApp(feed)
+        thread.start()
+        try:
+            app.run()
+        finally:
+            self.gate.close()
+            if thread.is_alive():
+                machine.request_quit(0)
+                thread.join(timeout=10)
+        if "error" in outcome:
+            raise outcome["error"]
+        return int(outcome.get("status", 0))
 
     def close(self) -> None:
         while self._closers:

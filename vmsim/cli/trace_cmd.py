@@ -1,4 +1,4 @@
-"""`vmsim trace stats|export FILE`: look at a trace recorded with `vmsim run --trace`."""
+"""`vmsim trace stats|view|export FILE`: look at a trace recorded with `vmsim run --trace`."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,11 @@ def add_trace_commands(commands: argparse._SubParsersAction) -> None:
     stats = actions.add_parser("stats", help="a table per opcode: counts, bytes, latency "
                                "percentiles, statuses")
     stats.add_argument("file", type=Path, metavar="FILE")
+    view = actions.add_parser("view", help="the TUI on a recorded trace: scrub with [ ] "
+                              "(or ← →), { } by 100, < > to the ends")
+    view.add_argument("file", type=Path, metavar="FILE")
+    view.add_argument("--at", type=int, default=None, metavar="N",
+                      help="start after the first N events (default: at the end)")
     export = actions.add_parser("export", help="write the trace for Perfetto, Chrome or "
                                 "Wireshark")
     export.add_argument("file", type=Path, metavar="FILE")
@@ -31,7 +36,7 @@ def run_trace_command(args: argparse.Namespace, say: Callable[[str], None] = pri
     from vmsim.trace.record import read_trace
 
     if args.trace_command is None:
-        raise VmsimError("trace needs an action: stats or export")
+        raise VmsimError("trace needs an action: stats, view or export")
     trace = read_trace(args.file)
     if args.trace_command == "stats":
         from rich.console import Console
@@ -44,6 +49,12 @@ def run_trace_command(args: argparse.Namespace, say: Callable[[str], None] = pri
         console.print(queue_table(model))
         if not trace.complete:
             say("note: the trace has no end line (the run was cut short)")
+        return 0
+    if args.trace_command == "view":
+        from vmsim.tui.app import VmsimApp
+        from vmsim.tui.feeds import TraceFeed
+
+        VmsimApp(TraceFeed(trace, args.file.name), position=args.at).run()
         return 0
     if args.trace_command == "export":
         if not (args.perfetto or args.chrome or args.pcapng):

@@ -100,19 +100,19 @@ class TraceHub:
         self._subscribers = tuple(s for s in self._subscribers if s is not sub)
 
     def listen(self, callback: Callable[[Record], None]) -> None:
-        """Call `callback` on the CPU thread for each event, before buffering: for a
-        teaching pause or a breakpoint, which must stop the guest at that event. It
-        must be quick and must not raise."""
+        """Call `callback` on the CPU thread for each event, once every subscriber has
+        it: for a teaching pause or a breakpoint, which stops the guest at that event
+        while the viewers already show it. It must not raise."""
         self._listeners = self._listeners + (callback,)
 
     def __call__(self, event: TraceEvent) -> None:
         self._seq += 1
         record = Record(self._seq, event.t - self.t0, self.guest_time(), event.device,
                         event.kind, event.queue, event.fields)
-        for listener in self._listeners:
-            listener(record)
         for sub in self._subscribers:
             sub._put(record)
+        for listener in self._listeners:
+            listener(record)
 
 
 def tee(sinks: Iterable[Callable[[TraceEvent], None]]) -> Callable[[TraceEvent], None]:

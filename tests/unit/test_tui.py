@@ -1,0 +1,179 @@
+"""The TUI driven by Textual's Pilot: from a trace recorded on the default guest (what
+`vmsim trace view` shows, scrubbing, breaking, filtering, a request's bytes), and live
+from a device on the rig, where a breakpoint really stops the thread that drives it."""
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from vmsim.devices.virtio.crypto.constants import CipherAlgo
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.testing.crypto_rig import CryptoRig
+from vmsim.trace.control import MachineGate
+from vmsim.trace.hub import TraceHub
+from vmsim.trace.record import read_trace
+from vmsim.tui.app import VmsimApp
+from vmsim.tui.feeds import ConsoleBuffer, HubFeed, TraceFeed
+from vmsim.tui.widgets import RingView, TextPane
+
+RECORDED = Path(__file__).parents[1] / "data" / "boot-rsa.trace.jsonl.gz"
+SIZE = (160, 50)
+
+
+def text_of(app: VmsimApp, selector: str) -> str:
+    return app.screen_stack[0].query_one(selector, TextPane).plain
+
+
+def ring_text(app: VmsimApp) -> str:
+    view = app.query_one(RingView)
+    return "\n".join("".join(seg.text for seg in line) for line in view._lines)
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("the TUI never got there")
+        await pilot.pause(0.02)
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return read_trace(RECORDED)
+
+
+def test_trace_view_opens_at_the_end_with_every_queue(trace) -> None:
+    async def run() -> None:
+        app = VmsimApp(TraceFeed(trace, "boot"))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.position == len(trace.records)
+            rings = ring_text(app)
+            dataq = re.search(r"dataq0\s+size 1024\s+in flight 0\s+kicks (\d+)\s+pops (\d+)", rings)
+            controlq = re.search(r"controlq\s+size 1024\s+in flight 0\s+kicks (\d+)", rings)
+            assert dataq and controlq, rings
+            pops = sum(1 for r in trace.records if r.kind == "pop" and r.queue == 0)
+            assert int(dataq.group(2)) == pops
+            table = app.query_one("#requests", DataTable)
+            assert table.row_count == min(200, sum(1 for r in trace.records if r.kind == "pop"))
+            assert "ACKNOWLEDGE|DRIVER|DRIVER_OK|FEATURES_OK" in text_of(app, "#device")
+            assert "VERSION_1" in text_of(app, "#device")
+            assert f"at {len(trace.records)}/{len(trace.records)}" in text_of(app, "#status")
+            assert "sessions" in text_of(app, "#stats") and "req/s" in text_of(app, "#stats")
+    asyncio.run(run())
+
+
+def test_scrubbing_moves_through_the_events(trace) -> None:
+    async def run() -> None:
+        app = VmsimApp(TraceFeed(trace), position=100)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert app.position == 100 and app.model.events == 100
+            await pilot.press("right_square_bracket", "right_square_bracket")
+            assert app.position == 102 and app.model.last.seq == trace.records[101].seq
+            await pilot.press("left_square_bracket")
+            assert app.position == 101 and app.model.events == 101
+            await pilot.press("right_curly_bracket")
+            assert app.position == 201
+            await pilot.press("less_than_sign")
+            assert app.position == 0 and app.model.events == 0
+            assert "no queue is set up yet" in ring_text(app)
+            await pilot.press("greater_than_sign")
+            assert app.position == len(trace.records)
+    asyncio.run(run())
+
+
+def test_break_in_a_recording_jumps_to_the_matching_event(trace) -> None:
+    async def run() -> None:
+        app = VmsimApp(TraceFeed(trace), position=0)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("b")
+            await pilot.press(*"opcode=AKCIPHER_DECRYPT")
+            await pilot.press("enter")
+            await pilot.pause()
+            first = next(r for r in trace.records if r.fields.get("opcode") == "AKCIPHER_DECRYPT")
+            assert app.model.last.seq == first.seq
+            assert "break at" in text_of(app, "#status") and "opcode=AKCIPHER_DECRYPT" in text_of(app, "#status")
+            await pilot.press("b", *"opcode=NOPE,", "enter")        # a second, bad condition
+            await pilot.pause()
+            assert "cannot read" in text_of(app, "#status") or "no later event" in text_of(app, "#status")
+    asyncio.run(run())
+
+
+def test_a_selected_request_shows_its_chain_and_bytes(trace) -> None:
+    async def run() -> None:
+        app = VmsimApp(TraceFeed(trace))
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one("#requests", DataTable)
+            table.focus()
+            await pilot.press("home", "enter")
+            await pilot.pause()
+            detail = text_of(app, "#detail")
+            key = table.coordinate_to_cell_key((0, 0)).row_key.value
+            first = next(r for r in app.model.requests if str(r.seq) == key)
+            assert first.opcode in detail and f"head {first.head}" in detail
+            assert "INDIRECT" in detail and "0000  " in detail and "status OK" in detail
+    asyncio.run(run())
+
+
+def test_filter_by_queue_and_help(trace) -> None:
+    async def run() -> None:
+        app = VmsimApp(TraceFeed(trace))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f", *"queue=1", "enter")
+            await pilot.pause()
+            table = app.query_one("#requests", DataTable)
+            queues = {table.get_row_at(n)[1] for n in range(table.row_count)}
+            assert queues == {"controlq"}
+            assert "dataq0" not in ring_text(app) and "controlq" in ring_text(app)
+            await pilot.press("question_mark")
+            assert "break when an event matches" in str(app.screen.query_one("#help", Static).render())
+            await pilot.press("escape")
+            assert app.screen is app.screen_stack[0]
+    asyncio.run(run())
+
+
+def test_live_breakpoint_stops_the_device_until_resumed() -> None:
+    """A rig driven from a thread stands in for the CPU thread: the breakpoint stops it
+    inside the device at the decoded request, the TUI shows where, p lets it go."""
+    hub, gate = TraceHub(), MachineGate()
+    hub.listen(gate.listener)
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))
+    finished = threading.Event()
+
+    def guest() -> None:
+        rig.cipher(sid, bytes(16), b"s" * 32)
+        finished.set()
+
+    feed = HubFeed(hub, gate, ConsoleBuffer(), [{"name": "virtio-crypto", "device_id": 20,
+                                                 "num_queues": 2, "queue_names": ["dataq0", "controlq"]}],
+                   lambda data: None, lambda: "running", title="rig")
+
+    async def run() -> None:
+        app = VmsimApp(feed)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("b", *"opcode=CIPHER_ENCRYPT", "enter")
+            thread = threading.Thread(target=guest, daemon=True)
+            thread.start()
+            await wait_for(pilot, lambda: "paused at" in text_of(app, "#status"))
+            assert "virtio_crypto_request" in text_of(app, "#status")
+            assert not finished.is_set()                    # the device is held at the event
+            assert app.model.last.kind == "request"         # and the screen shows that event
+            await pilot.press("p")
+            await wait_for(pilot, finished.is_set)
+            await wait_for(pilot, lambda: any(r.status == "OK" and r.opcode == "CIPHER_ENCRYPT"
+                                              for r in app.model.requests))
+            await pilot.press("q")
+        thread.join(5)
+    try:
+        asyncio.run(run())
+    finally:
+        gate.close()
+        rig.close()

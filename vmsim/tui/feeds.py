@@ -1,0 +1,142 @@
+"""Where the TUI's events come from. A Feed hands the app new trace records and console
+bytes when asked (the app asks 10-30 times a second; nothing is pushed into the UI), and
+says what the guest can be told: pause, step, break, input."""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable
+
+from vmsim.trace.control import Condition, MachineGate
+from vmsim.trace.hub import Record, Subscription, TraceHub
+from vmsim.trace.record import Trace
+
+CONSOLE_KEEP = 256 << 10        # console bytes kept for a late viewer
+
+
+class ConsoleBuffer:
+    """The guest's serial output: the machine writes (CPU thread), the UI drains."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._history = bytearray()
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._chunks.append(bytes(data))
+            self._history += data
+            if len(self._history) > CONSOLE_KEEP:
+                del self._history[:-CONSOLE_KEEP]
+
+    def drain(self) -> bytes:
+        with self._lock:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+        return data
+
+    def history(self) -> bytes:
+        with self._lock:
+            return bytes(self._history)
+
+
+class Feed:
+    """The interface the app reads; the base is an empty, finished feed."""
+
+    live = False
+    title = "vmsim"
+
+    def __init__(self, devices: list[dict[str, Any]]) -> None:
+        self.devices = devices
+
+    def drain(self) -> list[Record]:
+        return []
+
+    def console(self) -> bytes:
+        return b""
+
+    def send_input(self, data: bytes) -> None:
+        """Keys typed into the console pane, for the guest."""
+
+    def status(self) -> str:
+        return "finished"
+
+    # controls of a live guest (no-ops elsewhere)
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def step(self) -> None: ...
+    def set_breakpoints(self, conditions: list[Condition]) -> None: ...
+    def stopped_at(self) -> Record | None:
+        return None
+
+    def close(self) -> None: ...
+
+
+class HubFeed(Feed):
+    """A machine in this process: its hub, gate and console."""
+
+    live = True
+
+    def __init__(self, hub: TraceHub, gate: MachineGate, console: ConsoleBuffer,
+                 devices: list[dict[str, Any]], push_input: Callable[[bytes], None],
+                 state: Callable[[], str], title: str = "vmsim run") -> None:
+        super().__init__(devices)
+        self.title = title
+        self._sub: Subscription = hub.subscribe(capacity=1 << 16)
+        self._gate = gate
+        self._console = console
+        self._push = push_input
+        self._state = state
+
+    @property
+    def lost(self) -> int:
+        return self._sub.lost
+
+    def drain(self) -> list[Record]:
+        return self._sub.drain(limit=50_000)
+
+    def console(self) -> bytes:
+        return self._console.drain()
+
+    def send_input(self, data: bytes) -> None:
+        self._push(data)
+
+    def status(self) -> str:
+        if self._gate.paused:
+            at = self._gate.stopped_at
+            return f"paused at #{at.seq} {at.name}" if at else "paused"
+        return self._state()
+
+    def pause(self) -> None:
+        self._gate.pause()
+
+    def resume(self) -> None:
+        self._gate.resume()
+
+    def step(self) -> None:
+        self._gate.step()
+
+    def set_breakpoints(self, conditions: list[Condition]) -> None:
+        self._gate.set_breakpoints(conditions)
+
+    def stopped_at(self) -> Record | None:
+        return self._gate.stopped_at if self._gate.paused else None
+
+    def close(self) -> None:
+        self._gate.close()
+
+
+class TraceFeed(Feed):
+    """A recorded trace, for `vmsim trace view`: the app scrubs through `records`."""
+
+    title = "vmsim trace view"
+
+    def __init__(self, trace: Trace, name: str = "") -> None:
+        super().__init__(trace.devices)
+        self.trace = trace
+        self.records = trace.records
+        if name:
+            self.title = f"vmsim trace view {name}"
+
+    def status(self) -> str:
+        return "recorded" + ("" if self.trace.complete else " (cut short)")
