@@ -41,8 +41,10 @@ def assert_one_error_line(stderr: str, *words: str) -> str:
     return lines[0]
 
 
-def children(pid: int) -> list[int]:
-    """The pids of `pid`'s child processes (those of every thread)."""
+def children(pid: int, running: str | None = None) -> list[int]:
+    """The pids of `pid`'s child processes (those of every thread); with `running`, only
+    those running that program (or script: a forked shell that has not yet exec'd has
+    it among its arguments, not in these places)."""
     found: list[int] = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -50,7 +52,15 @@ def children(pid: int) -> list[int]:
                 found += [int(word) for word in file.read().split()]
     except OSError:
         pass
-    return found
+    return [child for child in found if running is None or running in _command_line(child)[:2]]
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return [os.fsdecode(word) for word in file.read().split(b"\0")]
+    except OSError:
+        return []
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str,
