@@ -417,3 +417,90 @@ def test_a_stateless_chain_op_that_contradicts_the_opcode_is_notsupp(rev1):
         flf = pad(sess + para, 72) + u32(2)
         reply = rev1.data([data_header(opcode, 0, flf, True), bytes(16), bytes(16), bytes(16), bytes(32)], 64)
         assert reply.status == status
+
+
+# ---- AEAD parameters: GCM's J0, CCM's iv[1], the per-request tag_len -----------------------
+
+def reference_gcm_from_j0(key: bytes, j0: bytes, plaintext: bytes, aad: bytes, tag_len: int) -> bytes:
+    """SP 800-38D from J0, block by block in Python (AES-ECB per counter block, inc32,
+    and the bitwise GHASH of the vector tests): slow, and independent of the device."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from tests.unit.test_crypto_vectors import ghash
+    ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    counter, out = j0, b""
+    for i in range(0, len(plaintext), 16):
+        counter = counter[:12] + ((int.from_bytes(counter[12:], "big") + 1) % (1 << 32)).to_bytes(4, "big")
+        block = plaintext[i:i + 16]
+        out += bytes(a ^ b for a, b in zip(block, ecb.update(counter)))
+    pad = lambda data: data + bytes(-len(data) % 16)  # noqa: E731
+    lengths = (8 * len(aad)).to_bytes(8, "big") + (8 * len(out)).to_bytes(8, "big")
+    s = ghash(ecb.update(bytes(16)), pad(aad) + pad(out) + lengths)
+    tag = bytes(a ^ b for a, b in zip(ecb.update(j0), s))
+    return out + tag[:tag_len]
+
+
+@pytest.mark.parametrize("low_word", [0xFFFF_FFFE, 0xFFFF_FFFF, 0, 7])
+def test_gcm_with_a_16_byte_iv_takes_it_as_j0_and_wraps_the_counter_at_32_bits(rig, low_word):
+    from vmsim.devices.virtio.crypto.constants import AeadAlgo
+    key, aad, plaintext = bytes(range(16)), b"header", bytes(range(70))
+    j0 = bytes(range(100, 112)) + low_word.to_bytes(4, "big")
+    expected = reference_gcm_from_j0(key, j0, plaintext, aad, 16)
+    enc = rig.create_aead(AeadAlgo.GCM, key, 16, True)
+    sealed = rig.aead(enc, True, j0, plaintext, aad, len(expected))
+    assert sealed.status == Status.OK and sealed.output == expected
+    dec = rig.create_aead(AeadAlgo.GCM, key, 16, False)
+    opened = rig.aead(dec, False, j0, expected, aad, len(plaintext))
+    assert opened.status == Status.OK and opened.output == plaintext
+    forged = expected[:-1] + bytes([expected[-1] ^ 1])
+    assert rig.aead(dec, False, j0, forged, aad, len(plaintext)).status == Status.BADMSG
+
+
+@pytest.mark.parametrize("iv_len", [8, 13, 15, 17, 64])
+def test_gcm_iv_lengths_other_than_12_and_16_are_refused(rig, iv_len):
+    from vmsim.devices.virtio.crypto.constants import AeadAlgo
+    enc = rig.create_aead(AeadAlgo.GCM, bytes(16), 16, True)
+    reply = rig.aead(enc, True, bytes(iv_len), b"data", b"", 20)
+    assert reply.status == Status.ERR and reply.output == bytes(20)
+
+
+def test_ccm_reads_its_nonce_from_iv_1_of_a_16_byte_field(rig):
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+    from vmsim.devices.virtio.crypto.constants import AeadAlgo
+    key, nonce, aad, plaintext = bytes(range(16)), bytes(range(1, 12)), b"aad", b"the payload"
+    expected = AESCCM(key, 8).encrypt(nonce, plaintext, aad)
+    enc = rig.create_aead(AeadAlgo.CCM, key, 8, True)
+    for reserved in (0x03, 0xEE):             # iv[0] is reserved: whatever it holds
+        field = bytes([reserved]) + nonce + bytes(16 - 1 - len(nonce))
+        reply = rig.aead(enc, True, field, plaintext, aad, len(expected), iv_len=len(nonce))
+        assert reply.status == Status.OK and reply.output == expected
+    # A driver that sends only iv_len bytes of IV has its source read 5 bytes late.
+    reply = rig.aead(enc, True, nonce, plaintext + bytes(5), aad, len(expected), iv_len=len(nonce),
+                     tag_len=8)
+    assert reply.output != expected
+
+
+def test_stateless_ccm_takes_the_same_16_byte_iv_field(rev1):
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+    from vmsim.devices.virtio.crypto.constants import AeadAlgo
+    key, nonce, plaintext = bytes(range(32)), bytes(range(7)), b"stateless ccm"
+    expected = AESCCM(key, 16).encrypt(nonce, plaintext, b"")
+    flf = u32(AeadAlgo.CCM, 32, 1, len(nonce), 16, 0, len(plaintext), len(expected))
+    field = b"\x07" + nonce + bytes(8)
+    reply = rev1.data([data_header(Op.AEAD_ENCRYPT, 0, flf, True), key, field, plaintext], len(expected))
+    assert reply.status == Status.OK and reply.output == expected
+
+
+def test_the_per_request_tag_len_must_be_the_sessions(rig):
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from vmsim.devices.virtio.crypto.constants import AeadAlgo
+    key, iv = bytes(16), bytes(12)
+    enc = rig.create_aead(AeadAlgo.GCM, key, 12, True)
+    full = AESGCM(key).encrypt(iv, b"msg", b"")
+    reply = rig.aead(enc, True, iv, b"msg", b"", 15, tag_len=12)
+    assert reply.status == Status.OK and reply.output == full[:15]
+    for other in (0, 16, 4):
+        reply = rig.aead(enc, True, iv, b"msg", b"", 19, tag_len=other)
+        assert reply.status == Status.INVSESS and reply.output == bytes(19)
+    dec = rig.create_aead(AeadAlgo.GCM, key, 12, False)
+    assert rig.aead(dec, False, iv, full[:15], b"", 3, tag_len=12).output == b"msg"
+    assert rig.aead(dec, False, iv, full[:15], b"", 3, tag_len=16).status == Status.INVSESS

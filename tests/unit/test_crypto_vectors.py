@@ -13,7 +13,7 @@ import cryptography_vectors
 from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from vmsim.devices.virtio.crypto.constants import (
     AeadAlgo, AkcipherAlgo, CipherAlgo, CipherDirection, CryptoFeatures, Curve, HashAlgo, KeyType, MacAlgo, Op,
@@ -224,46 +224,120 @@ def test_gmac_from_gcm_vectors_with_empty_plaintext(rig):
         assert rig.digest(Op.MAC, sid, h(v["IV"]) + h(v["AAD"]), len(tag)).output == tag
 
 
+def gf_mult(x: int, y: int) -> int:
+    """Multiplication in GF(2^128) as GCM defines it (SP 800-38D, algorithm 1)."""
+    r = 0xE1 << 120
+    z, v = 0, y
+    for i in range(127, -1, -1):
+        if (x >> i) & 1:
+            z ^= v
+        v = (v >> 1) ^ r if v & 1 else v >> 1
+    return z
+
+
+def ghash(h_key: bytes, data: bytes) -> bytes:
+    """GHASH_H over whole blocks, bit by bit: slow, independent of the device's."""
+    h_int, y = int.from_bytes(h_key, "big"), 0
+    for i in range(0, len(data), 16):
+        y = gf_mult(y ^ int.from_bytes(data[i:i + 16], "big"), h_int)
+    return y.to_bytes(16, "big")
+
+
+def gcm_j0(key: bytes, iv: bytes) -> bytes:
+    """The pre-counter block J0 for an IV (SP 800-38D, algorithm 4, step 2)."""
+    if len(iv) == 12:
+        return iv + b"\0\0\0\1"
+    h_key = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(bytes(16))
+    padded = iv + bytes(-len(iv) % 16) + bytes(8) + (8 * len(iv)).to_bytes(8, "big")
+    return ghash(h_key, padded)
+
+
+def gcm_ivs(key: bytes, iv: bytes) -> list[bytes]:
+    """The IV fields a GCM vector can be sent with: J0 always (iv_len 16), and the IV
+    itself when it is the 96-bit IV the spec also accepts."""
+    return [gcm_j0(key, iv)] + ([iv] if len(iv) == 12 else [])
+
+
 @pytest.mark.parametrize("bits", [128, 256])
 def test_gcm(rig, bits):
-    # cryptography's GCM takes 8..128-byte IVs; shorter CAVP IVs are outside what the device offers
-    enc_vectors = [v for v in load(f"ciphers/AES/GCM/gcmEncryptExtIV{bits}.rsp") if "KEY" in v and len(v["IV"]) >= 16]
-    for v in enc_vectors[::max(1, len(enc_vectors) // 12)]:
+    """Every CAVP IV length: a 96-bit IV as itself and as J0; any other as the J0 the
+    standard derives from it (the spec's iv_len 16 means "the IV is J0")."""
+    enc_vectors = [v for v in load(f"ciphers/AES/GCM/gcmEncryptExtIV{bits}.rsp") if "KEY" in v]
+    picked = enc_vectors[::max(1, len(enc_vectors) // 12)]
+    assert {len(h(v["IV"])) == 12 for v in picked} == {True, False}
+    for v in picked:
         key, iv, pt, aad, ct, tag = (h(v[k]) for k in ("KEY", "IV", "PT", "AAD", "CT", "TAG"))
         sid = rig.create_aead(AeadAlgo.GCM, key, len(tag), True)
-        reply = rig.aead(sid, True, iv, pt, aad, len(ct) + len(tag))
-        assert reply.status == Status.OK and reply.output == ct + tag
-    dec_vectors = [v for v in load(f"ciphers/AES/GCM/gcmDecrypt{bits}.rsp") if "KEY" in v and len(v["IV"]) >= 16]
-    for v in dec_vectors[::max(1, len(dec_vectors) // 12)]:
+        for field in gcm_ivs(key, iv):
+            reply = rig.aead(sid, True, field, pt, aad, len(ct) + len(tag))
+            assert reply.status == Status.OK and reply.output == ct + tag, (v, len(field))
+    dec_vectors = [v for v in load(f"ciphers/AES/GCM/gcmDecrypt{bits}.rsp") if "KEY" in v]
+    picked = dec_vectors[::max(1, len(dec_vectors) // 12)]
+    assert any("FAIL" in v for v in picked)
+    for v in picked:
         key, iv, aad, ct, tag = (h(v[k]) for k in ("KEY", "IV", "AAD", "CT", "TAG"))
         sid = rig.create_aead(AeadAlgo.GCM, key, len(tag), False)
-        reply = rig.aead(sid, False, iv, ct + tag, aad, len(ct))
-        if "FAIL" in v:
-            assert reply.status == Status.BADMSG
-        else:
-            assert reply.status == Status.OK and reply.output == h(v["PT"])
+        for field in gcm_ivs(key, iv):
+            reply = rig.aead(sid, False, field, ct + tag, aad, len(ct))
+            if "FAIL" in v:
+                assert reply.status == Status.BADMSG
+            else:
+                assert reply.status == Status.OK and reply.output == h(v["PT"])
 
 
-def test_ccm(rig):
-    # DVPT: sections carry Alen/Plen/Nlen/Tlen and the key; entries carry Nonce/Adata/CT/Result.
-    key = None
-    checked = 0
-    for v in load("ciphers/AES/CCM/DVPT256.rsp"):
+def ccm_iv(nonce: bytes) -> bytes:
+    """CCM's 16-byte IV field: a reserved first byte (here Linux's L - 1), the nonce
+    from iv[1], zeros to the end."""
+    return bytes([14 - len(nonce)]) + nonce + bytes(15 - len(nonce))
+
+
+def ccm_vectors(name: str):
+    """(key, nonce, adata, payload or None, ct, tlen, passes) from a NIST CCM file, whose
+    lengths come from file-level lines, section headers or the entries themselves."""
+    lengths: dict[str, int] = {}
+    key = nonce = None
+    for v in load(f"ciphers/AES/CCM/{name}.rsp"):
+        for item in v["SECTION"].split(","):
+            if "=" in item:
+                field, _, value = item.partition("=")
+                lengths[field.strip().upper()] = int(value)
+        for field in ("ALEN", "PLEN", "NLEN", "TLEN"):
+            if field in v:
+                lengths[field] = int(v[field])
         key = h(v["KEY"]) if "KEY" in v else key
-        if "CT" not in v or key is None or checked >= 16:
+        nonce = h(v["NONCE"]) if "NONCE" in v else nonce
+        if "CT" in v:
+            payload = h(v["PAYLOAD"])[:lengths["PLEN"]] if "PAYLOAD" in v else None
+            yield (key, nonce, h(v["ADATA"])[:lengths["ALEN"]], payload, h(v["CT"]), lengths["TLEN"],
+                   not v.get("RESULT", "Pass").startswith("Fail"))
+
+
+@pytest.mark.parametrize("name", ["DVPT128", "DVPT256", "VNT128", "VTT256"])
+def test_ccm(rig, name):
+    """NIST CCM vectors, with the nonce at iv[1] of the 16-byte IV field. DVPT covers
+    nonce and tag lengths in decryption (failures included); VNT every nonce length and
+    VTT every tag length in encryption."""
+    checked: dict[tuple[int, int], int] = {}
+    for key, nonce, aad, payload, ct, tlen, passes in ccm_vectors(name):
+        shape = (len(nonce), tlen)
+        if checked.get(shape, 0) >= 2:
             continue
-        plen, tlen = int(v["SECTION"].split("Plen = ")[1].split(",")[0]), int(v["SECTION"].split("Tlen = ")[1])
-        nonce, aad, ct = h(v["NONCE"]), h(v["ADATA"])[: int(v["SECTION"].split("Alen = ")[1].split(",")[0])], h(v["CT"])
-        sid = rig.create_aead(AeadAlgo.CCM, key, tlen, False)
-        reply = rig.aead(sid, False, nonce, ct, aad, plen)
-        if "Fail" in v.get("RESULT", ""):
+        checked[shape] = checked.get(shape, 0) + 1
+        plen = len(ct) - tlen
+        dec = rig.create_aead(AeadAlgo.CCM, key, tlen, False)
+        reply = rig.aead(dec, False, ccm_iv(nonce), ct, aad, plen, iv_len=len(nonce))
+        if not passes:
             assert reply.status == Status.BADMSG
-        else:
-            assert reply.status == Status.OK and reply.output == h(v["PAYLOAD"])[:plen]
-            enc = rig.create_aead(AeadAlgo.CCM, key, tlen, True)
-            assert rig.aead(enc, True, nonce, reply.output, aad, len(ct)).output == ct
-        checked += 1
+            continue
+        assert reply.status == Status.OK and reply.output == payload
+        enc = rig.create_aead(AeadAlgo.CCM, key, tlen, True)
+        reply = rig.aead(enc, True, ccm_iv(nonce), payload, aad, len(ct), iv_len=len(nonce))
+        assert reply.status == Status.OK and reply.output == ct
     assert checked
+    if name.startswith("VNT"):
+        assert {n for n, _ in checked} == set(range(7, 14))
+    if name.startswith("VTT"):
+        assert {t for _, t in checked} == {4, 6, 8, 10, 12, 14, 16}
 
 
 def test_chacha20_poly1305(rig):

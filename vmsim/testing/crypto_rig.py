@@ -168,9 +168,15 @@ class ServiceRig(CryptoRig):
         header = self.hdr(opcode, session_id, u32(len(msg), result_len))
         return self.data([header, msg], result_len)
 
-    def aead(self, session_id: int, encrypt: bool, iv: bytes, src: bytes, aad: bytes, out_len: int) -> Reply:
+    def aead(self, session_id: int, encrypt: bool, iv: bytes, src: bytes, aad: bytes, out_len: int,
+             iv_len: int | None = None, tag_len: int | None = None) -> Reply:
+        """`iv` is the IV field as sent (CCM: 16 bytes, the nonce at iv[1], iv_len its
+        length); tag_len, which the request repeats from the session, defaults to what
+        the lengths imply."""
         op = Op.AEAD_ENCRYPT if encrypt else Op.AEAD_DECRYPT
-        flf = u32(len(iv), len(aad), len(src), out_len, 0, 0)
+        if tag_len is None:
+            tag_len = out_len - len(src) if encrypt else len(src) - out_len
+        flf = u32(len(iv) if iv_len is None else iv_len, len(aad), len(src), out_len, tag_len, 0)
         return self.data([self.hdr(op, session_id, flf), iv, src, aad], out_len)
 
     def chain(self, session_id: int, iv: bytes, src: bytes, aad: bytes, cipher_region: tuple[int, int],

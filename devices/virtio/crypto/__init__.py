@@ -39,6 +39,9 @@ Decisions where the sources disagree or are silent:
   direction, or a SYM op_type of the other kind (plain vs chain), is INVSESS; an
   op_type the device does not know is NOTSUPP; a stateless sess_para.op that
   contradicts the opcode is NOTSUPP (there is no session to blame).
+- AEAD IVs as the spec's request structure describes them: GCM takes a 12-byte IV or
+  a 16-byte J0 (nothing else); CCM's IV field is 16 bytes with the nonce from iv[1];
+  the per-request tag_len must equal the session's (INVSESS otherwise).
 
 docs/virtio-crypto.md gives each decision with its spec section and its test.
 """

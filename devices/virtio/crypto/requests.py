@@ -197,18 +197,26 @@ def _mac(p: Parse) -> Job:
 
 
 def _aead(p: Parse) -> Job:
+    """The IV field's length and meaning depend on the algorithm (see aead.py). In
+    session mode the request repeats tag_len: it must be the session's (INVSESS
+    otherwise, like any other request that contradicts its session)."""
     if p.params is not None:
-        iv_len, aad_len, src_len, dst_len = u32s(p.flf, 0, 4)
-        iv, src, aad = p.fields([iv_len, src_len, aad_len])
+        iv_len, aad_len, src_len, dst_len, tag_len = u32s(p.flf, 0, 5)
         params = p.params
+        assert isinstance(params, aead.AeadParams)
+        if tag_len != params.tag_len:
+            raise fail(f"AEAD tag_len {tag_len} differs from the session's {params.tag_len}", Status.INVSESS)
+        _direction(p, params.encrypt)
+        aead.check_request(params, iv_len)
+        iv, src, aad = p.fields([aead.iv_field_len(params.algo, iv_len), src_len, aad_len])
     else:
         algo, key_len, op, iv_len, tag_len, aad_len, src_len, dst_len = u32s(p.flf, 0, 8)
         _cipher_key(p, key_len)
-        key, iv, src, aad = p.fields([key_len, iv_len, src_len, aad_len])
+        key, iv, src, aad = p.fields([key_len, aead.iv_field_len(algo, iv_len), src_len, aad_len])
         params = aead.make_params(algo, key, tag_len, op)
-    assert isinstance(params, aead.AeadParams)
-    _direction(p, params.encrypt)
-    aead.check_request(params, iv_len)
+        _direction(p, params.encrypt)
+        aead.check_request(params, iv_len)
+    iv = aead.nonce(params, iv, iv_len)
     needed = aead.output_len(params, src_len)
     if dst_len < needed:
         raise fail(f"AEAD dst_data_len {dst_len} is under the {needed} bytes produced")
