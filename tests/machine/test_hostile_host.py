@@ -9,6 +9,8 @@ so that a worker which does not die with vmsim shows.
 """
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import random
 import resource
@@ -16,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,15 @@ TIMEOUT = 60.0
 # Prints forever: stdout is always being written when something goes wrong with it.
 CHATTER = "1:  putc 'x'\n    j 1b\n"
 EXIT_0 = "exit 0\n"
+LOTS = 200_000
+# Prints LOTS bytes, then powers off.
+PRINT_LOTS = f"""
+    li t3, {LOTS}
+1:  putc 'y'
+    addi t3, t3, -1
+    bnez t3, 1b
+    exit 0
+"""
 
 
 @dataclass
@@ -89,6 +101,34 @@ def closed_stdout(build: Callable[[str], Path]) -> Done:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return Done(proc.returncode, head.decode(), err.decode(errors="replace"))
+
+
+def non_blocking_stdout(build: Callable[[str], Path]) -> Done:
+    """stdout is a pipe whose open file is non-blocking (another program sharing it set
+    O_NONBLOCK), and its reader is slow: writes meet EAGAIN, and must wait, not drop."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    proc = subprocess.Popen(vmsim("--kernel", str(build(PRINT_LOTS))), stdin=subprocess.DEVNULL,
+                            stdout=write_end, stderr=subprocess.PIPE, start_new_session=True)
+    os.close(write_end)
+    try:
+        def unread() -> int:
+            count = array.array("i", [0])
+            fcntl.ioctl(read_end, termios.FIONREAD, count)
+            return count[0]
+        wait_for(lambda: unread() >= 65536 or proc.poll() is not None, TIMEOUT,
+                 "the pipe to fill")
+        out = bytearray()
+        while chunk := os.read(read_end, 65536):
+            out += chunk
+        err = proc.stderr.read()
+        proc.wait(TIMEOUT)
+    finally:
+        os.close(read_end)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return Done(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 def full_stdout(build: Callable[[str], Path]) -> Done:
@@ -169,6 +209,12 @@ def test_a_closed_stdout_ends_the_run_quietly_with_141(build) -> None:
     assert (done.status, done.stderr) == (141, "")
 
 
+def test_a_non_blocking_stdout_loses_nothing(build) -> None:
+    done = non_blocking_stdout(build)
+    assert (done.status, done.stderr) == (0, "")
+    assert done.stdout == "y" * LOTS
+
+
 def test_a_full_stdout_is_one_error_line(build) -> None:
     done = full_stdout(build)
     assert_one_error_line(done.stderr, "console output", "No space left on device")
@@ -225,7 +271,7 @@ def test_files_that_are_not_regular_files_are_one_line(build, tmp_path, option, 
 
 def test_no_case_prints_a_traceback(build, tmp_path) -> None:
     """Every case above once more, all their output together, grepped."""
-    transcript = [closed_stdout(build), full_stdout(build),
+    transcript = [closed_stdout(build), non_blocking_stdout(build), full_stdout(build),
                   vanished_terminal(build, tmp_path / "a", controlling=False),
                   vanished_terminal(build, tmp_path / "b", controlling=True),
                   bad_text(build, "--append", os.fsdecode(b"console=ttyS0 \xff\xfe")),
