@@ -13,6 +13,8 @@ indirect) fails here by name.
     The core, devices and firmware never import vmsim.trace or vmsim.tui either.
     vmsim.boards    never Unicorn or the core (a board is data)
     vmsim.harness   never the core, Unicorn (it drives vmsim as a process)
+    vmsim.gdb       never the CLI, the builders, the harness, rich, textual or the
+                    observers (the CLI attaches the stub to a machine)
 
 Nothing may import the top-level folders as `devices` or `firmware`: only `vmsim` is
 installed.
@@ -43,6 +45,9 @@ RULES = {
     "vmsim.tui": ["unicorn", "vmsim.core", "vmsim.cli"] + NOT_INSTALLED,
     "vmsim.boards": ["unicorn", "vmsim.core"] + UI_AND_TOOLS + NOT_INSTALLED,
     "vmsim.harness": ["unicorn", "vmsim.core", "vmsim.cli", "textual"] + NOT_INSTALLED,
+    # The GDB stub drives the machine; the CLI wires it in, never the other way.
+    "vmsim.gdb": ["vmsim.cli", "vmsim.build", "vmsim.harness", "vmsim.testing", "rich",
+                  "textual"] + OBSERVERS + NOT_INSTALLED,
 }
 
 CHECKER = textwrap.dedent("""

@@ -27,10 +27,14 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Sequence
 
 from vmsim import __version__
 from vmsim.errors import ConsoleOutputError, VmsimError, text_problem
+
+if TYPE_CHECKING:
+    from vmsim.core.machine import Machine
+    from vmsim.gdb.stub import GdbStub
 
 USAGE_ERROR = 2
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
@@ -197,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mem", type=parse_memory_size, default=DEFAULT_MEMORY,
                      help="RAM size, e.g. 256M (default) or 1G")
     run.add_argument("--dtb-out", type=Path, help="also write the generated device tree here")
+    debug = run.add_argument_group("debugging with GDB")
+    debug.add_argument("--gdb", type=int, default=None, metavar="PORT",
+                       help="serve the GDB remote protocol on localhost:PORT (0: any free port)")
+    debug.add_argument("--wait", action="store_true",
+                       help="with --gdb: wait for GDB before the first instruction")
+    debug.add_argument("-s", dest="gdb_default", action="store_true",
+                       help="shorthand for --gdb 1234, as in QEMU")
+    debug.add_argument("-S", dest="wait", action="store_true",
+                       help="wait for GDB before the first instruction, as in QEMU")
     _add_device_options(run)
     from vmsim.cli.observe import add_observer_options
     from vmsim.cli.trace_cmd import add_trace_commands
@@ -280,13 +293,40 @@ def _run(args: argparse.Namespace) -> int:
         with Machine(config, output=observers.output(write_stdout)) as machine:
             machine.load()
             observers.attach(machine)
-            if observers.tui:
-                return observers.run_tui(machine)
-            with TerminalConsole(machine.push_input, lambda: machine.request_quit(0)):
-                return machine.run()
+            stub = _start_gdb_stub(args, machine)
+            try:
+                if observers.tui:
+                    return observers.run_tui(machine)
+                with TerminalConsole(machine.push_input, lambda: machine.request_quit(0)):
+                    return machine.run()
+            finally:
+                if stub is not None:
+                    stub.close()
     finally:
         observers.close()
         log.close()
+
+
+def _start_gdb_stub(args: argparse.Namespace, machine: Machine) -> GdbStub | None:
+    """--gdb/-s/-S: the stub (vmsim.gdb) serves on localhost; it lives as long as the
+    machine, whose close() it does not need. One stderr line names the port."""
+    port = 1234 if args.gdb_default and args.gdb is None else args.gdb
+    if port is None:
+        if args.wait:
+            raise UsageError("-S/--wait needs a debugger port: add -s or --gdb PORT")
+        return None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--gdb: port {port} is out of range (0 to 65535)")
+    from vmsim.gdb.stub import GdbStub
+
+    try:
+        stub = GdbStub(machine, port, wait=args.wait)
+    except OSError as error:
+        raise VmsimError(f"cannot serve GDB on localhost:{port}: "
+                         f"{error.strerror or error}") from None
+    _say(f"vmsim: gdb stub on localhost:{stub.port}"
+         + (" (waiting for gdb)" if args.wait else ""))
+    return stub
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from vmsim.devices.bus import HostResources, MmioDevice, Pollable
 from vmsim.devices.events import TraceSink, discard
@@ -118,6 +118,9 @@ class Machine:
         self._death: VmsimError | None = None
         self._quit_status: int | None = None
         self._sbi_input: deque[int] = deque(maxlen=4096)
+        # A debugger (vmsim.gdb) the CLI attached: the run loop hands it the CPU thread
+        # whenever it asks to halt, so it runs commands with the engine stopped.
+        self.debugger: Debugger | None = None
         self._input_to_sbi = "console=hvc" in config.append
 
         board = self.board = config.board
@@ -221,6 +224,10 @@ class Machine:
                     self._service()
                     if self.exit_status is not None:
                         break
+                    if self.debugger is not None and self.debugger.halt_requested():
+                        self.watchdog.acknowledge()
+                        self.debugger.serve()
+                        continue
                     self._running = True
                     reason = None if self.watchdog.pending else self.cpu.run(self.cpu.pc)
                     self._running = False
@@ -250,6 +257,8 @@ class Machine:
         if self._death is not None:
             raise self._death
         if reason is EngineStop.OK:
+            if self.debugger is not None and self.debugger.halt_requested():
+                return                            # a breakpoint or watchpoint: not a wfi
             if self.exit_status is None and self._after_wfi():
                 self._wait_for_interrupt()
         elif reason is EngineStop.EXCEPTION:
@@ -398,6 +407,11 @@ class Machine:
         services devices and resumes. (Preemption stress tests storm this.)"""
         self._stopper.request()
 
+    @property
+    def quitting(self) -> bool:
+        """Whether a quit was requested (a debugger's wait for commands ends on it)."""
+        return self._quit_status is not None or self.exit_status is not None
+
     def request_quit(self, status: int = 0) -> None:
         """Any thread (Ctrl-C, Ctrl-A x): stop the machine soon with `status`."""
         self._quit_status = status
@@ -425,6 +439,18 @@ class Machine:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class Debugger(Protocol):
+    """What the run loop asks of an attached debugger (vmsim.gdb.stub.GdbStub)."""
+
+    def halt_requested(self) -> bool:
+        """Whether the guest must stand still before it runs again."""
+        ...
+
+    def serve(self) -> None:
+        """CPU thread, engine stopped: take commands until the guest may run again."""
+        ...
 
 
 class _FirmwarePlatform:

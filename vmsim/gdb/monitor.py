@@ -1,0 +1,111 @@
+"""`monitor` commands (GDB's qRcmd): what GDB has no command for.
+
+Physical memory (GDB's own addresses are virtual), a virtqueue's state as the transport
+reports it (QEMU's x-query-virtio-queue-status and -element), and the crypto device's
+sessions. Every command only reads, except `wp`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from vmsim.core.machine import Machine
+from vmsim.gdb.target import Target
+
+HELP = """\
+monitor commands:
+  help                          this text
+  xp ADDR [LEN]                 dump LEN (default 64) bytes of guest-physical memory
+  wp ADDR HEXBYTES              write bytes to guest-physical memory
+  virtio                        the virtio-mmio slots and their devices' status
+  virtqueue SLOT QUEUE [HEAD]   one virtqueue's state, or the chain at HEAD
+  crypto-sessions               the open sessions of each virtio-crypto device
+"""
+
+
+def _transport(device: Any) -> Any:
+    """The virtio-mmio transport of a slot's device, through any observer wrapper."""
+    seen = 0
+    while device is not None and not hasattr(device, "query_status") and seen < 4:
+        device = getattr(device, "inner", None) or getattr(device, "device", None)
+        seen += 1
+    return device
+
+
+class Monitor:
+    def __init__(self, machine: Machine, target: Target) -> None:
+        self.machine = machine
+        self.target = target
+
+    def run(self, line: str) -> str:
+        words = line.split()
+        if not words or words[0] == "help":
+            return HELP
+        command = {"xp": self._xp, "wp": self._wp, "virtio": self._virtio,
+                   "virtqueue": self._virtqueue,
+                   "crypto-sessions": self._sessions}.get(words[0])
+        if command is None:
+            return f"unknown monitor command {words[0]!r}; try 'monitor help'\n"
+        try:
+            return command(words[1:])
+        except (ValueError, IndexError) as error:
+            return f"{words[0]}: {error or 'bad arguments'}; try 'monitor help'\n"
+
+    def _xp(self, args: list[str]) -> str:
+        address = int(args[0], 0)
+        length = int(args[1], 0) if len(args) > 1 else 64
+        data = self.target.read_memory(address, min(length, 1 << 16), virtual=False)
+        if data is None:
+            return f"{address:#x}: not guest RAM\n"
+        return "".join(f"{address + i:#018x}: {data[i:i + 16].hex(' ')}\n"
+                       for i in range(0, len(data), 16))
+
+    def _wp(self, args: list[str]) -> str:
+        address, data = int(args[0], 0), bytes.fromhex(args[1])
+        if not self.target.write_memory(address, data, virtual=False):
+            return f"{address:#x}: not guest RAM\n"
+        return f"wrote {len(data)} bytes at {address:#x}\n"
+
+    def _slot(self, text: str) -> Any:
+        index = int(text, 0)
+        if not 0 <= index < len(self.machine.virtio):
+            raise ValueError(f"no virtio slot {index}")
+        transport = _transport(self.machine.virtio[index])
+        if transport is None:
+            raise ValueError(f"slot {index} has no virtio transport")
+        return transport
+
+    def _virtio(self, _args: list[str]) -> str:
+        lines = []
+        for index in range(len(self.machine.virtio)):
+            status = self._slot(str(index)).query_status()
+            lines.append(f"slot {index}: {status['name']} (device id {status['device-id']}) "
+                         f"status {'|'.join(status['status-names']) or '0'} "
+                         f"queues {len(status['queues'])}/{status['num-vqs']}")
+        return "\n".join(lines) + "\n" if lines else "no virtio devices\n"
+
+    def _virtqueue(self, args: list[str]) -> str:
+        transport = self._slot(args[0])
+        index = int(args[1], 0)
+        queues = transport.queues
+        if not 0 <= index < len(queues):
+            return f"queue {index} is not live (the driver has not set it up)\n"
+        queue = queues[index]
+        if len(args) > 2:
+            fields = queue.query_element(int(args[2], 0))
+        else:
+            fields = dict(queue.query_status())
+            fields["owners"] = " ".join(owner[0] for owner in queue.descriptor_owners())
+        return "".join(f"{key}: {value}\n" for key, value in fields.items())
+
+    def _sessions(self, _args: list[str]) -> str:
+        lines = []
+        for index in range(len(self.machine.virtio)):
+            backend = getattr(self._slot(str(index)), "device", None)
+            table = getattr(backend, "sessions", None)
+            if table is None:
+                continue
+            sessions = getattr(table, "_sessions", {})    # read only, never changed here
+            lines.append(f"slot {index}: {len(sessions)} session(s)")
+            for sid, session in sorted(sessions.items()):
+                lines.append(f"  {sid}: {session.params}")
+        return "\n".join(lines) + "\n" if lines else "no virtio-crypto device\n"
