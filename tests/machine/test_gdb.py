@@ -50,7 +50,7 @@ spin:
 
 # Maps the 1 GiB at virtual 0x40000000 onto RAM at 0x80000000 (RAM and devices onto
 # themselves),
-# turns Sv39 on, and stops at `paged` with the marker at virtual 0x40000000 + its offset.
+# turns Sv39 on, then stores to the marker through its alias at 0x40000000 + its offset.
 PAGED = r"""
     la t0, root
     li t1, (0x80000 << 10) | 0xcf       # V R W X A D, a gigapage at 0x80000000
@@ -64,7 +64,12 @@ PAGED = r"""
     csrw satp, t0
     sfence.vma
 paged:
-    nop
+    la t2, marker
+    li t3, 0x40000000
+    sub t2, t2, t3                      # marker's alias at 0x40000000 + its offset
+    li t4, 99
+    sd t4, 0(t2)
+stored:
     exit 0
     .data
     .balign 8
@@ -212,6 +217,13 @@ def test_memory_is_virtual_under_sv39_and_physical_through_monitor(vmsim_gdb, bu
     assert gdb.ask(b"qRcmd," + b"nonsense".hex().encode()).startswith(b"O")
     assert gdb.reply() == b"OK"
     gdb.ask(b"z0,%x,4" % paged)
+    # A watchpoint on the virtual alias catches the store through it; the stop is
+    # right after the store, and the stop reply names the virtual address.
+    assert gdb.ask(b"Z2,%x,8" % alias) == b"OK"
+    assert gdb.ask(b"c") == b"T05watch:%x;thread:1;" % alias
+    assert gdb.ask(b"p20") == symbol(elf, "stored").to_bytes(8, "little").hex().encode()
+    assert gdb.ask(b"m%x,8" % alias) == (99).to_bytes(8, "little").hex().encode()
+    assert gdb.ask(b"z2,%x,8" % alias) == b"OK"
     gdb.send_raw(frame(b"c"))
     assert gdb.reply() == b"W00"                  # the guest powered off
     assert proc.wait(timeout=20) == 0

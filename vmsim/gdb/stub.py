@@ -54,7 +54,7 @@ class GdbStub:
         self._serving = False
         # Engine hooks, present only while needed: address -> handle.
         self._breakpoints: dict[int, Any] = {}
-        self._watchpoints: dict[tuple[int, int, int], Any] = {}
+        self._watchpoints: dict[tuple[int, int, int], list[Any]] = {}
         self._watch_stepper: Any = None
         self._watch_hit: str | None = None
         self._skip_pc: int | None = None
@@ -348,11 +348,13 @@ class GdbStub:
         if kind in _WATCH_KINDS:
             key = (kind, address, size)
             if key not in self._watchpoints:
-                hook_type = {2: cpu_module.uc_mod.UC_HOOK_MEM_WRITE, 3: cpu_module.uc_mod.UC_HOOK_MEM_READ,
-                             4: cpu_module.uc_mod.UC_HOOK_MEM_READ | cpu_module.uc_mod.UC_HOOK_MEM_WRITE}[kind]
-                self._watchpoints[key] = uc.hook_add(
-                    hook_type, self._on_access, user_data=key, begin=address,
-                    end=address + max(size, 1) - 1)
+                uc_mod = cpu_module.uc_mod
+                hook_type = {2: uc_mod.UC_HOOK_MEM_WRITE, 3: uc_mod.UC_HOOK_MEM_READ,
+                             4: uc_mod.UC_HOOK_MEM_READ | uc_mod.UC_HOOK_MEM_WRITE}[kind]
+                self._watchpoints[key] = [
+                    uc.hook_add(hook_type, self._on_access, user_data=(kind, address, start, length),
+                                begin=max(start - 7, 0), end=start + length - 1)
+                    for start, length in self._physical_ranges(address, max(size, 1))]
                 if self._watch_stepper is None:
                     self._watch_stepper = uc.hook_add(cpu_module.uc_mod.UC_HOOK_CODE, self._after_access)
                 self.target.cpu.flush_code()
@@ -369,15 +371,31 @@ class GdbStub:
                 self.target.cpu.flush_code()
             return b"OK"
         if kind in _WATCH_KINDS:
-            handle = self._watchpoints.pop((kind, address, size), None)
-            if handle is not None:
-                uc.hook_del(handle)
+            handles = self._watchpoints.pop((kind, address, size), None)
+            if handles is not None:
+                for handle in handles:
+                    uc.hook_del(handle)
                 if not self._watchpoints and self._watch_stepper is not None:
                     uc.hook_del(self._watch_stepper)
                     self._watch_stepper = None
                 self.target.cpu.flush_code()
             return b"OK"
         return b""
+
+    def _physical_ranges(self, address: int, size: int) -> list[tuple[int, int]]:
+        """Where a watched virtual range is in RAM now. The engine's memory hooks see
+        physical addresses (checked: a store through a Sv39 alias hits a hook on its
+        physical address), so a watchpoint follows the mapping of the moment it is set,
+        as a hardware trigger on a physical bus would; an unmapped page is watched at
+        its virtual address, which is right while paging is off."""
+        ranges = []
+        while size > 0:
+            chunk = min(size, 4096 - (address & 0xFFF))
+            phys = self.target.translate(address)
+            ranges.append((address if phys is None else phys, chunk))
+            address += chunk
+            size -= chunk
+        return ranges
 
     @staticmethod
     def _point(text: str) -> tuple[int, int, int]:
@@ -386,7 +404,8 @@ class GdbStub:
 
     def _clear_points(self) -> None:
         uc = self.target.cpu.uc
-        handles = list(self._breakpoints.values()) + list(self._watchpoints.values())
+        handles = list(self._breakpoints.values()) + [
+            handle for group in self._watchpoints.values() for handle in group]
         if self._watch_stepper is not None:
             handles.append(self._watch_stepper)
         for handle in handles:
@@ -409,13 +428,14 @@ class GdbStub:
         uc.emu_stop()
 
     def _on_access(self, _uc: Any, _access: int, address: int, size: int, _value: int,
-                   key: tuple[int, int, int]) -> None:
-        """A watched range was touched. The stop after a load or store lands only at the
-        next block (docs/engine.md, P1), so the code hook stops before the next instruction
-        instead; GDB then sees the access done, as from QEMU."""
-        kind, start, length = key
+                   watched: tuple[int, int, int, int]) -> None:
+        """A watched range was touched (the hook starts 7 bytes early: the engine
+        compares only an access's first byte with the hook's range). A stop from here
+        would land only at the next block (docs/engine.md, P1), so the code hook stops
+        before the next instruction instead; GDB then sees the access done, as from QEMU."""
+        kind, virtual, start, length = watched
         if address < start + length and start < address + size and self._watch_hit is None:
-            self._watch_hit = f"{_WATCH_KINDS[kind]}:{start:x}"
+            self._watch_hit = f"{_WATCH_KINDS[kind]}:{virtual:x}"
 
     def _after_access(self, uc: Any, _address: int, _size: int, _data: Any) -> None:
         if self._watch_hit is not None and not self._stepping:
