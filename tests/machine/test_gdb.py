@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,8 @@ import pytest
 
 from tests.support.guest import require_tools
 from vmsim.build.cache import Requirement
-from vmsim.gdb.packets import Packet, Reader, checksum, frame
+from tests.support.gdb_client import Client
+from vmsim.gdb.packets import Packet, frame
 
 GDB = Requirement("gdb-multiarch", "gdb-multiarch")
 VMSIM = [sys.executable, "-c", "import sys; from vmsim.cli.main import main; sys.exit(main())"]
@@ -102,45 +102,6 @@ def vmsim_gdb(build: Callable[[str], Path]) -> Iterator[Callable[..., tuple[subp
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
-
-
-class Client:
-    """A minimal GDB client over a socket, to check what GDB itself hides."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # as GDB does
-        self.reader = Reader()
-        self.items: list[Packet | str] = []
-        self.acks = True
-
-    def _next(self) -> Packet | str:
-        while not self.items:
-            chunk = self.sock.recv(65536)
-            assert chunk, "the stub closed the connection"
-            self.items += self.reader.feed(chunk)
-        return self.items.pop(0)
-
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> bytes:
-        item = self._next()
-        while item == "ack":
-            item = self._next()
-        assert isinstance(item, Packet) and item.valid, item
-        if self.acks:
-            self.send_raw(b"+")
-        return item.data
-
-    def ask(self, command: bytes) -> bytes:
-        self.send_raw(frame(command))
-        if self.acks:
-            assert self._next() == "ack"
-        return self.reply()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def symbol(elf: Path, name: str) -> int:

@@ -56,6 +56,12 @@ class GuestPaths:
     kernel: Path
     initrd: Path
 
+    @property
+    def vmlinux(self) -> Path:
+        """The kernel's ELF with its symbols, beside the Image, for GDB
+        (`break start_kernel`); caches built before it was kept lack it."""
+        return self.kernel.parent / "vmlinux"
+
 
 # --------------------------------------------------------------------------- tools
 
@@ -192,6 +198,7 @@ def _build_kernel(b: Builder, work: Path, out: Path) -> None:
         raise VmsimError(f"kernel .config lacks required options: {', '.join(bad)}")
     b.run("building the kernel", ["make", f"-j{jobs}", "Image"], cwd=src, env=env)
     shutil.copyfile(src / "arch/riscv/boot/Image", out / "Image")
+    shutil.copyfile(src / "vmlinux", out / "vmlinux")      # symbols, for GDB
     shutil.copyfile(src / ".config", out / "config")
     shutil.copy2(src / "usr/gen_init_cpio", out / "gen_init_cpio")
 

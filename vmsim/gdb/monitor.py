@@ -78,9 +78,11 @@ class Monitor:
         lines = []
         for index in range(len(self.machine.virtio)):
             status = self._slot(str(index)).query_status()
+            names = status["status-names"]
+            names = names if isinstance(names, str) else "|".join(names)
             lines.append(f"slot {index}: {status['name']} (device id {status['device-id']}) "
-                         f"status {'|'.join(status['status-names']) or '0'} "
-                         f"queues {len(status['queues'])}/{status['num-vqs']}")
+                         f"status {status['status']:#x} {names} "
+                         f"live queues {len(status['queues'])} of {status['num-vqs']}")
         return "\n".join(lines) + "\n" if lines else "no virtio devices\n"
 
     def _virtqueue(self, args: list[str]) -> str:
@@ -91,11 +93,19 @@ class Monitor:
             return f"queue {index} is not live (the driver has not set it up)\n"
         queue = queues[index]
         if len(args) > 2:
-            fields = queue.query_element(int(args[2], 0))
-        else:
-            fields = dict(queue.query_status())
-            fields["owners"] = " ".join(owner[0] for owner in queue.descriptor_owners())
-        return "".join(f"{key}: {value}\n" for key, value in fields.items())
+            element = queue.query_element(int(args[2], 0))
+            return f"chain at head {element['index']}:\n" + "".join(
+                "  " + " ".join(f"{k}={_show(k, v)}" for k, v in desc.items()) + "\n"
+                for desc in element["descs"])
+        fields = dict(queue.query_status())
+        owners: dict[str, list[int]] = {}
+        for index, owner in enumerate(queue.descriptor_owners()):
+            owners.setdefault(owner, []).append(index)
+        lines = [f"{key}: {_show(key, value)}" for key, value in fields.items()]
+        lines.append("descriptors: " + ", ".join(
+            f"{owner} {len(held)}" + (f" {_indices(held)}" if owner != "free" else "")
+            for owner, held in owners.items()))
+        return "\n".join(lines) + "\n"
 
     def _sessions(self, _args: list[str]) -> str:
         lines = []
@@ -109,3 +119,23 @@ class Monitor:
             for sid, session in sorted(sessions.items()):
                 lines.append(f"  {sid}: {session.params}")
         return "\n".join(lines) + "\n" if lines else "no virtio-crypto device\n"
+
+
+def _show(key: str, value: object) -> str:
+    """Addresses in hex, the rest as they are."""
+    if isinstance(value, int) and not isinstance(value, bool) and ("addr" in key
+                                                                   or key.startswith("vring-") and key != "vring-num"):
+        return f"{value:#x}"
+    return str(value)
+
+
+def _indices(held: list[int]) -> str:
+    """[0-3,7]: runs of descriptor indices, short even for a full table."""
+    runs: list[str] = []
+    start = prev = held[0]
+    for index in held[1:] + [-2]:
+        if index != prev + 1:
+            runs.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = index
+        prev = index
+    return "[" + ",".join(runs) + "]"

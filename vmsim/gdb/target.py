@@ -12,7 +12,6 @@ register from the debugger would have side effects.
 from __future__ import annotations
 
 import contextlib
-import struct
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -107,7 +106,6 @@ class Target:
         if not reg.machine_level:
             yield
             return
-        uc = self.cpu.uc
         saved = self.cpu.priv
         self.cpu.priv = PRIV_MACHINE
         try:
@@ -192,7 +190,3 @@ class Target:
             done += length
         self.cpu.flush_code()       # a changed instruction must not run from a stale block
         return True
-
-
-def u64(value: int) -> bytes:
-    return struct.pack("<Q", value & ((1 << 64) - 1))

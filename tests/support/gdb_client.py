@@ -1,0 +1,47 @@
+"""A minimal GDB remote-protocol client for the stub's tests: it checks what GDB itself
+hides (acks, retransmission, no-ack mode) and drives the stub where gdb would need a
+terminal. Every wait is on a reply from the socket."""
+from __future__ import annotations
+
+import socket
+
+from vmsim.gdb.packets import Packet, Reader, frame
+
+
+class Client:
+    """A minimal GDB client over a socket, to check what GDB itself hides."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # as GDB does
+        self.reader = Reader()
+        self.items: list[Packet | str] = []
+        self.acks = True
+
+    def _next(self) -> Packet | str:
+        while not self.items:
+            chunk = self.sock.recv(65536)
+            assert chunk, "the stub closed the connection"
+            self.items += self.reader.feed(chunk)
+        return self.items.pop(0)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> bytes:
+        item = self._next()
+        while item == "ack":
+            item = self._next()
+        assert isinstance(item, Packet) and item.valid, item
+        if self.acks:
+            self.send_raw(b"+")
+        return item.data
+
+    def ask(self, command: bytes) -> bytes:
+        self.send_raw(frame(command))
+        if self.acks:
+            assert self._next() == "ack"
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
