@@ -288,3 +288,20 @@ def test_gdb_ctrl_c_stops_a_spinning_guest(vmsim_gdb, build) -> None:
     out = "".join(lines)
     assert "Program received signal SIGINT" in out and "$1 = 1" in out, out[-3000:]
     assert proc.wait(timeout=20) == 0
+
+
+def test_a_step_that_powers_the_guest_off_reports_its_exit(vmsim_gdb, build) -> None:
+    elf = build(COUNTER)
+    proc, port = vmsim_gdb(COUNTER)
+    gdb = Client(port)
+    gdb.ask(b"qSupported")
+    gdb.ask(b"?")
+    gdb.ask(b"Z0,%x,2" % symbol(elf, "done"))
+    assert gdb.ask(b"c").startswith(b"T05")
+    replies = []
+    while not replies or replies[-1].startswith(b"T05"):
+        assert len(replies) < 10, replies
+        replies.append(gdb.ask(b"s"))
+    assert replies[-1] == b"W00"
+    assert proc.wait(timeout=20) == 0
+    gdb.close()

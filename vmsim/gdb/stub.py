@@ -311,6 +311,8 @@ class GdbStub:
             self.target.cpu.pc = int(text[1:], 16)
         signal = self.step()
         self._waiting_for_stop = False
+        if self.machine.exit_status is not None:          # the step powered the guest off
+            return f"W{self.machine.exit_status & 0xFF:02x}".encode()
         self._watch_hit, hit = None, self._watch_hit
         extra = f"{hit};" if hit else ""
         self._stop_reply = f"T{signal:02x}{extra}thread:1;"
