@@ -305,3 +305,24 @@ def test_a_step_that_powers_the_guest_off_reports_its_exit(vmsim_gdb, build) -> 
     assert replies[-1] == b"W00"
     assert proc.wait(timeout=20) == 0
     gdb.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-S"], "-S/--wait needs a debugger port"),
+    (["--gdb", "70000"], "port 70000 is out of range"),
+])
+def test_bad_gdb_options_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = subprocess.run(VMSIM + ["run", "--kernel", str(tmp_path / "none")] + args,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("vmsim: error:") and message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_port_in_use_is_one_line(vmsim_gdb, build) -> None:
+    _proc, port = vmsim_gdb(COUNTER)
+    result = subprocess.run(VMSIM + ["run", "--kernel", str(build(COUNTER)), "--mem", "16M",
+                                     "--no-crypto", "--gdb", str(port)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"vmsim: error: cannot serve GDB on localhost:{port}: Address already in use\n"

@@ -274,6 +274,7 @@ def _run(args: argparse.Namespace) -> int:
     from vmsim.core.machine import DEFAULT_APPEND, Machine, MachineConfig
 
     _check_standard_fds()
+    gdb_port = _gdb_port(args)
     factories = device_factories(args)
     configure_logging(args)
     ensure_native_library()
@@ -293,7 +294,7 @@ def _run(args: argparse.Namespace) -> int:
         with Machine(config, output=observers.output(write_stdout)) as machine:
             machine.load()
             observers.attach(machine)
-            stub = _start_gdb_stub(args, machine)
+            stub = None if gdb_port is None else _start_gdb_stub(machine, gdb_port, args.wait)
             try:
                 if observers.tui:
                     return observers.run_tui(machine)
@@ -307,9 +308,8 @@ def _run(args: argparse.Namespace) -> int:
         log.close()
 
 
-def _start_gdb_stub(args: argparse.Namespace, machine: Machine) -> GdbStub | None:
-    """--gdb/-s/-S: the stub (vmsim.gdb) serves on localhost; it lives as long as the
-    machine, whose close() it does not need. One stderr line names the port."""
+def _gdb_port(args: argparse.Namespace) -> int | None:
+    """--gdb PORT, or -s (1234, as in QEMU); checked before anything is built."""
     port = 1234 if args.gdb_default and args.gdb is None else args.gdb
     if port is None:
         if args.wait:
@@ -317,15 +317,19 @@ def _start_gdb_stub(args: argparse.Namespace, machine: Machine) -> GdbStub | Non
         return None
     if not 0 <= port <= 65535:
         raise UsageError(f"--gdb: port {port} is out of range (0 to 65535)")
+    return port
+
+
+def _start_gdb_stub(machine: Machine, port: int, wait: bool) -> GdbStub:
+    """The stub (vmsim.gdb) on localhost; one stderr line names its port."""
     from vmsim.gdb.stub import GdbStub
 
     try:
-        stub = GdbStub(machine, port, wait=args.wait)
+        stub = GdbStub(machine, port, wait=wait)
     except OSError as error:
-        raise VmsimError(f"cannot serve GDB on localhost:{port}: "
-                         f"{error.strerror or error}") from None
-    _say(f"vmsim: gdb stub on localhost:{stub.port}"
-         + (" (waiting for gdb)" if args.wait else ""))
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise VmsimError(f"cannot serve GDB on localhost:{port}: {reason}") from None
+    _say(f"vmsim: gdb stub on localhost:{stub.port}" + (" (waiting for gdb)" if wait else ""))
     return stub
 
 
