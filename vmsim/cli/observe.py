@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from vmsim.devices.events import TraceEvent, TraceSink, discard
 from vmsim.trace.control import MachineGate, gated
+from vmsim.trace.explain import EXPLAIN_STOPS
 from vmsim.trace.hub import TraceHub, tee
 from vmsim.trace.record import TraceWriter, device_info
 
@@ -25,6 +26,10 @@ def add_observer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tui", action="store_true",
                        help="show the console, the device, the rings and the requests live "
                             "(p pauses the guest, n steps, b breaks, ? helps)")
+    group.add_argument("--explain", action="store_true",
+                       help="teaching mode (implies --tui): the guest stops at each ring "
+                            "transition and a panel says what happened, what comes next and "
+                            "where the spec says so; space goes on")
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Observers:
 
     trace_file: Path | None = None
     tui: bool = False
+    explain: bool = False
     hub: TraceHub | None = None
     writer: TraceWriter | None = None
     gate: MachineGate | None = None
@@ -41,8 +47,9 @@ class Observers:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Observers:
+        explain = bool(getattr(args, "explain", False))
         observers = cls(trace_file=getattr(args, "trace_file", None),
-                        tui=bool(getattr(args, "tui", False)))
+                        tui=bool(getattr(args, "tui", False)) or explain, explain=explain)
         if observers.trace_file is not None or observers.tui:
             observers.hub = TraceHub()
         if observers.trace_file is not None:
@@ -52,6 +59,8 @@ class Observers:
             from vmsim.tui.feeds import ConsoleBuffer
 
             observers.gate = MachineGate()
+            if explain:
+                observers.gate.stop_when = lambda record: record.kind in EXPLAIN_STOPS
             observers.hub.listen(observers.gate.listener)
             observers.console = ConsoleBuffer()
             observers._closers.append(observers.gate.close)
@@ -110,7 +119,7 @@ class Observers:
 
         feed = HubFeed(self.hub, self.gate, self.console, device_info(machine.virtio),
                        machine.push_input, state, title=title)
-        app = VmsimApp(feed)
+        app = VmsimApp(feed, explain=self.explain)
         thread.start()
         try:
             app.run()

@@ -10,6 +10,9 @@ from vmsim.errors import VmsimError
 
 
 def add_trace_commands(commands: argparse._SubParsersAction) -> None:
+    from vmsim.cli.learn import add_learn_command
+
+    add_learn_command(commands)
     trace = commands.add_parser("trace", help="look at a trace recorded with run --trace")
     actions = trace.add_subparsers(dest="trace_command", metavar="ACTION")
     stats = actions.add_parser("stats", help="a table per opcode: counts, bytes, latency "
@@ -35,6 +38,10 @@ def add_trace_commands(commands: argparse._SubParsersAction) -> None:
 def run_trace_command(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
     from vmsim.trace.record import read_trace
 
+    if args.trace_command == "learn":
+        from vmsim.cli.learn import run_learn
+
+        return run_learn(args, say)
     if args.trace_command is None:
         raise VmsimError("trace needs an action: stats, view or export")
     trace = read_trace(args.file)

@@ -105,6 +105,9 @@ class MachineGate:
         self.attention: Callable[[], None] = lambda: None   # set to the machine's wake-up
         self.on_stop: Callable[[Record | None], None] = lambda record: None
         self.stops = 0
+        # Stop at every record this accepts (--explain: each ring transition; a lesson:
+        # its current step), besides stepping and breakpoints.
+        self.stop_when: Callable[[Record], bool] | None = None
 
     # ---- controls (any thread) ---------------------------------------------------------
 
@@ -150,9 +153,10 @@ class MachineGate:
 
     def listener(self, record: Record) -> None:
         """Hub listener: stop at this event when stepping or when a breakpoint holds."""
-        if self.closed or record.kind not in RING_EVENTS:
+        if self.closed or (record.kind not in RING_EVENTS and self.stop_when is None):
             return
-        if self.stepping or (self.breakpoints and matches_all(self.breakpoints, record)):
+        if (self.stepping or (self.breakpoints and matches_all(self.breakpoints, record))
+                or (self.stop_when is not None and self.stop_when(record))):
             with self._cond:
                 self.stepping = False
                 self.paused = True

@@ -22,6 +22,8 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Header, Input, Log, Static
 
 from vmsim.trace.control import ConditionError, parse_conditions
+from vmsim.trace.explain import explain
+from vmsim.trace.lesson import STEPS, Lesson
 from vmsim.trace.hub import Record
 from vmsim.trace.model import TraceModel
 from vmsim.tui.feeds import Feed, TraceFeed
@@ -150,10 +152,11 @@ class VmsimApp(App[int]):
         Binding("less_than_sign", "scrub_to(0)", "start", show=False, priority=True),
         Binding("greater_than_sign", "scrub_to(-1)", "end", show=False, priority=True),
         Binding("question_mark", "help", "help"),
+        Binding("space", "continue", "continue", show=False),
     ]
 
     def __init__(self, feed: Feed, position: int | None = None, refresh_hz: float = REFRESH_HZ,
-                 explain: object | None = None) -> None:
+                 explain: bool = False, lesson: Lesson | None = None) -> None:
         super().__init__()
         self.feed = feed
         self.model = TraceModel(feed.devices)
@@ -167,7 +170,8 @@ class VmsimApp(App[int]):
         self.filter_text = ""
         self.break_text = ""
         self.message = ""
-        self.explain = explain
+        self.explain = explain          # --explain: the panel explains where the guest stopped
+        self.lesson = lesson            # vmsim learn: the panel shows the lesson's step
         self.TITLE = feed.title
 
     # ---- layout -----------------------------------------------------------------------
@@ -249,8 +253,8 @@ class VmsimApp(App[int]):
         elapsed = ((self.model.last.t if self.model.last else 0.0)
                    if isinstance(self.feed, TraceFeed) else time.monotonic() - self._v_started)
         self._main("#stats", TextPane).set(stats_text(self.model, elapsed))
-        if self.explain is not None:
-            self.explain.refresh_panel(self)
+        if self.explain or self.lesson is not None:
+            self._show_teaching()
         self._show_status()
 
     def _show_status(self) -> None:
@@ -321,6 +325,41 @@ class VmsimApp(App[int]):
 
     # ---- actions ------------------------------------------------------------------------
 
+    def _show_teaching(self) -> None:
+        """The explanation of the event the guest stopped at (--explain), or the
+        lesson's current step, in place of the statistics."""
+        pane = self._main("#stats", TextPane)
+        pane.border_title = "lesson" if self.lesson is not None else "explain"
+        record = self.feed.stopped_at()
+        out = Text()
+        if self.lesson is not None:
+            reached = self.lesson.current
+            if reached is not None and record is not None and record.seq == reached.record.seq:
+                out.append(reached.text())
+                out.append("\n\n[space] next step", style="bold")
+            elif self.lesson.done:
+                out.append("Lesson complete: every step happened on this guest. q quits.",
+                           style="bold green")
+            else:
+                step = STEPS[self.lesson.index]
+                out.append(f"Step {self.lesson.index + 1}/{len(STEPS)}: {step.title} — "
+                           "running until it happens…\n", style="bold")
+                out.append(step.intro)
+        elif record is not None and self.model.last is not None and self.model.last.seq >= record.seq:
+            explanation = explain(record, self.model)
+            if explanation is not None:
+                out.append(f"[{explanation.actor}] ", style="bold cyan")
+                out.append(explanation.text())
+                out.append("\n[space] next event", style="bold")
+        else:
+            out.append("running to the next ring event…", style="dim")
+        pane.set(out)
+
+    def action_continue(self) -> None:
+        """space: in --explain and the lesson, go on to the next stop."""
+        if self.feed.live and (self.explain or self.lesson is not None):
+            self.feed.resume()
+
     def action_quit_app(self) -> None:
         self.feed.close()
         self.exit(0)
@@ -340,7 +379,9 @@ class VmsimApp(App[int]):
         self._show_status()
 
     def action_step(self) -> None:
-        if self.feed.live:
+        if self.feed.live and (self.explain or self.lesson is not None):
+            self.feed.resume()
+        elif self.feed.live:
             self.feed.step()
             self.message = "stepping to the next ring event"
         else:
