@@ -26,6 +26,9 @@ def add_observer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tui", action="store_true",
                        help="show the console, the device, the rings and the requests live "
                             "(p pauses the guest, n steps, b breaks, ? helps)")
+    group.add_argument("--observe", type=Path, metavar="SOCKET",
+                       help="serve the events, the console and pause/step/break on a Unix "
+                            "socket for `vmsim tui --attach SOCKET` (and so for a browser)")
     group.add_argument("--explain", action="store_true",
                        help="teaching mode (implies --tui): the guest stops at each ring "
                             "transition and a panel says what happened, what comes next and "
@@ -39,6 +42,8 @@ class Observers:
     trace_file: Path | None = None
     tui: bool = False
     explain: bool = False
+    observe: Path | None = None
+    server: Any = None
     hub: TraceHub | None = None
     writer: TraceWriter | None = None
     gate: MachineGate | None = None
@@ -49,9 +54,17 @@ class Observers:
     def from_args(cls, args: argparse.Namespace) -> Observers:
         explain = bool(getattr(args, "explain", False))
         observers = cls(trace_file=getattr(args, "trace_file", None),
-                        tui=bool(getattr(args, "tui", False)) or explain, explain=explain)
-        if observers.trace_file is not None or observers.tui:
+                        tui=bool(getattr(args, "tui", False)) or explain, explain=explain,
+                        observe=getattr(args, "observe", None))
+        if observers.trace_file is not None or observers.tui or observers.observe:
             observers.hub = TraceHub()
+        if observers.observe is not None and not observers.tui:
+            from vmsim.tui.feeds import ConsoleBuffer
+
+            observers.gate = MachineGate()
+            observers.hub.listen(observers.gate.listener)
+            observers.console = ConsoleBuffer()
+            observers._closers.append(observers.gate.close)
         if observers.trace_file is not None:
             observers.writer = TraceWriter(observers.trace_file, observers.hub)
             observers._closers.append(observers.writer.close)
@@ -78,8 +91,26 @@ class Observers:
         return out
 
     def output(self, default: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        """Where the guest console goes: the terminal, or the TUI's console pane."""
-        return self.console.write if self.console is not None else default
+        """Where the guest console goes: the terminal, or the TUI's console pane; with
+        --observe also to the attached viewers."""
+        if self.console is None:
+            return default
+        if self.tui:
+            return self._console_tee(self.console.write)
+
+        def both(data: bytes) -> None:
+            default(data)
+            self.console.write(data)
+            if self.server is not None:
+                self.server.console(data)
+        return both
+
+    def _console_tee(self, write: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        def tee_(data: bytes) -> None:
+            write(data)
+            if self.server is not None:
+                self.server.console(data)
+        return tee_
 
     def attach(self, machine: Any) -> None:
         """Once the machine is built: guest time, the gate's wake-up, the file header."""
@@ -92,6 +123,17 @@ class Observers:
             self.gate.attention = attention
         if self.writer is not None:
             self.writer.start(device_info(machine.virtio), machine.board.timebase_hz)
+        if self.observe is not None:
+            from vmsim.trace.serve import TraceServer
+
+            assert self.hub is not None and self.gate is not None
+            console = self.console
+            self.server = TraceServer(
+                self.observe, self.hub, self.gate, lambda: device_info(machine.virtio),
+                console.history, machine.push_input,
+                lambda: "running" if machine.exit_status is None
+                else f"the guest exited with status {machine.exit_status}")
+            self._closers.append(self.server.close)
 
     def run_tui(self, machine: Any, title: str = "vmsim run") -> int:
         """Run the machine on its own thread and the TUI on this one; return the guest's

@@ -13,6 +13,16 @@ def add_trace_commands(commands: argparse._SubParsersAction) -> None:
     from vmsim.cli.learn import add_learn_command
 
     add_learn_command(commands)
+    tui = commands.add_parser("tui", help="the TUI for a machine started with "
+                              "run --observe SOCKET")
+    tui.add_argument("--attach", required=True, metavar="SOCKET",
+                     help="the Unix socket the machine serves (vmsim run --observe SOCKET)")
+    tui.add_argument("--serve", type=int, metavar="PORT", default=None,
+                     help="serve the TUI to browsers on 127.0.0.1:PORT (textual-serve; one "
+                          "attached TUI per visit) instead of this terminal")
+    tui.add_argument("--host", default="127.0.0.1", help="address for --serve")
+    # Dispatched with the trace commands (run_trace_command).
+    tui.set_defaults(command="trace", trace_command="tui")
     trace = commands.add_parser("trace", help="look at a trace recorded with run --trace")
     actions = trace.add_subparsers(dest="trace_command", metavar="ACTION")
     stats = actions.add_parser("stats", help="a table per opcode: counts, bytes, latency "
@@ -42,6 +52,8 @@ def run_trace_command(args: argparse.Namespace, say: Callable[[str], None] = pri
         from vmsim.cli.learn import run_learn
 
         return run_learn(args, say)
+    if args.trace_command == "tui":
+        return _tui(args)
     if args.trace_command is None:
         raise VmsimError("trace needs an action: stats, view or export")
     trace = read_trace(args.file)
@@ -83,3 +95,26 @@ def run_trace_command(args: argparse.Namespace, say: Callable[[str], None] = pri
             say(f"wrote {args.pcapng}")
         return 0
     raise VmsimError(f"unknown trace action {args.trace_command!r}")
+
+
+def _tui(args: argparse.Namespace) -> int:
+    if args.serve is not None:
+        import shlex
+
+        from textual_serve.server import Server
+
+        vmsim = Path(sys.executable).with_name("vmsim")
+        command = (shlex.quote(str(vmsim)) if vmsim.exists() else
+                   f"{shlex.quote(sys.executable)} -m vmsim.cli.main")
+        Server(f"{command} tui --attach {shlex.quote(args.attach)}", host=args.host,
+               port=args.serve, title="vmsim").serve()
+        return 0
+    from vmsim.tui.app import VmsimApp
+    from vmsim.tui.feeds import SocketFeed
+
+    try:
+        feed = SocketFeed(args.attach)
+    except ConnectionError as error:
+        raise VmsimError(str(error)) from None
+    VmsimApp(feed).run()
+    return 0

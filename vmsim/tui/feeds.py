@@ -140,3 +140,93 @@ class TraceFeed(Feed):
 
     def status(self) -> str:
         return "recorded" + ("" if self.trace.complete else " (cut short)")
+
+
+class SocketFeed(Feed):
+    """A machine in another process, through its `--observe SOCKET` (vmsim.trace.serve):
+    a reader thread turns the server's lines into records and console text, and the
+    controls are sent back as commands."""
+
+    live = True
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        import json
+        import socket
+
+        self._json = json
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(path)
+        except OSError as error:
+            raise ConnectionError(f"cannot attach to {path}: {error.strerror or error}") from None
+        self._file = self._sock.makefile("rb")
+        hello = json.loads(self._file.readline() or b"{}")
+        if hello.get("hello") != "vmsim-trace":
+            raise ConnectionError(f"{path} is not a vmsim --observe socket")
+        self._sock.settimeout(None)
+        super().__init__(list(hello.get("devices", [])))
+        self.title = f"vmsim tui --attach {path}"
+        self._records: deque[Record] = deque(maxlen=1 << 18)
+        self._console = ConsoleBuffer()
+        self._state = "attached"
+        self._paused_at: Record | None = None
+        self._send_lock = threading.Lock()
+        threading.Thread(target=self._read, name="vmsim-attach", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._file:
+                data = self._json.loads(line)
+                if "console" in data:
+                    self._console.write(str(data["console"]).encode())
+                elif "state" in data:
+                    self._state = str(data["state"])
+                elif "seq" in data:
+                    self._records.append(Record.from_json(data))
+        except (OSError, ValueError):
+            pass
+        self._state = "the machine is gone (q quits)"
+
+    def _command(self, message: dict[str, Any]) -> None:
+        try:
+            with self._send_lock:
+                self._sock.sendall((self._json.dumps(message) + "\n").encode())
+        except OSError:
+            pass
+
+    def drain(self) -> list[Record]:
+        out = []
+        while self._records:
+            out.append(self._records.popleft())
+        return out
+
+    def console(self) -> bytes:
+        return self._console.drain()
+
+    def send_input(self, data: bytes) -> None:
+        self._command({"input": data.decode(errors="replace")})
+
+    def status(self) -> str:
+        return self._state
+
+    def pause(self) -> None:
+        self._command({"cmd": "pause"})
+
+    def resume(self) -> None:
+        self._command({"cmd": "resume"})
+
+    def step(self) -> None:
+        self._command({"cmd": "step"})
+
+    def set_breakpoints(self, conditions: list[Condition]) -> None:
+        self._command({"cmd": "break", "conditions": ", ".join(map(str, conditions))})
+
+    def stopped_at(self) -> Record | None:
+        return None
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass

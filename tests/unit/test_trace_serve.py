@@ -1,0 +1,72 @@
+"""The --observe socket and the attach feed, without a guest: a rig's events reach an
+attached viewer (the history first, then live), console text too, and the viewer's
+pause, break and typed input reach the machine's side."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from vmsim.devices.virtio.crypto.constants import CipherAlgo
+from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.testing.crypto_rig import CryptoRig
+from vmsim.trace.control import MachineGate
+from vmsim.trace.hub import TraceHub
+from vmsim.trace.serve import TraceServer
+from vmsim.tui.feeds import SocketFeed
+
+CRYPTO = [{"name": "virtio-crypto", "device_id": 20, "num_queues": 2,
+           "queue_names": ["dataq0", "controlq"]}]
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_an_attached_viewer_gets_history_live_events_and_sends_commands(tmp_path: Path) -> None:
+    hub, gate, typed = TraceHub(), MachineGate(), []
+    hub.listen(gate.listener)
+    server = TraceServer(tmp_path / "vm.sock", hub, gate, lambda: CRYPTO,
+                         lambda: b"booted\n", typed.append, lambda: "running")
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    feed = None
+    try:
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))     # before anyone attached
+        feed = SocketFeed(str(tmp_path / "vm.sock"))
+        assert feed.devices == CRYPTO
+        got = []
+        wait_for(lambda: got.extend(feed.drain()) or any(r.kind == "session_create" for r in got))
+        assert got[0].kind == "status" and any(r.kind == "features" for r in got)
+        rig.cipher(sid, bytes(16), b"x" * 16)                     # live, after attaching
+        wait_for(lambda: got.extend(feed.drain()) or any(r.fields.get("opcode") == "CIPHER_ENCRYPT"
+                                                         for r in got))
+        assert [r.seq for r in got] == sorted({r.seq for r in got})      # no duplicates
+        server.console(b"hello from the guest\n")
+        wait_for(lambda: b"hello from the guest" in feed._console.history())
+        assert feed._console.history().startswith(b"booted\n")    # the history came first
+        feed.send_input(b"ls\r")
+        wait_for(lambda: typed == [b"ls\r"])
+        feed.pause()
+        wait_for(lambda: gate.paused)
+        wait_for(lambda: feed.status() == "paused")
+        feed.resume()
+        wait_for(lambda: not gate.paused)
+        feed.set_breakpoints([])
+        wait_for(lambda: feed.status() == "running")
+    finally:
+        if feed is not None:
+            feed.close()
+        gate.close()
+        server.close()
+        rig.close()
+    assert not (tmp_path / "vm.sock").exists()
+
+
+def test_attaching_to_nothing_is_one_line(tmp_path: Path, capsys) -> None:
+    from vmsim.cli.main import main
+
+    assert main(["tui", "--attach", str(tmp_path / "nope.sock")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot attach to" in err[0]

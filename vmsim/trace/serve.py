@@ -1,0 +1,199 @@
+"""A running machine's events, console and controls on a Unix socket, for
+`vmsim tui --attach SOCKET` (and so for a browser, through textual-serve, which starts
+one attached TUI per visit).
+
+The protocol is JSON lines both ways. The server sends a hello line with the devices,
+then the history it kept (so a late viewer sees the negotiation and the queue setup),
+then every new record, console output as {"console": text} and the guest's state as
+{"state": text} when it changes. A client may send {"cmd": "pause" | "resume" | "step"},
+{"cmd": "break", "conditions": "opcode=..."} and {"input": text} for the console.
+Each client reads from its own bounded subscription, and a client that stops reading
+is dropped: the emulator never waits for a viewer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from vmsim.trace.control import ConditionError, MachineGate, parse_conditions
+from vmsim.trace.hub import Record, TraceHub
+
+HISTORY = 50_000                        # recent records a new viewer gets first
+_KEEP_ALWAYS = frozenset({"status", "features", "queue_setup", "config_read"})
+_SEND_EVERY = 0.05
+
+
+class TraceServer:
+    """Serves one machine on `path` (a Unix socket) until `close()`."""
+
+    def __init__(self, path: Path, hub: TraceHub, gate: MachineGate,
+                 devices: Callable[[], list[dict[str, Any]]],
+                 console_history: Callable[[], bytes],
+                 push_input: Callable[[bytes], None], state: Callable[[], str]) -> None:
+        self.path = path
+        self._hub, self._gate = hub, gate
+        self._devices, self._console_history = devices, console_history
+        self._push, self._state = push_input, state
+        self._history: deque[Record] = deque(maxlen=HISTORY)
+        self._structural: list[Record] = []
+        self._lock = threading.Lock()
+        self._clients: list[_Client] = []
+        self._console_subscribers: list[_Client] = []
+        self._stop = threading.Event()
+        hub.listen(self._remember)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(str(path))
+        os.chmod(path, 0o600)
+        self._sock.listen(8)
+        self._thread = threading.Thread(target=self._accept, name="vmsim-trace-server",
+                                        daemon=True)
+        self._thread.start()
+
+    def _remember(self, record: Record) -> None:
+        """Hub listener (CPU thread): keep history for viewers that come later."""
+        with self._lock:
+            self._history.append(record)
+            if record.kind in _KEEP_ALWAYS:
+                self._structural.append(record)
+                del self._structural[:-1000]
+
+    def console(self, data: bytes) -> None:
+        """Console output (CPU thread), for every connected viewer."""
+        text = data.decode(errors="replace")
+        for client in list(self._clients):
+            client.console.append(text)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            client = _Client(self, conn)
+            self._clients.append(client)
+            client.start()
+
+    def snapshot(self) -> list[Record]:
+        with self._lock:
+            history = list(self._history)
+            first = history[0].seq if history else 0
+            early = [r for r in self._structural if r.seq < first]
+        return early + history
+
+    def command(self, message: dict[str, Any]) -> None:
+        if "input" in message:
+            self._push(str(message["input"]).encode())
+        cmd = message.get("cmd")
+        if cmd == "pause":
+            self._gate.pause()
+        elif cmd == "resume":
+            self._gate.resume()
+        elif cmd == "step":
+            self._gate.step()
+        elif cmd == "break":
+            try:
+                self._gate.set_breakpoints(parse_conditions(str(message.get("conditions", ""))))
+            except ConditionError:
+                pass
+
+    def state(self) -> str:
+        if self._gate.paused:
+            at = self._gate.stopped_at
+            return f"paused at #{at.seq} {at.name}" if at else "paused"
+        return self._state()
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._sock.close()
+        finally:
+            for client in list(self._clients):
+                client.close()
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class _Client:
+    def __init__(self, server: TraceServer, conn: socket.socket) -> None:
+        self.server = server
+        self.conn = conn
+        self.sub = server._hub.subscribe(capacity=1 << 16)
+        self.console: deque[str] = deque(maxlen=10_000)
+        self.closed = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._send_loop, name="vmsim-trace-client", daemon=True).start()
+        threading.Thread(target=self._read_loop, name="vmsim-trace-cmds", daemon=True).start()
+
+    def _send(self, items: list[dict[str, Any]]) -> None:
+        if items:
+            self.conn.sendall("".join(json.dumps(i, separators=(",", ":")) + "\n"
+                                      for i in items).encode())
+
+    def _send_loop(self) -> None:
+        server = self.server
+        try:
+            snapshot = server.snapshot()
+            last = snapshot[-1].seq if snapshot else 0
+            self._send([{"hello": "vmsim-trace", "devices": server._devices()}])
+            self._send([{"console": server._console_history().decode(errors="replace")}])
+            for start in range(0, len(snapshot), 2000):
+                self._send([r.to_json() for r in snapshot[start:start + 2000]])
+            state = ""
+            while not self.closed.wait(_SEND_EVERY):
+                items: list[dict[str, Any]] = [r.to_json() for r in self.sub.drain()
+                                               if r.seq > last]
+                if self.console:
+                    text = "".join(self.console.popleft() for _ in range(len(self.console)))
+                    items.append({"console": text})
+                now = server.state()
+                if now != state:
+                    state = now
+                    items.append({"state": now})
+                self._send(items)
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def _read_loop(self) -> None:
+        buffer = b""
+        try:
+            while not self.closed.is_set():
+                data = self.conn.recv(4096)
+                if not data:
+                    break
+                buffer += data
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    try:
+                        self.server.command(json.loads(line))
+                    except (ValueError, AttributeError):
+                        continue
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.server._hub.unsubscribe(self.sub)
+        if self in self.server._clients:
+            self.server._clients.remove(self)
+        try:
+            self.conn.close()
+        except OSError:
+            pass
