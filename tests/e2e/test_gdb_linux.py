@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -47,30 +48,43 @@ def vmlinux() -> str:
 
 def test_break_at_start_kernel_backtrace_continue_and_ctrl_c(vmlinux: str) -> None:
     proc, port = start_vmsim("console=ttyS0 vmsim.run=busy vmsim.busy_ms=600000")
+    init_started = threading.Event()
+
+    def read_console() -> None:
+        for line in proc.stdout:
+            if "@vmsim event=init-start" in line:
+                init_started.set()
+
+    threading.Thread(target=read_console, daemon=True).start()
     try:
         gdb = subprocess.Popen(
             ["gdb-multiarch", "-batch", "-nx", vmlinux,
              "-ex", f"target remote localhost:{port}",
              "-ex", "break start_kernel", "-ex", "continue", "-ex", "bt",
-             "-ex", "print $priv", "-ex", "print/x $satp >> 60", "-ex", "print/x $pc",
-             "-ex", "x/2i $pc", "-ex", "delete",
-             "-ex", "set debug remote 1", "-ex", "continue", "-ex", "set debug remote 0",
-             "-ex", "bt 1", "-ex", "print/x $sstatus", "-ex", "kill"],
+             "-ex", "print $priv", "-ex", "print/x $satp", "-ex", "x/2i $pc",
+             "-ex", "delete", "-ex", "set debug remote 1", "-ex", "continue",
+             "-ex", "set debug remote 0", "-ex", "print/x $pc", "-ex", "bt 1", "-ex", "kill"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         lines = []
         for line in gdb.stdout:
             lines.append(line)
-            # The second continue: interrupt once gdb has sent it (what Ctrl-C does).
+            # The second continue: once the guest's init runs, interrupt (what Ctrl-C
+            # at gdb's prompt does).
             if "Sending packet: $vCont;c" in line:
+                assert init_started.wait(timeout=120), "the guest's init never started"
                 os.kill(gdb.pid, signal.SIGINT)
         assert gdb.wait(timeout=120) == 0
         out = "".join(lines)
         assert re.search(r"Breakpoint 1, 0xffffffff8[0-9a-f]+ in start_kernel \(\)", out), out
-        assert re.search(r"#0\s+0xffffffff8[0-9a-f]+ in start_kernel \(\)", out), out
+        assert re.search(r"#0\s+0xffffffff8[0-9a-f]+ in start_kernel \(\)\n"
+                         r"#1\s+0x[0-9a-f]+ in _start_kernel \(\)", out), out
         assert "$1 = prv:1 [Supervisor]" in out or "$1 = 1" in out
-        assert "$2 = 0x8" in out                       # Sv39 is on
+        assert re.search(r"\$2 = 0x[89a]0000000000[0-9a-f]{5}", out), out  # paging is on
+        assert re.search(r"=> 0xffffffff8[0-9a-f]+ <start_kernel>:\s+\w+", out), out
         assert "Program received signal SIGINT" in out, out[-3000:]
+        stopped_at = re.search(r"\$3 = (0x[0-9a-f]+)", out)
+        assert stopped_at and stopped_at.group(1) not in out.split("Program received")[0]
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

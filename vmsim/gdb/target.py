@@ -4,9 +4,9 @@ Register numbers follow GDB's RISC-V layout (and QEMU's): x0-x31 are 0-31, pc 32
 f0-f31 33-64, a CSR is 65 + its CSR number, and the virtual `priv` register is
 65 + 4096. GDB finds CSRs by their standard names, so only those are used.
 
-Memory is guest-virtual, as GDB expects: the stub walks Sv39 itself from satp, with
-the debugger's rights (no U/SUM or R/W/X checks), because the engine's own accessors
-are physical or apply the guest's privilege. Only RAM is reachable: reading a device
+Memory is guest-virtual, as GDB expects: the stub walks the page tables itself from
+satp (Sv39, Sv48 or Sv57) with the debugger's rights (no U/SUM or R/W/X checks), because
+the engine's own accessors are physical or apply the guest's privilege. Only RAM is reachable: reading a device
 register from the debugger would have side effects.
 """
 from __future__ import annotations
@@ -91,6 +91,9 @@ def target_xml() -> bytes:
     return "\n".join(lines).encode()
 
 
+_LEVELS = {8: 3, 9: 4, 10: 5}     # satp.MODE: Sv39, Sv48, Sv57 -> page-table levels
+
+
 class Target:
     """Register and memory access for the stub; CPU thread only, engine stopped."""
 
@@ -136,16 +139,18 @@ class Target:
     # -- memory --------------------------------------------------------------------
 
     def translate(self, address: int) -> int | None:
-        """Guest-virtual to physical under the current satp (Sv39 or bare), with the
-        debugger's rights; None for an unmapped or non-canonical address."""
+        """Guest-virtual to physical under the current satp, with the debugger's rights;
+        None for an unmapped or non-canonical address. Sv48 and Sv57 too: Linux 6.1
+        asks for the deepest mode the hart takes, and this engine takes Sv57."""
         satp = self.cpu.csr("satp")
-        if satp >> 60 != 8 or self.cpu.priv == PRIV_MACHINE:
+        levels = _LEVELS.get(satp >> 60)
+        if levels is None or self.cpu.priv == PRIV_MACHINE:
             return address if address < 1 << 64 else None
-        top = address >> 38
-        if top not in (0, (1 << 26) - 1):
+        top_bit = 12 + 9 * levels - 1                 # 38 for Sv39: sign-extended above
+        if address >> top_bit not in (0, (1 << (64 - top_bit)) - 1):
             return None
         table = (satp & ((1 << 44) - 1)) << 12
-        for level in (2, 1, 0):
+        for level in range(levels - 1, -1, -1):
             entry_at = table + ((address >> (12 + 9 * level)) & 0x1FF) * 8
             if not self.ram.contains(entry_at, 8):
                 return None
