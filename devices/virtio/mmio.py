@@ -402,8 +402,7 @@ class MmioTransport:
         index = value & 0xFFFF
         if self._tracing:
             queues = self.queues
-            shadow = (queues[index].query_status()["shadow-avail-idx"]
-                      if index < len(queues) else None)
+            shadow = queues[index].published_avail_idx() if index < len(queues) else None
             self._emit("notify", index, avail_idx=shadow)
         if not self.status & Status.DRIVER_OK or self.context is None:
             self._ignored("notify before DRIVER_OK", index)

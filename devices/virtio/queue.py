@@ -82,14 +82,7 @@ def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writab
             sum(lengths[:readable]), sum(lengths[readable:]))
 
 
-PREVIEW_BYTES = 64  # bytes of each buffer a trace event carries (hex), before and after
-
-
-def _preview(mem: GuestMemory, addr: int, length: int, limit: int) -> str:
-    try:
-        return mem.read(addr, min(length, limit)).hex() if limit else ""
-    except GuestMemoryError:
-        return ""
+PREVIEW_BYTES = 32  # bytes of each buffer a trace event carries (hex), before and after
 
 
 def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
@@ -100,29 +93,33 @@ def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
     call this, after the walker accepted the chain; it is bounded the same way anyway
     and never raises."""
     out: list[dict[str, object]] = []
+    read, unpack = mem.read, mem.unpack_from
     index, table, table_len = head, None, size
     for _ in range(size + 0x10000):
         try:
             if table is None:
-                addr, length, flags, nxt = mem.unpack_from(_DESC, desc_addr + _DESC_SIZE * index)
+                addr, length, flags, nxt = unpack(_DESC, desc_addr + _DESC_SIZE * index)
             else:
                 addr, length, flags, nxt = _DESC.unpack_from(table, _DESC_SIZE * index)
         except (GuestMemoryError, struct.error):
             break
-        item: dict[str, object] = {"index": index, "addr": addr, "len": length,
-                                   "flags": flags, "indirect": table is not None}
         if flags & _INDIRECT and table is None:
-            out.append(item)
+            out.append({"index": index, "addr": addr, "len": length, "flags": flags,
+                        "indirect": False})
             try:
-                table = mem.read(addr, min(length, _DESC_SIZE * 0x10000))
+                table = read(addr, min(length, _DESC_SIZE * 0x10000))
             except GuestMemoryError:
                 break
             index, table_len = 0, len(table) // _DESC_SIZE
             if not table_len:
                 break
             continue
-        item["data"] = _preview(mem, addr, length, preview)
-        out.append(item)
+        try:
+            data = read(addr, length if length < preview else preview).hex() if preview else ""
+        except GuestMemoryError:
+            data = ""
+        out.append({"index": index, "addr": addr, "len": length, "flags": flags,
+                    "indirect": table is not None, "data": data})
         if not flags & _NEXT or nxt >= table_len:
             break
         index = nxt
@@ -342,6 +339,10 @@ class SplitQueue:
             if self.event_idx:
                 state["used_event"] = self._read_u16(self._used_event_addr)
         return state
+
+    def published_avail_idx(self) -> int | None:
+        """avail.idx as the driver last wrote it (None before the rings were checked)."""
+        return self._peek_u16(self.avail_addr + 2) if self._rings_checked else None
 
     def query_status(self) -> dict[str, int | bool | None]:
         """This queue as QEMU's x-query-virtio-queue-status answers it (its field names),

@@ -5,7 +5,9 @@ shows both virtio-crypto queues with their counts."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -60,8 +62,10 @@ def test_the_attached_tui_in_chromium_shows_the_queues(tmp_path: Path) -> None:
     try:
         _wait("the guest's crypto-reg result", lambda: b"test=crypto-reg" in log.read_bytes(), 180)
         assert sock.exists()
+        # Its own process group: textual-serve starts one attached TUI per visit.
         server = subprocess.Popen([str(VMSIM), "tui", "--attach", str(sock), "--serve", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
         _wait("textual-serve", lambda: _listening(port), 30)
 
         async def look() -> str:
@@ -80,6 +84,8 @@ def test_the_attached_tui_in_chromium_shows_the_queues(tmp_path: Path) -> None:
         assert re.search(r"dataq[0oO]", text) and "controlq" in text, f"{shot}:\n{text}"
         assert re.search(r"kicks \d+", text) and "virtio-crypto" in text, f"{shot}:\n{text}"
     finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
         for proc in (server, guest):
             if proc is not None:
                 proc.terminate()

@@ -55,6 +55,8 @@ def test_an_attached_viewer_gets_history_live_events_and_sends_commands(tmp_path
         wait_for(lambda: not gate.paused)
         feed.set_breakpoints([])
         wait_for(lambda: feed.status() == "running")
+        server.close()                                            # the machine goes
+        wait_for(lambda: feed.finished and feed.status() == "the machine is gone")
     finally:
         if feed is not None:
             feed.close()

@@ -6,6 +6,7 @@ events out, stamped with guest time, and the TUI's gate can stop the guest.
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,9 @@ from vmsim.trace.control import MachineGate, gated
 from vmsim.trace.explain import EXPLAIN_STOPS
 from vmsim.trace.hub import TraceHub, tee
 from vmsim.trace.record import TraceWriter, device_info
+
+
+OBSERVED_SWITCH_INTERVAL = 0.0005      # seconds; CPython's default is 0.005
 
 
 def add_observer_options(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +120,9 @@ class Observers:
         """Once the machine is built: guest time, the gate's wake-up, the file header."""
         if self.hub is not None:
             self.hub.guest_time = machine.clock.ticks
+            # Observers run Python on other threads; the CPU thread needs the GIL in
+            # every trap and MMIO callback, and by default could wait 5 ms for it.
+            sys.setswitchinterval(OBSERVED_SWITCH_INTERVAL)
         if self.gate is not None:
             def attention() -> None:
                 machine.request_stop()
@@ -135,9 +142,13 @@ class Observers:
                 else f"the guest exited with status {machine.exit_status}")
             self._closers.append(self.server.close)
 
-    def run_tui(self, machine: Any, title: str = "vmsim run") -> int:
+    def run_tui(self, machine: Any, title: str = "vmsim run", headless: bool = False,
+                exit_when_done: bool = False, auto_pilot: Any = None,
+                size: tuple[int, int] | None = None) -> int:
         """Run the machine on its own thread and the TUI on this one; return the guest's
-        exit status (quitting the TUI first stops the guest)."""
+        exit status (quitting the TUI first stops the guest). `headless` renders without
+        a terminal and `exit_when_done` closes the TUI when the guest ends: for the
+        benchmark, which measures the guest with a TUI really drawing."""
         from vmsim.tui.app import VmsimApp
         from vmsim.tui.feeds import HubFeed
 
@@ -149,6 +160,11 @@ class Observers:
                 outcome["status"] = machine.run()
             except BaseException as error:      # noqa: BLE001 - shown, then re-raised
                 outcome["error"] = error
+            if exit_when_done:
+                try:
+                    app.call_from_thread(app.exit)
+                except RuntimeError:            # the app is not running (any more)
+                    pass
 
         thread = threading.Thread(target=run, name="vmsim-cpu", daemon=True)
 
@@ -164,7 +180,7 @@ class Observers:
         app = VmsimApp(feed, explain=self.explain)
         thread.start()
         try:
-            app.run()
+            app.run(headless=headless, auto_pilot=auto_pilot, size=size)
         finally:
             self.gate.close()
             if thread.is_alive():

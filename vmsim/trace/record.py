@@ -31,6 +31,7 @@ FORMAT = "vmsim-trace"
 VERSION = 1
 WRITER_CAPACITY = 1 << 20      # events buffered for the file before the oldest go
 _FLUSH_SECONDS = 0.02
+_BATCH = 32
 
 
 class TraceFileError(VmsimError):
@@ -95,9 +96,11 @@ class TraceWriter:
 
     def _loop(self) -> None:
         while not self._stop.wait(_FLUSH_SECONDS):
-            records = self._sub.drain()
-            if records:
+            # Small batches with a yield between them: this thread needs the GIL to
+            # encode, and the CPU thread must never wait long for it in a callback.
+            while records := self._sub.drain(limit=_BATCH):
                 self._write(records)
+                time.sleep(0)
 
     def close(self) -> None:
         """Write what is left and the end line; safe to call twice."""

@@ -193,6 +193,10 @@ class _Client:
         self.server._hub.unsubscribe(self.sub)
         if self in self.server._clients:
             self.server._clients.remove(self)
+        try:   # shutdown first: it wakes our reader thread and tells the viewer at once
+            self.conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.conn.close()
         except OSError:

@@ -9,6 +9,8 @@ between panes, ? help, q quit. Typing in the console pane goes to the guest.
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 from rich.text import Text
@@ -191,7 +193,17 @@ class VmsimApp(App[int]):
         yield TextPane(id="status")
         yield Footer()
 
+    def _hang_up(self, signum: int, _frame: object) -> None:
+        """The terminal went away (SIGHUP) or we were told to stop: quit like q, so the
+        guest is not left running with nobody watching."""
+        self.feed.close()
+        self.exit(128 + signum)
+
     def on_mount(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGHUP, signal.SIGTERM):
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    signal.signal(signum, self._hang_up)
         self._main("#console").border_title = "console"
         self._main("#device").border_title = "device"
         self._main("#rings").border_title = "rings"
@@ -239,6 +251,9 @@ class VmsimApp(App[int]):
         data = self.feed.console()
         if data:
             self._main(ConsolePane).add_output(data)
+        if self.feed.finished and self.feed.exit_when_finished:
+            self.exit(0)                  # an attached viewer ends with its machine
+            return
         now = time.monotonic()
         if records or (self.feed.live and now - self._v_drawn >= 1.0):
             self._v_drawn = now

@@ -45,6 +45,8 @@ class Feed:
 
     live = False
     title = "vmsim"
+    finished = False              # the source is gone for good
+    exit_when_finished = False    # and the app should then close by itself
 
     def __init__(self, devices: list[dict[str, Any]]) -> None:
         self.devices = devices
@@ -167,6 +169,7 @@ class SocketFeed(Feed):
         self._sock.settimeout(None)
         super().__init__(list(hello.get("devices", [])))
         self.title = f"vmsim tui --attach {path}"
+        self.exit_when_finished = True    # a browser session ends with its machine
         self._records: deque[Record] = deque(maxlen=1 << 18)
         self._console = ConsoleBuffer()
         self._state = "attached"
@@ -186,7 +189,8 @@ class SocketFeed(Feed):
                     self._records.append(Record.from_json(data))
         except (OSError, ValueError):
             pass
-        self._state = "the machine is gone (q quits)"
+        self._state = "the machine is gone"
+        self.finished = True
 
     def _command(self, message: dict[str, Any]) -> None:
         try:
