@@ -4,9 +4,10 @@
 
 - libunicorn 2.1.4 from the PyPI sdist with `patches/` applied, riscv only, so that a
   stop from another thread lands only at a block boundary (docs/engine.md, P1), the
-  `time` CSR reads the host clock natively instead of trapping (P2), system calls the
-  kernel delegated reach it natively instead of through the trap hook (P3), and more
-  (docs/engine.md describes every change of the patch);
+  `time` CSR reads the host clock natively instead of trapping (P2), every exception
+  the kernel delegated reaches it natively instead of through the trap hook (P7), the
+  SBI timer runs in the engine (P8), and more (docs/engine.md describes every change of
+  the patch);
 - the tiny C block hook in `native/`, the safe stop for the stock wheel (the fallback,
   docs/engine.md, W1).
 

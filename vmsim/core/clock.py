@@ -25,6 +25,9 @@ class GuestClock:
 
     def __init__(self, timebase_hz: int = 10_000_000) -> None:
         self.timebase_hz = timebase_hz
+        # Where the patched engine keeps the SBI timer itself (docs/engine.md, P8), the
+        # CPU thread reads its deadline through this (set by TrapHandler.install).
+        self.native_deadline: Callable[[], int] | None = None
 
     def ticks(self) -> int:
         return time.monotonic_ns() * self.timebase_hz // 1_000_000_000
@@ -56,7 +59,20 @@ class SbiTimer:
         return self.deadline != NEVER and self.clock.ticks() >= self.deadline
 
     def seconds_left(self) -> float | None:
-        """Host seconds until the deadline (<= 0 if due), or None when none is set."""
+        """Host seconds until the deadline (<= 0 if due), or None when none is set.
+
+        The CPU thread sleeps on this in wfi, so it counts the engine's own deadline
+        too (`GuestClock.native_deadline`); the watchdog, which must never touch the
+        engine, uses `programmed_seconds_left`."""
+        left = self.programmed_seconds_left()
+        native = self.clock.native_deadline
+        if native is not None and (tick := native()) != NEVER:
+            engine_left = self.clock.seconds_until(tick)
+            left = engine_left if left is None else min(left, engine_left)
+        return left
+
+    def programmed_seconds_left(self) -> float | None:
+        """Host seconds until the deadline `set` programmed (<= 0 if due), or None."""
         if self.deadline == NEVER:
             return None
         return self.clock.seconds_until(self.deadline)
@@ -116,7 +132,7 @@ class Watchdog:
             return self.RETRY_SECONDS
         if self._timer.fired:
             return None
-        left = self._timer.seconds_left()
+        left = self._timer.programmed_seconds_left()
         if left is not None and left <= 0:
             self._pending = True
             return self.RETRY_SECONDS

@@ -18,6 +18,9 @@ quirks are absorbed here (docs/engine.md gives each by its id):
   a device's DMA cheap.
 - The Python binding lacks `uc_vmem_read` (E1): `read_virtual` calls it via ctypes
   to fetch guest-virtual instruction bytes.
+- The patched engine delivers delegated exceptions and keeps the SBI timer itself
+  (docs/engine.md, P7 and P8). What it did is read through pseudo-registers that only
+  it has; `native_features` says whether they exist, so the wheel is never asked.
 """
 from __future__ import annotations
 
@@ -38,6 +41,15 @@ ABI_NAMES = ("zero ra sp gp tp t0 t1 t2 s0 s1 a0 a1 a2 a3 a4 a5 a6 a7 "
              "s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 t3 t4 t5 t6").split()
 CSR_NAMES = ("sstatus", "sie", "stvec", "sepc", "scause", "stval", "sip", "satp", "scounteren")
 MCSR_NAMES = ("mstatus", "mip", "mie", "medeleg", "mideleg", "mcounteren")
+
+# What the patched engine does natively (its exported vmsim_features(); docs/engine.md,
+# P7 and P8), and the pseudo-registers through which it reports and is configured.
+NATIVE_TRAPS, NATIVE_TIMER = 1, 2
+_VMSIM_REG = 0x76000
+_REG_TIMER_ENABLE, _REG_TIMECMP = _VMSIM_REG, _VMSIM_REG + 1
+_REG_TIMER_SETS, _REG_TIMER_FIRES, _REG_TRAP_REPEATS = (_VMSIM_REG + 2, _VMSIM_REG + 3,
+                                                        _VMSIM_REG + 4)
+_REG_TRAPS = _VMSIM_REG + 0x100     # + cause
 
 _PROT_READ, _PROT_EXEC = 1, 4
 # An odd address: pc never equals it, so emu_start's `until` never ends a run.
@@ -63,13 +75,15 @@ rv: Any = None
 CSR: dict[str, int] = {}
 MCSR: dict[str, int] = {}
 _CSRS_AT_ANY_PRIVILEGE = False
-_MIP = _PRIV = _CTL_REMOVE_CACHE = 0
+_NATIVE_FEATURES = 0
+_MIP = _PRIV = _PC = _X0 = _CTL_REMOVE_CACHE = 0
 _ENGINE_ERRORS: dict[int, EngineStop] = {}
 
 
 def _bind_engine() -> None:
     """Load the engine (vmsim.core.engine) and resolve its register and error numbers."""
-    global uc_mod, rv, _CSRS_AT_ANY_PRIVILEGE, _MIP, _PRIV, _CTL_REMOVE_CACHE
+    global uc_mod, rv, _CSRS_AT_ANY_PRIVILEGE, _NATIVE_FEATURES, _MIP, _PRIV, _PC, _X0
+    global _CTL_REMOVE_CACHE
     if uc_mod is not None:
         return
     module = load_unicorn()
@@ -79,7 +93,9 @@ def _bind_engine() -> None:
     CSR.update({name: getattr(rv, f"UC_RISCV_REG_{name.upper()}") for name in CSR_NAMES})
     MCSR.update({name: getattr(rv, f"UC_RISCV_REG_{name.upper()}") for name in MCSR_NAMES})
     _CSRS_AT_ANY_PRIVILEGE = engine_kind(module) == PATCHED
-    _MIP, _PRIV = rv.UC_RISCV_REG_MIP, rv.UC_RISCV_REG_PRIV
+    _NATIVE_FEATURES = _native_features() if _CSRS_AT_ANY_PRIVILEGE else 0
+    _MIP, _PRIV, _PC, _X0 = (rv.UC_RISCV_REG_MIP, rv.UC_RISCV_REG_PRIV, rv.UC_RISCV_REG_PC,
+                             rv.UC_RISCV_REG_X0)
     # uc_ctl's encoding of "write, two arguments, TB_REMOVE_CACHE" (what ctl_remove_cache builds).
     _CTL_REMOVE_CACHE = ((module.UC_CTL_IO_WRITE << 30) | (2 << 26)
                          | module.UC_CTL_TB_REMOVE_CACHE)
@@ -122,17 +138,18 @@ class Cpu:
 
     # -- general registers -------------------------------------------------------
 
+    # The trap and SBI paths read a dozen registers per trap: straight to the engine.
     def x(self, index: int) -> int:
-        return self.uc.reg_read(rv.UC_RISCV_REG_X0 + index)
+        return self._get(_X0 + index)
 
     def set_x(self, index: int, value: int) -> None:
         """Write x[index]; writes to x0 are dropped, as the ISA says."""
         if index:
-            self.uc.reg_write(rv.UC_RISCV_REG_X0 + index, value & ((1 << 64) - 1))
+            self._set(_X0 + index, value & ((1 << 64) - 1))
 
     @property
     def pc(self) -> int:
-        return self.uc.reg_read(rv.UC_RISCV_REG_PC)
+        return self._get(_PC)
 
     @pc.setter
     def pc(self, value: int) -> None:
@@ -142,11 +159,11 @@ class Cpu:
 
     @property
     def priv(self) -> int:
-        return self.uc.reg_read(rv.UC_RISCV_REG_PRIV) & 0b11
+        return self._get(_PRIV) & 0b11
 
     @priv.setter
     def priv(self, value: int) -> None:
-        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, value)
+        self._set(_PRIV, value)
 
     # -- CSRs --------------------------------------------------------------------
 
@@ -211,6 +228,41 @@ class Cpu:
     def interrupt_waiting(self) -> bool:
         """Whether wfi would wake now: some interrupt is both pending and enabled."""
         return bool(self.read_mcsr("mip") & self.csr("sie"))
+
+    # -- what the patched engine does natively (docs/engine.md, P7 and P8) ---------
+
+    @property
+    def native_features(self) -> int:
+        """NATIVE_TRAPS | NATIVE_TIMER as the loaded engine has them; 0 on the wheel."""
+        return _NATIVE_FEATURES
+
+    def native_trap_count(self, cause: int) -> int:
+        """Exceptions of `cause` the engine delivered to S-mode itself."""
+        return self._get(_REG_TRAPS + cause) if _NATIVE_FEATURES & NATIVE_TRAPS else 0
+
+    def native_trap_repeats(self) -> int:
+        """How many times in a row the engine saw the same fault; it hands the fault to
+        the hook instead once this reaches the trap-loop limit."""
+        return self._get(_REG_TRAP_REPEATS) if _NATIVE_FEATURES & NATIVE_TRAPS else 0
+
+    def enable_native_timer(self) -> bool:
+        """Let the engine answer SBI set_timer and raise STIP itself; False where it
+        cannot (the wheel)."""
+        if not _NATIVE_FEATURES & NATIVE_TIMER:
+            return False
+        self._set(_REG_TIMER_ENABLE, 1)
+        return True
+
+    def native_timer_deadline(self) -> int:
+        """The deadline the guest last gave the engine's timer, in ticks (2^64 - 1:
+        none)."""
+        return self._get(_REG_TIMECMP)
+
+    def native_timer_counts(self) -> tuple[int, int]:
+        """(set_timer calls answered, timer interrupts raised) by the engine."""
+        if not _NATIVE_FEATURES & NATIVE_TIMER:
+            return 0, 0
+        return self._get(_REG_TIMER_SETS), self._get(_REG_TIMER_FIRES)
 
     # -- guest-virtual memory and caches -----------------------------------------
 
@@ -348,6 +400,19 @@ class Cpu:
         lines += ["  ".join(regs[i:i + 4]) for i in range(0, 32, 4)]
         lines.append("  ".join(f"{name}={self.csr(name):#x}" for name in CSR))
         return "\n".join(lines)
+
+
+def _native_features() -> int:
+    """The patched engine's vmsim_features(), or 0 for a build without it."""
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    try:
+        features = uclib.vmsim_features
+    except AttributeError:
+        return 0
+    features.argtypes = []
+    features.restype = ctypes.c_uint
+    return int(features())
 
 
 def _vmem_functions() -> ctypes.CDLL:

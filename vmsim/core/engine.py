@@ -1,12 +1,12 @@
 """Loads the Unicorn engine vmsim runs on, and says which one it is.
 
-Two engines can back the `unicorn` Python binding (docs/engine.md: E14 says why, P1-P6
+Two engines can back the `unicorn` Python binding (docs/engine.md: E14 says why, P1-P10
 describe the patch, W1 the wheel fallback, E20 the one-engine-per-process rule):
 
 - "patched": libunicorn 2.1.4 built by `make unicorn` (vmsim.build.unicorn) with vmsim's
-  patch. A stop from another thread lands only at a block boundary, `rdtime` and
-  delegated system calls run natively, the TLB survives context switches, and the
-  guest runs faster than on the wheel. It is the default whenever it has been built.
+  patch. A stop from another thread lands only at a block boundary, `rdtime`, every
+  delegated exception and the SBI timer are handled natively, the TLB survives context
+  switches, and the guest runs faster than on the wheel. It is the default whenever it has been built.
 - "wheel": the PyPI wheel's own library. Stops go through a native block hook
   (see `vmsim.core.preempt`), which costs some speed; `rdtime` traps to be emulated and
   every system call goes through the trap hook.
@@ -88,6 +88,6 @@ def engine_description() -> str:
     unicorn = load_unicorn()
     if engine_kind(unicorn) == PATCHED:
         return (f"unicorn {unicorn.__version__}, patched build (stops at block boundaries; "
-                "native time CSR and system calls; address-space-tagged TLB)")
+                "native time CSR, delegated traps and SBI timer; address-space-tagged TLB)")
     return (f"unicorn {unicorn.__version__}, PyPI wheel (stops through a native block hook; "
             "`make unicorn` builds the faster patched engine)")

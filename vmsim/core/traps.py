@@ -1,13 +1,18 @@
 """Synchronous traps: Unicorn reports them, vmsim delivers them (docs/engine.md, E1).
 
-Unicorn never enters the guest's trap handler itself. Every exception reaches a hook
-with pc already 4 past the faulting instruction, and this module plays both the
+Stock Unicorn never enters the guest's trap handler itself. Every exception reaches a
+hook with pc already 4 past the faulting instruction, and this module plays both the
 hardware and the M-mode firmware:
 - an S-mode ecall is an SBI call, answered in Python;
 - an illegal instruction that reads a counter CSR (`time`) is emulated (E4);
 - everything else is delivered to the S-mode handler at stvec, with the stval that
   Unicorn does not compute (decoded from the faulting instruction).
 A trap the guest cannot take (stvec = 0, the same fault over and over) is fatal.
+
+The patched engine takes every exception the boot stub delegated (page faults, system
+calls, breakpoints, misaligned accesses) itself, and answers SBI set_timer itself
+(docs/engine.md, P7 and P8). Only the firmware's work reaches this module there: the
+other SBI calls, illegal instructions, and the traps that end in a guest death.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ CAUSE_NAMES = {
     13: "load page fault", 15: "store/AMO page fault",
 }
 ILLEGAL_INSTRUCTION, BREAKPOINT, ECALL = 2, 3, 8
+REPEATABLE_CAUSES = {BREAKPOINT, ECALL}     # programs repeat these: never a trap loop
 FETCH_CAUSES = {0, 1, 12}
 DATA_CAUSES = {4, 5, 6, 7, 13, 15}
 LOAD_TO_STORE_CAUSE = {4: 6, 5: 7, 13: 15}
@@ -63,8 +69,28 @@ class TrapHandler:
         self._repeats = 0
 
     def install(self) -> None:
+        """Hook the engine; where the engine keeps the SBI timer itself, let it, and let
+        the idle wait see its deadline (vmsim.core.clock)."""
         self.cpu.on_exception(self.on_exception)
         self.cpu.on_invalid_instruction(self.on_invalid_instruction)
+        if self.cpu.enable_native_timer():
+            self.clock.native_deadline = self.cpu.native_timer_deadline
+
+    def native_counts(self) -> Counter[str]:
+        """The exceptions the patched engine delivered itself, by name, and the SBI
+        timer calls it answered (`counts` has what reached this handler)."""
+        cpu = self.cpu
+        counts: Counter[str] = Counter()
+        if cpu.native_features:
+            for cause, name in CAUSE_NAMES.items():
+                if number := cpu.native_trap_count(cause):
+                    counts[name] = number
+            sets, fires = cpu.native_timer_counts()
+            if sets:
+                counts["sbi set_timer"] = sets
+            if fires:
+                counts["timer interrupt"] = fires
+        return counts
 
     # -- hooks ---------------------------------------------------------------------
 
@@ -184,10 +210,15 @@ class TrapHandler:
     def _why_undeliverable(self, cause: int, epc: int, tval: int, stvec: int) -> str:
         if (stvec & ~0b11) == 0:
             return "trap with no handler (stvec = 0)"
+        if cause in REPEATABLE_CAUSES:
+            self._last_trap = None
+            return ""
         key = (cause, epc, tval)
         self._repeats = self._repeats + 1 if key == self._last_trap else 0
         self._last_trap = key
-        if self._repeats >= TRAP_LOOP_LIMIT:
+        # The patched engine counts the faults it delivers and hands one to this hook
+        # only once it has seen it TRAP_LOOP_LIMIT times in a row (docs/engine.md, P7).
+        if max(self._repeats, self.cpu.native_trap_repeats()) >= TRAP_LOOP_LIMIT:
             return f"trap loop ({TRAP_LOOP_LIMIT} identical traps in a row)"
         return ""
 
