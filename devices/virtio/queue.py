@@ -8,6 +8,7 @@ later guest writes to the descriptor table cannot change what was validated.
 """
 from __future__ import annotations
 
+import re
 import struct
 import sys
 from operator import add
@@ -126,11 +127,30 @@ def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
     return out
 
 
+# The low flag byte of an entry that continues a chain in Linux's shape: NEXT, with or
+# without WRITE. The first other byte ends the chain.
+_NOT_CHAINED = re.compile(b"[^" + re.escape(bytes([_NEXT, _NEXT | _WRITE])) + b"]")
+_NEXT_PATTERN = b""
+
+
+def _linear_next_pattern(count: int) -> bytes:
+    """The next fields (u16 LE) of entries 0..count-2 of a linearly chained table."""
+    global _NEXT_PATTERN
+    if len(_NEXT_PATTERN) < 2 * (count - 1):
+        _NEXT_PATTERN = struct.pack("<65536H", *((i + 1) & 0xFFFF for i in range(0x10000)))
+    return _NEXT_PATTERN[:2 * (count - 1)]
+
+
 class ChainError(Exception):
     """A descriptor chain (or the ring around it) is structurally broken.
 
-    The device is expected to stop using the queue and call `ctx.needs_reset(...)`.
     `head` is the chain's head index, or None when the ring itself is at fault.
+    `last_writable`, set by `SplitQueue.pop()`, is the guest address of the refused
+    chain's last device-writable byte when its end could still be found (see
+    `SplitQueue._locate_last_writable`); the chain then counts as in flight, and a
+    device may answer it there (with an error status) and return it with add_used.
+    Otherwise the device is expected to stop using the queue and call
+    `ctx.needs_reset(...)`.
     """
 
     def __init__(self, head: int | None, reason: str) -> None:
@@ -138,6 +158,7 @@ class ChainError(Exception):
         super().__init__(f"{where}: {reason}")
         self.head = head
         self.reason = reason
+        self.last_writable: int | None = None
 
 
 class DescriptorChain:
@@ -429,7 +450,14 @@ class SplitQueue:
             raise ChainError(None, f"ring at {err.addr:#x} is outside RAM") from err
         self._last_avail = (last + 1) & 0xFFFF
         self._publish_avail_event()
-        chain = self._walk(head)
+        try:
+            chain = self._walk(head)
+        except ChainError as err:
+            err.last_writable = self._locate_last_writable(head)
+            if err.last_writable is not None:     # the device holds it until it answers
+                self._in_flight += 1
+                self._heads_in_flight.add(head)
+            raise
         self._in_flight += 1
         self._heads_in_flight.add(head)
         if self._tracing:
@@ -585,6 +613,77 @@ class SplitQueue:
             index = nxt
         return DescriptorChain(self._mem, head, readable, writable, outer + count, indirect,
                                total - writable_len, writable_len)
+
+    def _locate_last_writable(self, head: int) -> int | None:
+        """Where a refused chain ends, if that can be known: the address of its last
+        device-writable byte, or None.
+
+        Known means: the descriptors chain from `head` without a loop and with every
+        next index in range, an indirect descriptor (negotiated, without NEXT) ends the
+        direct part and its table has the shape Linux writes (`_linear_table_end`), and
+        the last descriptor is device-writable, not empty and in RAM. What made the
+        walker refuse the chain (a buffer outside RAM, an order violation, too many
+        descriptors, a table longer than 65536 entries) does not matter here. The walk
+        is bounded by the queue size, and at most 1 MiB of a table is read."""
+        if head >= self.size:
+            return None
+        index, last = head, None
+        for _ in range(self.size):
+            try:
+                addr, length, flags, nxt = self._unpack(_DESC, self.desc_addr + _DESC_SIZE * index)
+            except GuestMemoryError:
+                return None
+            if flags & _INDIRECT:
+                if flags & _NEXT or not self.indirect:
+                    return None
+                last = self._linear_table_end(addr, length)
+                break
+            last = (addr, length, flags)
+            if not flags & _NEXT:
+                break
+            if nxt >= self.size:
+                return None
+            index = nxt
+        else:
+            return None                              # longer than the ring: a loop
+        if last is None:
+            return None
+        addr, length, flags = last
+        if flags & _WRITE and length and self._in_ram(addr, length):
+            return addr + length - 1
+        return None
+
+    def _linear_table_end(self, addr: int, length: int) -> tuple[int, int, int] | None:
+        """Where the chain through an indirect table ends, as (addr, len, flags) of its
+        last entry, when the table has the shape Linux writes; None for any other.
+
+        That shape: from entry 0, each entry has NEXT (with or without WRITE) and
+        next = i + 1, up to the first entry without NEXT, which ends the chain. Entries
+        after it are not part of the chain and are not looked at. (Linux writes next as
+        a 16-bit i + 1, so past 65536 sgs its table wraps onto itself: what the chain
+        then holds is its last sgs, status byte last, and only that end matters here.)
+        The chain cannot reach past entry 65535, so at most 1 MiB of table is read, and
+        it is examined with byte operations, not a loop over entries."""
+        count = min(length // _DESC_SIZE, 0x10000)
+        if not count or length % _DESC_SIZE:
+            return None
+        try:
+            table = memoryview(self._mem.read(addr, count * _DESC_SIZE))
+        except GuestMemoryError:
+            return None
+        flags = bytes(table[12::_DESC_SIZE])           # the low flag byte of each entry
+        found = _NOT_CHAINED.search(flags)
+        if found is None:
+            return None                                 # every entry goes on: no end
+        end = found.start()
+        pattern = _linear_next_pattern(end + 1)
+        if (flags[end] & (_NEXT | _INDIRECT)
+                or bytes(table[13:(end + 1) * _DESC_SIZE:_DESC_SIZE]).count(0) != end + 1
+                or bytes(table[14:end * _DESC_SIZE:_DESC_SIZE]) != pattern[0::2]
+                or bytes(table[15:end * _DESC_SIZE:_DESC_SIZE]) != pattern[1::2]):
+            return None
+        entry_addr, entry_len, entry_flags, _ = _DESC.unpack_from(table, end * _DESC_SIZE)
+        return entry_addr, entry_len, entry_flags
 
     def _indirect_table(self, head: int, addr: int, length: int, flags: int,
                         nested: bool) -> bytes:

@@ -240,6 +240,27 @@ def test_vmsim_without_a_ready_device_registers_nothing(guest: GuestPaths, flag:
 
 
 @pytest.mark.linux
+def test_a_request_the_device_refuses_gets_an_error_not_a_hang(guest: GuestPaths,
+                                                               tmp_path: Path) -> None:
+    """A 1 MiB AF_ALG request spliced in 16-byte pieces makes Linux 6.1 build an
+    indirect table of more than 65536 descriptors, which the device refuses. It answers
+    the chain with ERR in its status byte (Linux ignores DEVICE_NEEDS_RESET, and would
+    wait forever): the program gets EINVAL, then sets a new key and round-trips data on
+    the same device. The device logs the refusal once."""
+    log = tmp_path / "vmsim.log"
+    run = run_vmsim(guest, "console=ttyS0 vmsim.run=afalg-huge",
+                    ("-d", "guest_errors", "-D", str(log)), timeout=BOOT_TIMEOUT)
+    problems = check_result(run, "afalg-huge") + kernel_problems(run.console)
+    assert not problems, _explain(run, problems)
+    (huge,) = run.events("huge")
+    assert huge["err"] == "22", run.tail()                       # EINVAL: the device said ERR
+    assert [e["ok"] for e in run.events("after")] == ["1", "1"], run.tail()
+    refusals = [line for line in log.read_text().splitlines() if "answered ERR" in line]
+    assert len(refusals) == 1 and "65536 entries" in refusals[0], log.read_text()
+    assert run.status == 0
+
+
+@pytest.mark.linux
 def test_stress_program_reports_processes_that_outlive_its_deadline(guest: GuestPaths) -> None:
     """With a zero timeout every stress process is still running at the deadline: the
     program must say so and fail, which is what a request that never completes shows."""

@@ -504,3 +504,139 @@ def test_the_per_request_tag_len_must_be_the_sessions(rig):
     dec = rig.create_aead(AeadAlgo.GCM, key, 12, False)
     assert rig.aead(dec, False, iv, full[:15], b"", 3, tag_len=12).output == b"msg"
     assert rig.aead(dec, False, iv, full[:15], b"", 3, tag_len=16).status == Status.INVSESS
+
+
+# ---- a refused chain still gets an answer where one is possible ---------------------------
+
+def works_after(rig: ServiceRig) -> None:
+    """The device still serves requests and needs no reset."""
+    sid = rig.create_hash(HashAlgo.SHA_256, 32)
+    assert rig.digest(Op.HASH, sid, b"after", 32).output == hashlib.sha256(b"after").digest()
+    assert not rig.driver.status & DevStatus.DEVICE_NEEDS_RESET
+    assert all(q.in_flight() == 0 for q in rig.device.ctx.queues)
+
+
+def submit_chain(rig: ServiceRig, queue: int, head_desc: Descriptor, extra: dict[int, Descriptor] = {}) -> int:
+    """Write descriptor 0 (and others) verbatim, make 0 available and kick."""
+    q = rig.driver.queues[queue]
+    q.write_desc(0, head_desc)
+    for index, desc in extra.items():
+        q.write_desc(index, desc)
+    q.make_available(0)
+    q.kick()
+    return 0
+
+
+def linux_indirect_table(entries: list[tuple[int, int, int]]) -> bytes:
+    """The indirect table Linux 6.1's virtqueue_add_split writes for these sgs: a
+    kmalloc'd table (left as garbage here) whose entry i gets next = (u16)(i + 1), then
+    each sg in turn at the index the previous entry's next names, with NEXT, and NEXT
+    cleared on the last. Past 65536 sgs the index wraps to 0, so the last sgs overwrite
+    the first entries, and the chain from entry 0 is just those last sgs."""
+    count = len(entries)
+    slots = [[0xDEAD_BEEF, 0xFFFF_FFFF, 0xFFFF, (i + 1) & 0xFFFF] for i in range(count)]
+    index = prev = 0
+    for addr, size, flags in entries:
+        slots[index][:3] = [addr, size, flags | Desc.NEXT]
+        prev, index = index, slots[index][3]
+    slots[prev][2] &= ~Desc.NEXT
+    return b"".join(Descriptor(*slot).pack() for slot in slots)
+
+
+def huge_linux_request(rig: ServiceRig, sid: int, pieces: int) -> tuple[int, int, int]:
+    """An AES-CBC request as Linux 6.1 hands the device a 1 MiB AF_ALG request spliced
+    in 16-byte pieces: header, IV, `pieces` source entries, 256 destination pages, the
+    status byte. Returns the table's address and length and the status byte's address."""
+    from vmsim.devices.virtio.crypto.constants import SymOp
+    from vmsim.testing.crypto_rig import sym_flf
+    heap, ram = rig.driver.heap, rig.rig.ram
+    header = heap.put(rig.hdr(Op.CIPHER_ENCRYPT, sid, sym_flf(u32(16, 16 * pieces, 16 * pieces), SymOp.CIPHER)))
+    iv, src, dst, status = heap.put(bytes(16)), heap.put(bytes(16)), heap.alloc(4096), heap.alloc(1)
+    ram.write(status, b"\x77")
+    entries = ([(header, 72, 0), (iv, 16, 0)] + [(src, 16, 0)] * pieces
+               + [(dst, 4096, Desc.WRITE)] * 256 + [(status, 1, Desc.WRITE)])
+    table = linux_indirect_table(entries)
+    return heap.put(table), len(table), status
+
+
+def test_a_request_with_a_65k_entry_indirect_table_is_answered_err(tmp_path):
+    """Linux 6.1 builds an indirect table of more than 65536 entries for a 1 MiB AF_ALG
+    request (which wraps onto itself). The device refuses such a chain, but it can still
+    find its status byte: it answers ERR there (Linux would otherwise wait forever),
+    logs the refusal once, and carries on."""
+    from vmsim import log
+    log.configure({log.GUEST_ERRORS}, (), tmp_path / "log")
+    rig = ServiceRig(ram_size=8 << 20)
+    try:
+        from vmsim.devices.virtio.crypto.constants import CipherAlgo
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))
+        q = rig.driver.queues[0]
+        for round in range(2):
+            table, length, status = huge_linux_request(rig, sid, 65_536)
+            assert length // 16 == 65_795
+            submit_chain(rig, 0, Descriptor(table, length, Desc.INDIRECT))
+            (used,) = q.collect()
+            assert used == (0, 0)
+            assert rig.rig.ram.read(status, 1) == bytes([Status.ERR])
+            assert not rig.driver.status & DevStatus.DEVICE_NEEDS_RESET
+        works_after(rig)
+        lines = [line for line in (tmp_path / "log").read_text().splitlines() if "answered ERR" in line]
+        assert len(lines) == 1 and "65536 entries" in lines[0], lines
+    finally:
+        rig.close()
+        log.configure()
+
+
+def test_a_chain_with_a_buffer_outside_ram_or_out_of_order_is_answered_err(rig):
+    ram, heap = rig.rig.ram, rig.driver.heap
+    status = heap.alloc(1)
+    header = heap.put(bytes(72))
+    cases = [
+        {0: Descriptor(header, 72, Desc.NEXT, 1), 1: Descriptor(0x10, 64, Desc.NEXT, 2),   # not RAM
+         2: Descriptor(status, 1, Desc.WRITE)},
+        {0: Descriptor(status, 1, Desc.WRITE | Desc.NEXT, 1), 1: Descriptor(header, 72, Desc.NEXT, 2),
+         2: Descriptor(status, 1, Desc.WRITE)},                                           # read after write
+    ]
+    for descs in cases:
+        ram.write(status, b"\x55")
+        submit_chain(rig, 0, descs.pop(0), descs)
+        assert rig.driver.queues[0].collect() == [(0, 0)]
+        assert ram.read(status, 1) == bytes([Status.ERR])
+    works_after(rig)
+
+
+def test_a_refused_control_chain_is_completed(rig):
+    """The Linux driver waits for control completions without a timeout."""
+    ram, heap = rig.rig.ram, rig.driver.heap
+    reply = heap.alloc(16)
+    ctrl = rig.ctrlq
+    ctrl.write_desc(1, Descriptor(0x20, 72, Desc.NEXT, 2))            # the header is not in RAM
+    ctrl.write_desc(2, Descriptor(reply, 16, Desc.WRITE))
+    ctrl.write_desc(0, Descriptor(heap.put(bytes(8)), 8, Desc.NEXT, 1))
+    ctrl.make_available(0)
+    ctrl.kick()
+    assert ctrl.collect() == [(0, 0)]
+    assert ram.read(reply + 15, 1) == bytes([Status.ERR])
+    works_after(rig)
+
+
+@pytest.mark.parametrize("shape", ["loop", "next out of range", "last not writable", "table not linear"])
+def test_a_chain_whose_end_cannot_be_found_still_needs_a_reset(rig, shape):
+    ram, heap = rig.rig.ram, rig.driver.heap
+    status = heap.alloc(1)
+    header = heap.put(bytes(72))
+    ram.write(status, b"\x55")
+    if shape == "loop":
+        chain = {0: Descriptor(header, 72, Desc.NEXT, 1), 1: Descriptor(status, 1, Desc.WRITE | Desc.NEXT, 0)}
+    elif shape == "next out of range":
+        chain = {0: Descriptor(header, 72, Desc.NEXT, 999)}
+    elif shape == "last not writable":
+        chain = {0: Descriptor(0x10, 72, Desc.NEXT, 1), 1: Descriptor(header, 72)}
+    else:
+        entries = [Descriptor(header, 72, Desc.NEXT, 2), Descriptor(status, 1, Desc.WRITE),
+                   Descriptor(header, 72, Desc.NEXT, 1)] * 21846      # > 65536 entries, not in order
+        table = rig.driver.queues[0].raw_table(entries)
+        chain = {0: Descriptor(table, 16 * len(entries), Desc.INDIRECT)}
+    submit_chain(rig, 0, chain.pop(0), chain)
+    assert rig.driver.status & DevStatus.DEVICE_NEEDS_RESET
+    assert rig.driver.queues[0].collect() == [] and ram.read(status, 1) == b"\x55"

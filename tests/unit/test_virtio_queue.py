@@ -360,3 +360,43 @@ def test_ring_areas_outside_ram_raise_chain_errors():
     q._used_idx = 1
     with pytest.raises(ChainError, match=rf"ring at {ram.end - 0x10 + 4 + 32:#x} is outside RAM"):
         q.needs_interrupt()
+
+
+# ---- where a refused chain ends ---------------------------------------------------------
+
+def test_a_refused_chain_whose_end_is_known_names_its_last_writable_byte(rig):
+    status = buf(rig, 4)
+    q = offer_raw(rig, {0: Descriptor(MMIO_WINDOW, 16, NEXT, 5), 5: Descriptor(status, 4, WRITE)})
+    err = pop_error(q)
+    assert err.head == 0 and err.last_writable == status + 3
+    assert q.in_flight() == 1                 # the device holds it until it answers
+    q.add_used(0, 0)
+    assert q.in_flight() == 0
+
+
+@pytest.mark.parametrize("descriptors", [
+    {0: Descriptor(0, 16, NEXT, 1), 1: Descriptor(0, 16, NEXT, 0)},          # a loop
+    {0: Descriptor(0, 16, NEXT, 99)},                                         # next out of range
+    {0: Descriptor(MMIO_WINDOW, 16, WRITE)},                                  # the end is not RAM
+    {0: Descriptor(MMIO_WINDOW, 16, NEXT, 1), 1: Descriptor(0x8000_0000, 8)},  # the end is readable
+])
+def test_a_refused_chain_whose_end_is_unknown_has_none(rig, descriptors):
+    q = offer_raw(rig, descriptors)
+    err = pop_error(q)
+    assert err.last_writable is None and q.in_flight() == 0
+
+
+def test_an_indirect_table_is_followed_to_its_first_entry_without_next(rig):
+    """Linux's shape: entry i goes on to i + 1 until one without NEXT; the entries after
+    that are not part of the chain, whatever they hold."""
+    status, data = buf(rig, 1), buf(rig, 32)
+    entries = [Descriptor(MMIO_WINDOW, 16, NEXT, 1), Descriptor(data, 32, NEXT | WRITE, 2),
+               Descriptor(status, 1, WRITE, 3), Descriptor(0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF)]
+    table = rig.driver.queues[0].raw_table(entries)
+    q = offer_raw(rig, {0: Descriptor(table, 16 * len(entries), INDIRECT)})
+    assert pop_error(q).last_writable == status
+    # Not Linux's shape (entry 0 goes on to 2): nobody can say where it ends.
+    entries[0] = Descriptor(MMIO_WINDOW, 16, NEXT, 2)
+    table = rig.driver.queues[0].raw_table(entries)
+    q = offer_raw(rig, {1: Descriptor(table, 16 * len(entries), INDIRECT)}, head=1)
+    assert pop_error(q).last_writable is None

@@ -42,6 +42,10 @@ Decisions where the sources disagree or are silent:
 - AEAD IVs as the spec's request structure describes them: GCM takes a 12-byte IV or
   a 16-byte J0 (nothing else); CCM's IV field is 16 bytes with the nonce from iv[1];
   the per-request tag_len must equal the session's (INVSESS otherwise).
+- A chain the queue refuses is answered ERR in its last writable byte, and the queue
+  carries on, when the queue can still find that byte; only a chain whose end cannot
+  be found (or a broken ring) gets DEVICE_NEEDS_RESET, which Linux 6.1 ignores. Each
+  refusal is logged once per reason as a guest error.
 
 docs/virtio-crypto.md gives each decision with its spec section and its test.
 """

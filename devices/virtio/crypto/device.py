@@ -8,7 +8,9 @@ thread. When the machine's Waker is an FdWaker the device hands it the pool's re
 pipes and the CPU thread collects them itself, so no Python thread (and no GIL) sits
 between a worker's answer and the guest; otherwise the pool's collector thread calls
 the Waker. Completions may leave in any order. Every popped chain is completed, with a
-status when anything is wrong; only a structurally broken chain (ChainError) makes the device ask for a reset.
+status when anything is wrong. A structurally broken chain (ChainError) is answered
+ERR in its last writable byte when the queue can still find that byte; only one whose
+end cannot be found makes the device ask for a reset.
 """
 from __future__ import annotations
 
@@ -158,18 +160,38 @@ class CryptoDevice(VirtioDevice):
         ctx = self.ctx
         if ctx is None or not 0 <= index < self.num_queues or index >= len(ctx.queues):
             return
-        try:
-            if index == self.control_queue:
-                self._drain_control(ctx, index)
-            else:
-                self._drain_data(ctx, index)
-        except ChainError as err:
+        drain = self._drain_control if index == self.control_queue else self._drain_data
+        while True:         # each refused chain is consumed, so this ends with the ring
+            try:
+                drain(ctx, index)
+                return
+            except ChainError as err:
+                if not self._answer_refused(ctx, index, err):
+                    return
+            except Exception as err:  # noqa: BLE001 - a device never raises into the machine
+                log.internal_error(NAME, f"queue {index}: {err!r}; the device now needs a reset")
+                self._emit("error", index, reason=f"internal: {err!r}")
+                ctx.needs_reset(f"virtio-crypto internal error: {err!r}")
+                return
+
+    def _answer_refused(self, ctx: DeviceContext, index: int, err: ChainError) -> bool:
+        """A chain the queue refused: answer ERR in its last device-writable byte, where
+        the Linux driver reads the status, and return it, when the queue could find that
+        byte; True if so (the queue carries on). Otherwise DEVICE_NEEDS_RESET, which the
+        Linux 6.1 driver ignores: its request would wait forever, so this is the last
+        resort. used.len is 0 (nothing from the start of the writable area was written).
+        Either way the reason is logged once as a guest error."""
+        if err.head is None or err.last_writable is None:
             self._emit("error", index, reason=str(err))
-            ctx.needs_reset(f"virtio-crypto queue {index}: {err}")
-        except Exception as err:  # noqa: BLE001 - a device never raises into the machine
-            log.internal_error(NAME, f"queue {index}: {err!r}; the device now needs a reset")
-            self._emit("error", index, reason=f"internal: {err!r}")
-            ctx.needs_reset(f"virtio-crypto internal error: {err!r}")
+            ctx.needs_reset(f"virtio-crypto queue {index}: {err}")   # logged by the transport
+            return False
+        log.guest_error(NAME, f"refused a chain, answered ERR: {err.reason}")
+        self._emit("error", index, head=err.head, reason=err.reason, answered="ERR")
+        ctx.mem.write(err.last_writable, _STATUS_BYTE[Status.ERR])
+        ctx.queues[index].add_used(err.head, 0)
+        self._count(index, Status.ERR, 0)
+        ctx.signal_used(index)
+        return True
 
     def poll(self) -> None:
         """Write back pooled results (CPU thread)."""
