@@ -17,13 +17,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
-
-from rich.console import Console
-from rich.markup import escape
-from rich.status import Status
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from vmsim.errors import VmsimError
+
+if TYPE_CHECKING:   # rich is imported by the builds that show progress, not by every run
+    from rich.console import Console
+    from rich.status import Status
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class Builder:
         return f"{seconds // 60}m{seconds % 60:02d}s"
 
     def show(self, step: str, detail: str = "") -> None:
+        from rich.markup import escape
+
         text = f"[bold]{self.what}[/]: {step} [dim]({self.elapsed()})[/]"
         self.status.update(f"{text} [dim]{escape(detail)}[/]" if detail else text)
 

@@ -13,7 +13,9 @@
 
 Each lands in `~/.cache/vmsim/<kind>/<key>/`, where the key hashes everything that
 decides the binary (version, sdist hash, patch, build options, C source). A cached
-build returns at once; concurrent builders serialize on a lock file.
+build returns at once; concurrent builders serialize on a lock file. `vmsim run` asks
+for the native helpers on every start, so what only a build needs (the progress
+display, archive and temporary-directory modules) is imported when a build happens.
 """
 from __future__ import annotations
 
@@ -25,8 +27,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -130,6 +130,8 @@ def _sha256_file(path: Path) -> str:
 
 
 def _unpack(archive: Path, into: Path) -> Path:
+    import tarfile
+
     with tarfile.open(archive) as tar:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(into, filter="data")
@@ -147,6 +149,8 @@ def build_patched_unicorn(quiet: bool = False) -> Path:
             return target_dir
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
         require((CMAKE, CC, PATCH) if generator else (CMAKE, CC, PATCH, MAKE))
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="build-", dir=target_dir.parent) as tmp_name:
             tmp = Path(tmp_name)
             log = tmp / "build.log"
@@ -187,6 +191,8 @@ def ensure_native_library(quiet: bool = True) -> Path:
         if target.is_file():
             return target
         require((CC,))
+        import tempfile
+
         progress.step("building vmsim's native helpers")
         with tempfile.TemporaryDirectory(prefix="build-", dir=target.parent.parent) as tmp_name:
             built = Path(tmp_name) / NATIVE_NAME

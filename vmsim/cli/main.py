@@ -149,18 +149,11 @@ _SHORTHANDS = ("crypto_queues", "crypto_workers", "crypto_not_ready", "no_crypto
 
 def device_factories(args: argparse.Namespace) -> list:
     """The virtio slot factories the command line asks for (see the module docstring)."""
-    from vmsim.cli.device_option import DeviceHelp, parse_device
     from vmsim.devices.model import OptionError
 
     try:
         if args.device:
-            shorthands = [f"--{name.replace('_', '-')}" for name in _SHORTHANDS
-                          if getattr(args, name) not in (None, False)]
-            if shorthands:
-                raise UsageError(f"{shorthands[0]} is a shorthand for when no -device is given; "
-                                 "use -device virtio-crypto,... instead")
-            requests = [parse_device(text) for text in args.device]
-            return [r.model.factory(r.model.resolve(r.given)) for r in requests]
+            return _device_option_factories(args)
         if args.no_crypto:
             return []
         from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO
@@ -168,10 +161,25 @@ def device_factories(args: argparse.Namespace) -> list:
         given = {"queues": args.crypto_queues, "workers": args.crypto_workers,
                  "ready": not args.crypto_not_ready}
         return [CRYPTO.factory(CRYPTO.resolve({k: v for k, v in given.items() if v is not None}))]
-    except DeviceHelp as shown:
-        raise HelpShown(str(shown)) from None
     except OptionError as error:
         raise UsageError(str(error)) from None
+
+
+def _device_option_factories(args: argparse.Namespace) -> list:
+    """-device options. The model registry (entry points, importlib.metadata) is loaded
+    only here: a plain `vmsim run` starts without it."""
+    from vmsim.cli.device_option import DeviceHelp, parse_device
+
+    shorthands = [f"--{name.replace('_', '-')}" for name in _SHORTHANDS
+                  if getattr(args, name) not in (None, False)]
+    if shorthands:
+        raise UsageError(f"{shorthands[0]} is a shorthand for when no -device is given; "
+                         "use -device virtio-crypto,... instead")
+    try:
+        requests = [parse_device(text) for text in args.device]
+    except DeviceHelp as shown:
+        raise HelpShown(str(shown)) from None
+    return [r.model.factory(r.model.resolve(r.given)) for r in requests]
 
 
 def configure_logging(args: argparse.Namespace) -> None:

@@ -22,13 +22,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-from elftools.elf.descriptions import describe_e_machine
-from elftools.elf.elffile import ELFFile
+from typing import TYPE_CHECKING, Callable
 
 from vmsim.devices.memory import Ram
 from vmsim.errors import VmsimError
+
+if TYPE_CHECKING:   # pyelftools is imported for ELF kernels only: a Linux Image needs none
+    from elftools.elf.elffile import ELFFile
 
 KERNEL_ALIGN = 2 << 20        # RV64 kernels run from a 2 MiB aligned base
 DEFAULT_TEXT_OFFSET = 2 << 20  # what an RV64 S-mode Image asks for
@@ -208,6 +208,9 @@ def _malformed_elf_is_an_error(path: Path) -> Iterator[None]:
 
 
 def _open_elf(path: Path, data: bytes) -> ELFFile:
+    from elftools.elf.descriptions import describe_e_machine
+    from elftools.elf.elffile import ELFFile
+
     elf = ELFFile(io.BytesIO(data))
     if elf.header["e_machine"] != "EM_RISCV":
         machine = elf.header["e_machine"]
