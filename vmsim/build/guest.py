@@ -38,7 +38,7 @@ CROSS_GCC = CROSS_COMPILE + "gcc"
 STATIC_LIBC = Path("/usr/riscv64-linux-gnu/lib/libc.a")
 
 # Bump when the build steps below change in a way that changes their output.
-KERNEL_RECIPE = 1
+KERNEL_RECIPE = 2
 INITRAMFS_RECIPE = 2
 
 INIT_NAME = "init"
