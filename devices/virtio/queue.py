@@ -84,13 +84,15 @@ def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writab
 
 
 PREVIEW_BYTES = 32  # bytes of each buffer a trace event carries (hex), before and after
+MAX_LISTED = 16     # entries of an indirect table a trace event lists one by one
 
 
 def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
                    preview: int = PREVIEW_BYTES) -> list[dict[str, object]]:
     """Every descriptor of chain `head` as plain values, for trace events and snapshots
     (QEMU's x-query-virtio-queue-element): index, addr, len, flags, whether it sits in an
-    indirect table, and the first `preview` bytes of its buffer as hex. Only observers
+    indirect table, and the first `preview` bytes of its buffer as hex (a long indirect
+    table: its first MAX_LISTED entries, {"indirect": True, "more": n}, its last). Only observers
     call this, after the walker accepted the chain; it is bounded the same way anyway
     and never raises."""
     out: list[dict[str, object]] = []
@@ -114,6 +116,12 @@ def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
             index, table_len = 0, len(table) // _DESC_SIZE
             if not table_len:
                 break
+            continue
+        if table is not None and index >= MAX_LISTED and flags & _NEXT and nxt < table_len:
+            # A long indirect table (Linux's 64 KiB requests carry ~270 entries): list
+            # its first MAX_LISTED entries and its last one, and count the rest.
+            out.append({"indirect": True, "more": table_len - 1 - index})
+            index = table_len - 1
             continue
         try:
             data = read(addr, length if length < preview else preview).hex() if preview else ""

@@ -19,9 +19,6 @@ from vmsim.trace.hub import TraceHub, tee
 from vmsim.trace.record import TraceWriter, device_info
 
 
-OBSERVED_SWITCH_INTERVAL = 0.0005      # seconds; CPython's default is 0.005
-
-
 def add_observer_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("observing the devices")
     group.add_argument("--trace", type=Path, metavar="FILE", dest="trace_file",
@@ -120,9 +117,6 @@ class Observers:
         """Once the machine is built: guest time, the gate's wake-up, the file header."""
         if self.hub is not None:
             self.hub.guest_time = machine.clock.ticks
-            # Observers run Python on other threads; the CPU thread needs the GIL in
-            # every trap and MMIO callback, and by default could wait 5 ms for it.
-            sys.setswitchinterval(OBSERVED_SWITCH_INTERVAL)
         if self.gate is not None:
             def attention() -> None:
                 machine.request_stop()

@@ -10,28 +10,38 @@
 
 Events carry everything a viewer replays: each popped chain's descriptors (index,
 address, length, flags, the first bytes of each buffer), each request decoded, each
-completion with its status, duration and the first bytes written. The writer is a
-thread that drains its hub subscription every few milliseconds, so the CPU thread only
-appends to a deque; JSON is built while the engine runs (it releases the GIL).
+completion with its status, duration and the first bytes written. The CPU thread only
+appends to a buffer and pickles a batch now and then; a child process writes the JSON
+(see TraceWriter).
 """
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from vmsim.errors import VmsimError
-from vmsim.trace.hub import Record, Subscription, TraceHub
+from vmsim.trace.hub import Record, TraceHub
 
 FORMAT = "vmsim-trace"
 VERSION = 1
-WRITER_CAPACITY = 1 << 20      # events buffered for the file before the oldest go
-_FLUSH_SECONDS = 0.02
-_BATCH = 32
+_FLUSH_SECONDS = 0.05          # the longest a record waits in the buffer
+_BATCH = 256                   # records per pickled frame
+_FRAME = struct.Struct("<I")
+_PIPE_SIZE = 1 << 20           # ask the kernel for a 1 MiB pipe
+_F_SETPIPE_SZ = 1031
+_MAX_PENDING = 64 << 20        # bytes the pipe may owe before batches are dropped
 
 
 class TraceFileError(VmsimError):
@@ -62,57 +72,131 @@ def device_info(transports: list[Any]) -> list[dict[str, Any]]:
 
 
 class TraceWriter:
-    """Records a hub's events to a JSON-lines file on a background thread."""
+    """Records a hub's events to a JSON-lines file, through a child process.
+
+    The CPU thread (a hub listener) appends each record as a tuple to a buffer and,
+    every BATCH records or FLUSH_SECONDS, pickles the batch (C speed) and writes it down
+    a pipe to `python -m vmsim.trace.record`, which turns it into JSON lines on another
+    core. No Python thread of this process encodes anything, so the CPU thread never
+    waits for the GIL because of the trace. A full pipe (the child fell behind) costs
+    events, counted in the end line, never a wait. A timer thread flushes what an idle
+    guest left in the buffer.
+    """
 
     def __init__(self, path: Path, hub: TraceHub) -> None:
         try:
-            self._file: IO[str] = open(path, "w", encoding="utf-8")
+            self._file: IO[bytes] = open(path, "wb")
         except OSError as error:
             raise TraceFileError(f"cannot write the trace to {path}: "
                                  f"{error.strerror or error}") from None
         self.path = path
         self._hub = hub
-        self._sub: Subscription = hub.subscribe(WRITER_CAPACITY)
+        self._buffer: deque[tuple] = deque()
+        self._pending = b""               # a frame the pipe did not take whole yet
+        self._lock = threading.Lock()
+        self._last_flush = 0.0
+        self._child: subprocess.Popen | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="vmsim-trace-writer",
-                                        daemon=True)
         self.written = 0
-        self._started = False
+        self.lost = 0
+        self._closed = False
+        hub.listen(self._on_record)     # from now on: events before start() wait for it
 
     def start(self, devices: list[dict[str, Any]], timebase_hz: int) -> None:
         # wall_t0: the Unix time of t = 0, for captures that want absolute times
         wall_t0 = time.time() - (time.monotonic() - self._hub.t0)
         header = {"format": FORMAT, "version": VERSION, "timebase_hz": timebase_hz,
                   "wall_t0": round(wall_t0, 6), "devices": devices}
-        self._file.write(json.dumps(header) + "\n")
-        self._started = True
-        self._thread.start()
+        self._file.write((json.dumps(header) + "\n").encode())
+        self._file.flush()
+        self._child = subprocess.Popen([sys.executable, "-m", "vmsim.trace.record"],
+                                       stdin=subprocess.PIPE, stdout=self._file,
+                                       close_fds=True)
+        pipe = self._child.stdin.fileno()           # type: ignore[union-attr]
+        try:
+            fcntl.fcntl(pipe, _F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:
+            pass
+        os.set_blocking(pipe, False)
+        threading.Thread(target=self._idle_flush, name="vmsim-trace-flush", daemon=True).start()
 
-    def _write(self, records: list[Record]) -> None:
-        dumps = json.dumps
-        self._file.write("".join(dumps(r.to_json(), separators=(",", ":")) + "\n"
-                                 for r in records))
-        self.written += len(records)
+    def _on_record(self, r: Record) -> None:
+        """CPU thread: buffer; now and then one pickled batch down the pipe."""
+        buffer = self._buffer
+        buffer.append((r.seq, r.t, r.g, r.device, r.kind, r.queue, r.fields))
+        if (len(buffer) >= _BATCH or r.t - self._last_flush >= _FLUSH_SECONDS) and self._child:
+            self._flush(r.t)
 
-    def _loop(self) -> None:
+    def _flush(self, now: float) -> None:
+        with self._lock:
+            self._last_flush = now
+            if self._child is None or self._child.stdin is None:
+                return
+            batch = [self._buffer.popleft() for _ in range(len(self._buffer))]
+            frame = self._pending
+            if batch:
+                payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+                if len(self._pending) > _MAX_PENDING:
+                    self.lost += len(batch)            # the child is hopelessly behind
+                else:
+                    frame += _FRAME.pack(len(payload)) + payload
+                    self.written += len(batch)
+            if not frame:
+                return
+            try:
+                sent = os.write(self._child.stdin.fileno(), frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:                             # the child died: nothing to do
+                sent = len(frame)
+            self._pending = frame[sent:]
+
+    def _idle_flush(self) -> None:
         while not self._stop.wait(_FLUSH_SECONDS):
-            # Small batches with a yield between them: this thread needs the GIL to
-            # encode, and the CPU thread must never wait long for it in a callback.
-            while records := self._sub.drain(limit=_BATCH):
-                self._write(records)
-                time.sleep(0)
+            if self._buffer or self._pending:
+                self._flush(time.monotonic() - self._hub.t0)
 
     def close(self) -> None:
-        """Write what is left and the end line; safe to call twice."""
-        if self._file.closed:
+        """Flush what is left, let the child write the end line; safe to call twice."""
+        if self._closed:
             return
+        self._closed = True
         self._stop.set()
-        if self._started:
-            self._thread.join()
-            self._write(self._sub.drain())
-            self._file.write(json.dumps({"end": True, "events": self.written,
-                                         "lost": self._sub.lost}) + "\n")
+        child = self._child
+        if child is not None and child.stdin is not None:
+            self._flush(time.monotonic() - self._hub.t0)
+            end = pickle.dumps(("end", self.written, self.lost))
+            rest = self._pending + _FRAME.pack(len(end)) + end
+            os.set_blocking(child.stdin.fileno(), True)
+            try:
+                child.stdin.write(rest)
+                child.stdin.close()
+            except OSError:
+                pass
+            child.wait()
         self._file.close()
+
+
+def _child_main() -> int:
+    """`python -m vmsim.trace.record`: pickled batches on stdin -> JSON lines on stdout."""
+    source = sys.stdin.buffer
+    out = sys.stdout.buffer
+    dumps = json.dumps
+    while True:
+        head = source.read(_FRAME.size)
+        if len(head) < _FRAME.size:
+            return 0
+        payload = source.read(_FRAME.unpack(head)[0])
+        batch = pickle.loads(payload)
+        if isinstance(batch, tuple) and batch and batch[0] == "end":
+            out.write((dumps({"end": True, "events": batch[1],
+                              "lost": batch[2]}) + "\n").encode())
+            out.flush()
+            return 0
+        out.write("".join(
+            dumps({"seq": seq, "t": round(t, 9), "g": g, "dev": dev, "ev": kind, "q": q,
+                   "f": fields}, separators=(",", ":")) + "\n"
+            for seq, t, g, dev, kind, q, fields in batch).encode())
 
 
 @dataclass
@@ -179,3 +263,7 @@ def read_trace(path: Path) -> Trace:
         except (KeyError, TypeError, ValueError):
             raise TraceFileError(f"{path}:{number}: not a trace event") from None
     return trace
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -202,6 +202,9 @@ def request_detail(req: Request, model: TraceModel) -> Text:
         out.append(f"session {req.session}   algo {req.algo}   mode {req.mode}\n")
     writable = 0
     for desc in req.chain:
+        if "more" in desc:
+            out.append(f"… {desc['more']} more indirect descriptors\n", style="cyan")
+            continue
         flags = int(desc.get("flags", 0))
         names = "|".join(n for bit, n in ((1, "NEXT"), (2, "WRITE"), (4, "INDIRECT"))
                          if flags & bit) or "-"
