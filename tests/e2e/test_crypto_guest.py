@@ -33,7 +33,8 @@ PROGRAMS = INITRAMFS_SOURCES / "programs"
 STRESS_PROCS, STRESS_OPS = 4, 128
 BENCH_MS = 50          # just enough to show the benchmark program works; bench/ measures
 SUITE = (f"console=ttyS0 vmsim.run=crypto-reg,afalg-kat,rsa-keyctl,afalg-stress,afalg-bench "
-         f"vmsim.procs={STRESS_PROCS} vmsim.ops={STRESS_OPS} vmsim.bench_ms={BENCH_MS}")
+         f"vmsim.procs={STRESS_PROCS} vmsim.ops={STRESS_OPS} vmsim.bench_ms={BENCH_MS} "
+         f"vmsim.bench_pattern=both")
 NO_ALGS = "console=ttyS0 vmsim.run=crypto-reg vmsim.expect_algs=none"
 BOOT_TIMEOUT = 180.0
 
@@ -218,8 +219,10 @@ def test_vmsim_benchmark_program_measures_every_point(suite_run: GuestRun) -> No
     points = gc.bench_points(suite_run)
     problems = check_result(suite_run, "afalg-bench")
     assert not problems, _explain(suite_run, problems)
-    assert {(p.size, p.procs) for p in points} == {(size, procs) for size in (16, 256, 4096, 65536)
-                                                  for procs in (1, STRESS_PROCS)}
+    # Both patterns: a persistent operation socket, and a new one for every request.
+    assert sorted((p.pattern, p.size, p.procs) for p in points) == sorted(
+        (pattern, size, procs) for pattern in ("persistent", "oneshot")
+        for size in (16, 256, 4096, 65536) for procs in (1, STRESS_PROCS))
     assert all(p.ok and p.ops > 0 for p in points), points
 
 

@@ -312,11 +312,13 @@ class BenchPoint:
     ops_per_s: float
     mb_per_s: float
     ok: bool
+    pattern: str = "persistent"     # or "oneshot": an operation socket per request
 
 
 def bench_points(run: GuestRun) -> list[BenchPoint]:
     """The afalg-bench lines, in order."""
     return [BenchPoint(int(e["size"]), int(e["procs"]), int(e["ops"]), int(e["ms"]),
                        float(e["ops_per_s"]), float(e["mb_per_s"]),
-                       e.get("err") == "0" and e.get("hung") == "0")
+                       e.get("err") == "0" and e.get("hung") == "0",
+                       e.get("pattern", "persistent"))
             for e in run.events("bench")]

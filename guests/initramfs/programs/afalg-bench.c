@@ -5,9 +5,19 @@
  *
  * For each request size (16 B, 256 B, 4 KiB, 64 KiB) it runs one process, then
  * vmsim.procs processes (default 4), each looping encryptions for vmsim.bench_ms
- * (default 1000) and prints one line per point:
+ * (default 1000), in one or both of two patterns (vmsim.bench_pattern=persistent,
+ * oneshot or both; default persistent):
  *
- *   @vmsim event=bench size=<bytes> procs=<n> ops=<total> ms=<elapsed>
+ *   persistent  one operation socket per process, accepted once; every request is a
+ *               sendmsg (operation and IV in control messages, then the data) and a
+ *               recvmsg of the result on it;
+ *   oneshot     a new operation socket for every request: accept, the same sendmsg
+ *               and recvmsg, close. This is what a program that encrypts one buffer
+ *               now and then does, and it adds the socket's setup to every request.
+ *
+ * It prints one line per point:
+ *
+ *   @vmsim event=bench pattern=<p> size=<bytes> procs=<n> ops=<total> ms=<elapsed>
  *          ops_per_s=<x> mb_per_s=<x>     (MB = 10^6 bytes)
  *
  * Time comes from the coarse clock only (vmsim_coarse_ms): reading rdtime traps to
@@ -34,6 +44,7 @@ static uint8_t out_buf[MAX_LEN] __attribute__((aligned(4096)));
 
 struct point {
     const char *driver;
+    int oneshot;                    /* a new operation socket per request */
     size_t size;
     long long start_ms;
     long ms;
@@ -41,6 +52,17 @@ struct point {
     long elapsed[CHILDREN_MAX];
     int err[CHILDREN_MAX];
 };
+
+/* One request on an operation socket of its own: accept, send, receive, close. */
+static int oneshot_crypt(int tfm, const uint8_t *iv, size_t len)
+{
+    int op = accept4(tfm, NULL, NULL, SOCK_CLOEXEC);
+    if (op < 0)
+        return afalg_errno();
+    int err = afalg_crypt(op, 1, iv, in_buf, out_buf, len, AFALG_SINGLE);
+    close(op);
+    return err;
+}
 
 static int bench_child(int id, void *arg)
 {
@@ -64,7 +86,11 @@ static int bench_child(int id, void *arg)
     long long now = p->start_ms;
     long long end = p->start_ms + p->ms;
     while (now < end) {
-        if ((err = afalg_crypt(c.op, 1, iv, in_buf, out_buf, p->size, AFALG_SINGLE)))
+        if (p->oneshot)
+            err = oneshot_crypt(c.tfm, iv, p->size);
+        else
+            err = afalg_crypt(c.op, 1, iv, in_buf, out_buf, p->size, AFALG_SINGLE);
+        if (err)
             break;
         ops++;
         now = vmsim_coarse_ms();
@@ -95,8 +121,9 @@ static int run_point(struct point *p, int procs)
         err = err ? err : p->err[i];
     }
     double ops_per_s = 1000.0 * (double)total / (double)ms;
-    vmsim_line("@vmsim event=bench size=%zu procs=%d ops=%ld ms=%ld ops_per_s=%.1f "
-               "mb_per_s=%.3f err=%d hung=%d", p->size, procs, total, ms, ops_per_s,
+    vmsim_line("@vmsim event=bench pattern=%s size=%zu procs=%d ops=%ld ms=%ld "
+               "ops_per_s=%.1f mb_per_s=%.3f err=%d hung=%d",
+               p->oneshot ? "oneshot" : "persistent", p->size, procs, total, ms, ops_per_s,
                ops_per_s * (double)p->size / 1e6, -err, kids.hung);
     return failed || err;
 }
@@ -116,15 +143,29 @@ int main(void)
     long procs = vmsim_param_long("procs", 4);
     if (procs < 1 || procs > CHILDREN_MAX)
         procs = 4;
+    char pattern[16];
+    if (!vmsim_param("bench_pattern", pattern, sizeof(pattern)))
+        snprintf(pattern, sizeof(pattern), "persistent");
+    int persistent = !strcmp(pattern, "persistent") || !strcmp(pattern, "both");
+    int oneshot = !strcmp(pattern, "oneshot") || !strcmp(pattern, "both");
+    if (!persistent && !oneshot) {
+        vmsim_result(TEST, "fail", "what=bench_pattern pattern=%s", pattern);
+        return 1;
+    }
 
     int failed = 0;
-    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        p->size = sizes[i];
-        failed += run_point(p, 1);
-        if (procs > 1)
-            failed += run_point(p, (int)procs);
+    for (int shot = 0; shot < 2; shot++) {
+        if (!(shot ? oneshot : persistent))
+            continue;
+        p->oneshot = shot;
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            p->size = sizes[i];
+            failed += run_point(p, 1);
+            if (procs > 1)
+                failed += run_point(p, (int)procs);
+        }
     }
-    vmsim_result(TEST, failed ? "fail" : "pass", "driver=%s bench_ms=%ld procs=%ld", driver,
-                 p->ms, procs);
+    vmsim_result(TEST, failed ? "fail" : "pass", "driver=%s bench_ms=%ld procs=%ld pattern=%s",
+                 driver, p->ms, procs, pattern);
     return failed ? 1 : 0;
 }
