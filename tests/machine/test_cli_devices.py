@@ -54,7 +54,7 @@ def test_device_help_lists_every_model(capsys) -> None:
 def test_a_model_lists_its_options(capsys) -> None:
     assert main(["run", "-device", "virtio-crypto,help"]) == 0
     out = capsys.readouterr().out
-    for option in ("queues=", "workers=", "ready=", "stateless="):
+    for option in ("queues=", "workers=", "ready=", "stateless=", "max-inflight="):
         assert option in out
 
 

@@ -174,10 +174,10 @@ def test_device_close_leaves_no_workers():
     assert pids and not any(alive(pid) for pid in pids)
 
 
-def test_reset_discards_late_results():
-    """A result that arrives after a reset must not touch the new rings. With one worker,
-    which runs its jobs in order, a request made after the reset is answered after the
-    stale one: once it completes, the stale result has been collected and dropped."""
+def test_reset_cancels_pooled_jobs_and_nothing_late_reaches_the_new_rings():
+    """A reset cancels what the pool holds for the old rings (the job is dropped and
+    its worker killed and replaced), so nothing of it can land in the rings the driver
+    sets up next: once the pool is idle again, the new ring holds the new answer alone."""
     r = ServiceRig(CryptoDevice(workers=1, inline_max_bytes=0))
     try:
         assert r.device.wait_for_workers()    # else the big hash would run inline
@@ -185,18 +185,20 @@ def test_reset_discards_late_results():
         q = r.driver.queues[0]
         q.submit([r.hdr(Op.HASH, sid, u32(8 << 20, 32)), bytes(8 << 20)], [32, 1], indirect=True)
         assert r.device.stats[0].pooled == 1
+        (old_worker,) = r.device._pool.pids()
         r.driver.init(queue_size=64)          # status 0, then a fresh probe
         r.ctrlq = r.driver.queues[1]
         sid = r.create_hash(HashAlgo.SHA_256, 32)
-        late = r.digest(Op.HASH, sid, b"x", 32)   # queued behind the stale job
-        assert r.device.stats[0].pooled == 2
+        late = r.digest(Op.HASH, sid, b"x", 32)
         assert (late.status, late.output) == (Status.OK, hashlib.sha256(b"x").digest())
         deadline = time.monotonic() + 20
-        while r.device._pending:              # every result is in: none can come later
-            assert time.monotonic() < deadline, r.device._pending
+        while old_worker in r.device._pool.pids() or not r.device._pool.all_ready:
+            assert time.monotonic() < deadline, "the cancelled job's worker was not replaced"
             r.device.poll()
-            time.sleep(0.001)
-        assert r.driver.queues[0].used_idx() == 1  # its entry alone: the stale one was dropped
+            time.sleep(0.002)
+        r.device.poll()
+        assert not r.device._pending and r.device._pool.queued() == 0
+        assert r.driver.queues[0].used_idx() == 1  # its entry alone: the stale job never came back
     finally:
         r.close()
 
@@ -277,3 +279,27 @@ def test_an_idle_started_worker_gets_the_job_before_one_still_starting(pool):
     pool.submit(1, (0.5, "job"))
     assert not first.jobs and second.jobs
     assert drain(pool, 1) == [(1, "job")]
+
+
+def test_cancel_all_drops_queued_jobs_and_kills_busy_workers(pool):
+    """What a device reset does to the pool: every job is forgotten at once. The queued
+    ones never run, the running ones are killed with their workers (which are replaced),
+    and no result for any of them comes back."""
+    for token in range(1, 11):
+        pool.submit(token, (30.0, f"job {token}"))
+    deadline = time.monotonic() + 20
+    while sum(len(w.jobs) for w in pool._workers) < 2:       # both workers hold a job
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    busy = pool.pids()
+    assert pool.cancel_all() == 10
+    assert pool.queued() == 0 and not any(w.jobs for w in pool._workers)
+    pool.submit(11, (0.0, "after"))
+    assert drain(pool, 1) == [(11, "after")]
+    while set(busy) & set(pool.pids()):                     # both replaced
+        assert time.monotonic() < deadline
+        pool.take_results()
+        time.sleep(0.002)
+    assert pool.crashes == 0 and not any(alive(pid) for pid in busy)
+    pool.submit(12, (0.0, "later"))
+    assert drain(pool, 1) == [(12, "later")]                # and still nothing of 1..10

@@ -46,6 +46,9 @@ Decisions where the sources disagree or are silent:
   carries on, when the queue can still find that byte; only a chain whose end cannot
   be found (or a broken ring) gets DEVICE_NEEDS_RESET, which Linux 6.1 ignores. Each
   refusal is logged once per reason as a guest error.
+- Bounded memory: pooled jobs hold at most `max_inflight_bytes` (the max-inflight
+  option, 64 MiB by default; one request more at most); past it no chain is popped
+  until completions free room. A reset drops every job, the pool's queue included.
 
 docs/virtio-crypto.md gives each decision with its spec section and its test.
 """

@@ -38,6 +38,11 @@ from vmsim.devices.virtio.queue import ChainError, DescriptorChain
 # this size; bigger ones go to the pool so one request never stalls the vCPU for long.
 # Public-key jobs (0.3-5 ms each) always go to the pool.
 INLINE_MAX_BYTES = 256 << 10
+# Request bytes held in flight (copied out of guest memory and not yet answered, see
+# Job.memory); past it the device pops no further chain until completions free room,
+# so a guest posting many large requests at once waits in its own ring instead of
+# growing vmsim. At most one request more than this is held (max_size bounds it).
+MAX_INFLIGHT_BYTES = 64 << 20
 NAME = "virtio-crypto"
 RUNNER = "vmsim.devices.virtio.crypto.execute:run"
 # Per completion: one prebuilt status byte and name instead of bytes([...]) and the
@@ -77,6 +82,7 @@ class _Pending:
     service: Service
     epoch: int
     started: float = 0.0     # host time of the submit, for the trace's duration
+    memory: int = 0          # what the job counts against the in-flight cap
 
 
 class CryptoDevice(VirtioDevice):
@@ -88,7 +94,8 @@ class CryptoDevice(VirtioDevice):
     def __init__(self, max_dataqueues: int = 1, workers: int | None = None, hw_ready: bool = True,
                  features: int = CryptoFeatures.DEFAULT, waker: Waker = NullWaker(),
                  trace: TraceSink = discard, *, limits: Limits = Limits(), max_sessions: int = 4096,
-                 queue_max_size: int = 1024, inline_max_bytes: int = INLINE_MAX_BYTES) -> None:
+                 queue_max_size: int = 1024, inline_max_bytes: int = INLINE_MAX_BYTES,
+                 max_inflight_bytes: int = MAX_INFLIGHT_BYTES) -> None:
         if not 1 <= max_dataqueues <= 65535:
             raise ValueError("max_dataqueues must be 1..65535")
         self.max_dataqueues = max_dataqueues
@@ -112,6 +119,9 @@ class CryptoDevice(VirtioDevice):
         self._next_token = 0
         self._epoch = 0
         self.dropped = 0           # pooled results never written (reset, stopped queue, NEEDS_RESET)
+        self.max_inflight_bytes = max_inflight_bytes
+        self.inflight_bytes = 0    # Job.memory of the pooled jobs not yet answered
+        self._throttled: set[int] = set()   # data queues that stopped popping at the cap
         self.ctx: DeviceContext | None = None
 
     # ---- lifecycle (the machine's) -------------------------------------------------------
@@ -153,13 +163,22 @@ class CryptoDevice(VirtioDevice):
         dropped by poll(), never written to the new rings."""
         self.ctx = None
         self.sessions.clear()
+        if self._pool is not None:
+            self._pool.cancel_all()     # queued jobs dropped, busy workers killed and replaced
         self._pending.clear()
+        self.inflight_bytes = 0
+        self._throttled.clear()
         self._epoch += 1
 
     def queue_notify(self, index: int) -> None:
         ctx = self.ctx
         if ctx is None or not 0 <= index < self.num_queues or index >= len(ctx.queues):
             return
+        self._serve(ctx, index)
+
+    def _serve(self, ctx: DeviceContext, index: int) -> None:
+        """Drain one queue; a refused chain is answered (or stops the device) and the
+        rest of the ring is served after it."""
         drain = self._drain_control if index == self.control_queue else self._drain_data
         while True:         # each refused chain is consumed, so this ends with the ring
             try:
@@ -202,6 +221,8 @@ class CryptoDevice(VirtioDevice):
         self._watch_pool()                      # a dead worker's replacement has new pipes
         for token, outcome in results:
             pending = self._pending.pop(token, None)
+            if pending is not None:
+                self.inflight_bytes -= pending.memory
             if pending is None or ctx is None or pending.epoch != self._epoch:
                 self._drop(None if pending is None else pending.queue, token, "the device was reset")
                 continue
@@ -219,6 +240,18 @@ class CryptoDevice(VirtioDevice):
                 ctx.needs_reset(f"virtio-crypto completion: {err}")
         for index in touched:
             ctx.signal_used(index)  # type: ignore[union-attr]
+        if self._throttled and ctx is not None and self.inflight_bytes < self.max_inflight_bytes:
+            self._resume(ctx)
+
+    def _resume(self, ctx: DeviceContext) -> None:
+        """Completions freed room under the in-flight cap: serve the queues that stopped
+        at it (the driver already kicked them; it will not kick again)."""
+        for index in sorted(self._throttled):
+            if self.inflight_bytes >= self.max_inflight_bytes:
+                break
+            self._throttled.discard(index)
+            if ctx.queues[index].ready:
+                self._serve(ctx, index)
 
     # ---- control queue -----------------------------------------------------------------
 
@@ -249,7 +282,13 @@ class CryptoDevice(VirtioDevice):
         queue = ctx.queues[index]
         features = self._negotiated(ctx)
         completed = False
-        while queue.in_flight() < queue.size and (chain := queue.pop()) is not None:
+        while queue.in_flight() < queue.size:
+            if self.inflight_bytes >= self.max_inflight_bytes:
+                self._throttled.add(index)      # poll() comes back once there is room
+                self._emit("throttle", index, inflight=self.inflight_bytes, cap=self.max_inflight_bytes)
+                break
+            if (chain := queue.pop()) is None:
+                break
             if chain.writable_len < 1:
                 # No room even for the status byte: return the chain so nothing leaks.
                 queue.add_used(chain.head, 0)
@@ -323,7 +362,9 @@ class CryptoDevice(VirtioDevice):
         pool = self._start_pool()
         token = self._next_token
         self._next_token += 1
-        self._pending[token] = _Pending(index, chain, job.service, self._epoch, time.monotonic())
+        memory = job.memory
+        self._pending[token] = _Pending(index, chain, job.service, self._epoch, time.monotonic(), memory)
+        self.inflight_bytes += memory
         pool.submit(token, job)
         if self._trace is not discard:
             self._emit("dispatch", index, head=chain.head, token=token, workers=pool.size,

@@ -37,6 +37,13 @@ class Job(NamedTuple):
         """Bytes of input, for choosing between the inline path and the pool."""
         return len(self.src) + len(self.aad)
 
+    @property
+    def memory(self) -> int:
+        """Bytes this job holds until it is answered: its copied inputs, and a bound on
+        its output (src_len for ciphers, plus a hash result, a tag, or dst_data_len)."""
+        return (2 * len(self.src) + len(self.iv) + len(self.aad) + len(self.digest)
+                + self.result_len + self.out_limit + 16)
+
 
 class Outcome(NamedTuple):
     status: Status

@@ -5,7 +5,7 @@ from typing import Any, Mapping, Sequence
 
 from vmsim.devices.model import Option, SlotContext
 from vmsim.devices.virtio.crypto.constants import CryptoFeatures
-from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.crypto.device import MAX_INFLIGHT_BYTES, CryptoDevice
 from vmsim.devices.virtio.model import VirtioMmioModel
 
 MAX_QUEUES = 64
@@ -19,7 +19,7 @@ class CryptoModel(VirtioMmioModel):
         features = STATELESS_FEATURES if values["stateless"] else CryptoFeatures.DEFAULT
         return CryptoDevice(max_dataqueues=values["queues"], workers=values["workers"],
                             hw_ready=values["ready"], features=features, waker=slot.waker,
-                            trace=slot.trace)
+                            trace=slot.trace, max_inflight_bytes=values["max-inflight"] << 20)
 
 
 MODEL = CryptoModel(
@@ -31,6 +31,8 @@ MODEL = CryptoModel(
                "on the CPU thread (auto: one per host CPU)", 0, 256),
         Option("ready", bool, True, "set HW_READY (off: the driver registers nothing)"),
         Option("stateless", bool, False, "offer REVISION_1 and every stateless-mode bit"),
+        Option("max-inflight", int, MAX_INFLIGHT_BYTES >> 20, "MiB of request data held in "
+               "flight (copied, not yet answered); further requests wait in the ring", 1, 4096),
     ),
 )
 

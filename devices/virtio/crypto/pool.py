@@ -17,7 +17,9 @@ caller can avoid queueing work behind a process that is still starting.
 
 A worker that dies mid-job is replaced: the job it was running completes with
 `crash_result`, the jobs queued behind it go to the dispatcher again, nothing else is
-lost. Workers are plain subprocesses (`python -m vmsim.devices.virtio.crypto.worker`): no fork
+lost. `cancel_all()` forgets every job at once (the device's reset): the queued ones
+are dropped, workers running one are killed and replaced, and no result for any of
+them comes back. Workers are plain subprocesses (`python -m vmsim.devices.virtio.crypto.worker`): no fork
 of a threaded process, no re-import of the parent's __main__. No worker outlives the
 pool, or vmsim, whatever ends it: `close()` kills the busy ones (their answers are no
 longer wanted) and stops the rest; a worker exits when its task pipe closes, and the
@@ -28,7 +30,6 @@ worker's own failure comes back as a CRASHED message whose traceback goes to the
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -68,6 +69,7 @@ class _Worker:
         self.answered = 0
         self.ready = False
         self.crash_report = ""   # the traceback of the worker's own failure, if it sent one
+        self.cancelled = False   # killed by cancel_all(): its death is expected, its jobs gone
 
     def stop(self, timeout: float) -> None:
         self.ask_to_stop()
@@ -107,7 +109,10 @@ class WorkerPool(Generic[J, R]):
         self._lock = threading.Lock()
         self._size = workers or os.cpu_count() or 1
         self._workers: list[_Worker] = []
-        self._outbox: queue.SimpleQueue[tuple[int, J] | None] = queue.SimpleQueue()
+        # Jobs no worker was free for, oldest first; guarded by _lock, which `_queued`
+        # (a condition on it) uses to wake the dispatcher.
+        self._outbox: deque[tuple[int, J]] = deque()
+        self._queued = threading.Condition(self._lock)
         self._results: deque[tuple[int, R]] = deque()
         self._wake_recv: Connection | None = None
         self._wake_send: Connection | None = None
@@ -182,13 +187,37 @@ class WorkerPool(Generic[J, R]):
             # A started worker first: one still warming up would hold the job for tens
             # of milliseconds.
             idle = (next((w for w in self._workers if not w.jobs and w.ready), None)
-                    or next((w for w in self._workers if not w.jobs), None))
+                    or next((w for w in self._workers if not w.jobs and not w.cancelled), None))
             if idle is not None and not self._closed:
                 idle.jobs.append(item)
-        if idle is None:
-            self._outbox.put(item)
-        else:
+            elif idle is None:
+                self._outbox.append(item)
+                self._queued.notify()
+        if idle is not None:
             self._send(idle, item)
+
+    def queued(self) -> int:
+        """Jobs waiting for a worker (not yet sent to one)."""
+        with self._lock:
+            return len(self._outbox)
+
+    def cancel_all(self) -> int:
+        """Forget every job (CPU thread): the queued ones are dropped, each worker
+        running or holding one is killed (and replaced, without its jobs), and results
+        not yet taken are discarded. No result for any of them comes back. Returns how
+        many jobs were dropped."""
+        with self._lock:
+            dropped = len(self._outbox)
+            self._outbox.clear()
+            busy = [w for w in self._workers if w.jobs]
+            for worker in busy:
+                dropped += len(worker.jobs)
+                worker.jobs.clear()
+                worker.cancelled = True
+                worker.ready = False      # takes no more work; its replacement will
+                worker.process.kill()     # also ends a dispatcher send blocked on its pipe
+            self._results.clear()
+        return dropped
 
     def take_results(self) -> list[tuple[int, R]]:
         """Every result that arrived since the last call (CPU thread)."""
@@ -202,15 +231,23 @@ class WorkerPool(Generic[J, R]):
     # ---- dispatcher thread -----------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while (item := self._outbox.get()) is not None:
+        while True:
             with self._lock:
+                while not self._outbox and not self._closed:
+                    self._queued.wait()
                 if self._closed:
                     return
+                item = self._outbox.popleft()
+                usable = [w for w in self._workers if not w.cancelled]
+                if self._workers and not usable:        # all being replaced: wait for one
+                    self._outbox.appendleft(item)
+                    self._queued.wait()
+                    continue
                 if not self._workers:
                     self._results.append((item[0], self._crash_result))
                     self._on_result()
                     continue
-                worker = min(self._workers, key=lambda w: (len(w.jobs), not w.ready))
+                worker = min(usable, key=lambda w: (len(w.jobs), not w.ready))
                 worker.jobs.append(item)
             self._send(worker, item)
 
@@ -283,29 +320,37 @@ class WorkerPool(Generic[J, R]):
         return True, got
 
     def _replace(self, dead: _Worker) -> bool:
-        """A worker died: fail the job it was running, requeue the rest, start a new one."""
+        """A worker died: fail the job it was running, requeue the rest, start a new one.
+        One that cancel_all() killed holds no jobs any more and is simply replaced."""
         with self._lock:
             if self._closed or dead not in self._workers:
                 return False
-            self.crashes += 1
             held = list(dead.jobs)
-            # A worker that dies before answering anything may be unable to start at all:
-            # after a few in a row, stop replacing rather than spin.
-            self._failed_starts = 0 if dead.answered else self._failed_starts + 1
+            dead.jobs.clear()
+            if not dead.cancelled:
+                self.crashes += 1
+                # A worker that dies before answering anything may be unable to start at
+                # all: after a few in a row, stop replacing rather than spin.
+                self._failed_starts = 0 if dead.answered else self._failed_starts + 1
             if self._failed_starts >= _MAX_FAILED_STARTS:
                 self._workers.remove(dead)
             else:
                 self._workers[self._workers.index(dead)] = _Worker(self._runner)
-        dead.jobs.clear()
+            if dead.cancelled:            # jobs it was given since: to another worker
+                self._outbox.extend(held)
+            self._queued.notify()         # the dispatcher may be waiting for a worker
         dead.stop(timeout=1.0)
+        if dead.cancelled:
+            return False
         log.internal_error("worker pool", f"worker process {dead.process.pid} ended "
                            f"(exit status {dead.process.returncode}) holding {len(held)} job(s); "
                            "its job gets ERR and a new worker takes its place",
                            dead.crash_report)
-        if held:
-            self._results.append((held[0][0], self._crash_result))
-        for item in held[1:]:
-            self._outbox.put(item)
+        with self._lock:
+            if held:
+                self._results.append((held[0][0], self._crash_result))
+            self._outbox.extend(held[1:])
+            self._queued.notify()
         return bool(held)
 
     # ---- shutdown --------------------------------------------------------------------
@@ -327,7 +372,9 @@ class WorkerPool(Generic[J, R]):
             return
         for worker in busy:
             worker.process.kill()         # also ends a dispatcher send blocked on its pipe
-        self._outbox.put(None)
+        with self._lock:
+            self._outbox.clear()
+            self._queued.notify_all()     # the dispatcher sees _closed and ends
         assert self._wake_send is not None and self._wake_recv is not None
         self._wake_send.send_bytes(b"x")
         self._dispatcher.join(timeout)
