@@ -5,7 +5,7 @@ The default guest runs `afalg-bench` (AES-128-CBC through the virtio_crypto driv
 16 B to 64 KiB requests, one process) three ways, each in a fresh vmsim process:
   off   no observer: the devices get `discard` and build no event at all
   file  --trace FILE: every event recorded as JSON lines
-  tui   the TUI in the same process, rendering headless at its 20 Hz, fed by the hub
+  tui   as `run --tui`: the TUI in its child process, drawing headless at its 20 Hz
 Each way runs --repeat times, interleaved, and the table shows the median ops/s per
 size and the slowdown against `off`. "off" has no baseline of its own: its spread
 (max/min across repeats) is the noise any claim of "no measurable cost" is held to.
@@ -59,8 +59,7 @@ def child_tui(append: str) -> int:
         with Machine(config, output=observers.output(write_stdout)) as machine:
             machine.load()
             observers.attach(machine)
-            status = observers.run_tui(machine, headless=True, exit_when_done=True,
-                                       size=(160, 50))
+            status = observers.run_tui_process(machine, headless=True)
     finally:
         observers.close()
     sys.stdout.write(observers.console.history().decode(errors="replace"))

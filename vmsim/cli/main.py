@@ -305,7 +305,7 @@ def _run(args: argparse.Namespace) -> int:
             stub = None if gdb_port is None else _start_gdb_stub(machine, gdb_port, args.wait)
             try:
                 if observers.tui:
-                    return observers.run_tui(machine)
+                    return observers.run_tui_process(machine)
                 with TerminalConsole(machine.push_input, lambda: machine.request_quit(0)):
                     return machine.run()
             finally:

@@ -136,6 +136,52 @@ class Observers:
                 else f"the guest exited with status {machine.exit_status}")
             self._closers.append(self.server.close)
 
+    def run_tui_process(self, machine: Any, headless: bool = False) -> int:
+        """`vmsim run --tui`: the machine on this (main) thread, the TUI in a child
+        process attached through a private socket, so drawing the screen never competes
+        with the CPU thread for the GIL. The TUI owns the terminal; quitting it ends the
+        guest, and after the guest ends it stays until quit (headless: it is closed)."""
+        import shutil
+        import subprocess
+        import tempfile
+
+        from vmsim.trace.serve import TraceServer
+
+        assert self.hub is not None and self.gate is not None and self.console is not None
+        folder = Path(tempfile.mkdtemp(prefix="vmsim-tui-"))
+        exit_status: list[int] = []
+        self.server = TraceServer(
+            folder / "tui.sock", self.hub, self.gate, lambda: device_info(machine.virtio),
+            self.console.history, machine.push_input,
+            lambda: (f"the guest exited with status {exit_status[0]} (q quits)"
+                     if exit_status else "running"))
+        vmsim = Path(sys.executable).with_name("vmsim")
+        command = [str(vmsim)] if vmsim.exists() else [sys.executable, "-m", "vmsim.cli.main"]
+        command += ["tui", "--attach", str(folder / "tui.sock")]
+        command += ["--explain"] * self.explain + ["--headless"] * headless
+        child = subprocess.Popen(command)
+
+        def watch() -> None:                  # q in the TUI ends the guest too
+            child.wait()
+            if not exit_status:
+                self.gate.close()
+                machine.request_quit(0)
+        threading.Thread(target=watch, name="vmsim-tui-watch", daemon=True).start()
+        try:
+            status = machine.run()
+            exit_status.append(status)
+            if headless:
+                self.server.close()
+            child.wait()
+            return status
+        finally:
+            self.gate.close()
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+            self.server.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
     def run_tui(self, machine: Any, title: str = "vmsim run", headless: bool = False,
                 exit_when_done: bool = False, auto_pilot: Any = None,
                 size: tuple[int, int] | None = None) -> int:

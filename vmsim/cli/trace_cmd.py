@@ -21,6 +21,10 @@ def add_trace_commands(commands: argparse._SubParsersAction) -> None:
                      help="serve the TUI to browsers on 127.0.0.1:PORT (textual-serve; one "
                           "attached TUI per visit) instead of this terminal")
     tui.add_argument("--host", default="127.0.0.1", help="address for --serve")
+    tui.add_argument("--explain", action="store_true",
+                     help="show the explanation of the event the machine is held at "
+                          "(the machine runs with --explain)")
+    tui.add_argument("--headless", action="store_true", help=argparse.SUPPRESS)
     # Dispatched with the trace commands (run_trace_command).
     tui.set_defaults(command="trace", trace_command="tui")
     trace = commands.add_parser("trace", help="look at a trace recorded with run --trace")
@@ -116,5 +120,9 @@ def _tui(args: argparse.Namespace) -> int:
         feed = SocketFeed(args.attach)
     except ConnectionError as error:
         raise VmsimError(str(error)) from None
-    VmsimApp(feed).run()
+    app = VmsimApp(feed, explain=args.explain)
+    if args.headless:                 # the benchmark's viewer: drawing, with no terminal
+        app.run(headless=True, size=(160, 50))
+    else:
+        app.run()
     return 0

@@ -146,8 +146,8 @@ class TraceFeed(Feed):
 
 class SocketFeed(Feed):
     """A machine in another process, through its `--observe SOCKET` (vmsim.trace.serve):
-    a reader thread turns the server's lines into records and console text, and the
-    controls are sent back as commands."""
+    a reader thread turns the server's frames into records and console text, and the
+    controls are sent back as JSON lines."""
 
     live = True
 
@@ -163,31 +163,49 @@ class SocketFeed(Feed):
         except OSError as error:
             raise ConnectionError(f"cannot attach to {path}: {error.strerror or error}") from None
         self._file = self._sock.makefile("rb")
-        hello = json.loads(self._file.readline() or b"{}")
-        if hello.get("hello") != "vmsim-trace":
+        try:
+            hello = self._frame()[0]
+        except (OSError, ValueError, EOFError, IndexError, TypeError):
+            hello = {}
+        if not isinstance(hello, dict) or hello.get("hello") != "vmsim-trace":
             raise ConnectionError(f"{path} is not a vmsim --observe socket")
         self._sock.settimeout(None)
         super().__init__(list(hello.get("devices", [])))
         self.title = f"vmsim tui --attach {path}"
         self.exit_when_finished = True    # a browser session ends with its machine
         self._records: deque[Record] = deque(maxlen=1 << 18)
+        self._recent: dict[int, Record] = {}
         self._console = ConsoleBuffer()
         self._state = "attached"
-        self._paused_at: Record | None = None
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read, name="vmsim-attach", daemon=True).start()
 
+    def _frame(self) -> list:
+        import pickle
+
+        from vmsim.trace.serve import FRAME
+
+        head = self._file.read(FRAME.size)
+        if len(head) < FRAME.size:
+            raise EOFError
+        return pickle.loads(self._file.read(FRAME.unpack(head)[0]))
+
     def _read(self) -> None:
         try:
-            for line in self._file:
-                data = self._json.loads(line)
-                if "console" in data:
-                    self._console.write(str(data["console"]).encode())
-                elif "state" in data:
-                    self._state = str(data["state"])
-                elif "seq" in data:
-                    self._records.append(Record.from_json(data))
-        except (OSError, ValueError):
+            while True:
+                for item in self._frame():
+                    if isinstance(item, tuple):
+                        record = Record(*item)
+                        self._records.append(record)
+                        self._recent[record.seq] = record
+                        if len(self._recent) > 4096:
+                            for seq in list(self._recent)[:1024]:
+                                del self._recent[seq]
+                    elif "console" in item:
+                        self._console.write(str(item["console"]).encode())
+                    elif "state" in item:
+                        self._state = str(item["state"])
+        except (OSError, ValueError, EOFError):
             pass
         self._state = "the machine is gone"
         self.finished = True
@@ -227,7 +245,14 @@ class SocketFeed(Feed):
         self._command({"cmd": "break", "conditions": ", ".join(map(str, conditions))})
 
     def stopped_at(self) -> Record | None:
-        return None
+        """The event the machine is held at, from its state line ("paused at #N ...")."""
+        if not self._state.startswith("paused at #"):
+            return None
+        try:
+            seq = int(self._state.split("#", 1)[1].split()[0])
+        except (IndexError, ValueError):
+            return None
+        return self._recent.get(seq)
 
     def close(self) -> None:
         try:
