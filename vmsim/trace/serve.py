@@ -164,7 +164,11 @@ class _Client:
             self._send([record_tuple(r) for r in snapshot])
             state = ""
             while not self.closed.wait(_SEND_EVERY):
-                items: list = [record_tuple(r) for r in self.sub.drain() if r.seq > last]
+                # A chunk at a time, yielding between them (in _send): never a long
+                # stretch of Python while the CPU thread may want the GIL.
+                while chunk := self.sub.drain(limit=_CHUNK):
+                    self._send([record_tuple(r) for r in chunk if r.seq > last])
+                items: list = []
                 if self.console:
                     text = "".join(self.console.popleft() for _ in range(len(self.console)))
                     items.append({"console": text})
