@@ -165,15 +165,15 @@ int virtio_crypto_cipher(struct virtio_crypto *dev, uint64_t session, const uint
     return data_request(dev, bufs, ARRAY_SIZE(bufs), &status, len + 1, done);
 }
 
-int virtio_crypto_akcipher_encrypt(struct virtio_crypto *dev, uint64_t session,
-                                   const uint8_t *src, uint32_t src_len,
-                                   uint8_t *dst, uint32_t dst_len, struct vq_completion *done)
+int virtio_crypto_akcipher(struct virtio_crypto *dev, uint32_t opcode, uint64_t session,
+                           const uint8_t *src, uint32_t src_len,
+                           uint8_t *dst, uint32_t dst_len, struct vq_completion *done)
 {
     struct virtio_crypto_akcipher_request req;
     uint8_t status;
 
     memset(&req, 0, sizeof(req));
-    req.header.opcode = VIRTIO_CRYPTO_AKCIPHER_ENCRYPT;
+    req.header.opcode = opcode;
     req.header.algo = VIRTIO_CRYPTO_AKCIPHER_RSA;
     req.header.session_id = session;
     req.src_len = src_len;
@@ -182,4 +182,12 @@ int virtio_crypto_akcipher_encrypt(struct virtio_crypto *dev, uint64_t session,
                             in(dst, dst_len), in(&status, 1)};
     /* For akcipher the spec fixes used.len = result length + 1 (the status). */
     return data_request(dev, bufs, ARRAY_SIZE(bufs), &status, dst_len + 1, done);
+}
+
+int virtio_crypto_akcipher_encrypt(struct virtio_crypto *dev, uint64_t session,
+                                   const uint8_t *src, uint32_t src_len,
+                                   uint8_t *dst, uint32_t dst_len, struct vq_completion *done)
+{
+    return virtio_crypto_akcipher(dev, VIRTIO_CRYPTO_AKCIPHER_ENCRYPT, session, src, src_len,
+                                  dst, dst_len, done);
 }

@@ -33,6 +33,7 @@
 #define VIRTIO_CRYPTO_CIPHER_CREATE_SESSION   VIRTIO_CRYPTO_OPCODE(0, 0x02)
 #define VIRTIO_CRYPTO_CIPHER_DESTROY_SESSION  VIRTIO_CRYPTO_OPCODE(0, 0x03)
 #define VIRTIO_CRYPTO_AKCIPHER_ENCRYPT        VIRTIO_CRYPTO_OPCODE(4, 0x00)
+#define VIRTIO_CRYPTO_AKCIPHER_DECRYPT        VIRTIO_CRYPTO_OPCODE(4, 0x01)
 #define VIRTIO_CRYPTO_AKCIPHER_CREATE_SESSION VIRTIO_CRYPTO_OPCODE(4, 0x04)
 #define VIRTIO_CRYPTO_AKCIPHER_DESTROY_SESSION VIRTIO_CRYPTO_OPCODE(4, 0x05)
 
@@ -41,6 +42,7 @@
 #define VIRTIO_CRYPTO_SYM_OP_CIPHER       1
 #define VIRTIO_CRYPTO_AKCIPHER_RSA        1      /* bit 1 of akcipher_algo */
 #define VIRTIO_CRYPTO_AKCIPHER_KEY_PUBLIC 1
+#define VIRTIO_CRYPTO_AKCIPHER_KEY_PRIVATE 2
 #define VIRTIO_CRYPTO_RSA_RAW_PADDING     0
 #define VIRTIO_CRYPTO_RSA_NO_HASH         0
 
@@ -177,10 +179,15 @@ int virtio_crypto_create_rsa_session(struct virtio_crypto *dev, uint32_t key_typ
 int virtio_crypto_destroy_session(struct virtio_crypto *dev, uint32_t opcode, uint64_t session,
                                   struct vq_completion *done);
 
-/* The cipher runs in the session's direction; src and dst are `len` bytes. */
+/* An AES-CBC encryption (CIPHER_ENCRYPT: the session must be an encrypt session, or
+ * the device answers INVSESS); src and dst are `len` bytes. */
 int virtio_crypto_cipher(struct virtio_crypto *dev, uint64_t session, const uint8_t *iv,
                          uint32_t iv_len, const uint8_t *src, uint8_t *dst, uint32_t len,
                          struct vq_completion *done);
+/* One RSA request: `opcode` is VIRTIO_CRYPTO_AKCIPHER_ENCRYPT or ..._DECRYPT. */
+int virtio_crypto_akcipher(struct virtio_crypto *dev, uint32_t opcode, uint64_t session,
+                           const uint8_t *src, uint32_t src_len,
+                           uint8_t *dst, uint32_t dst_len, struct vq_completion *done);
 int virtio_crypto_akcipher_encrypt(struct virtio_crypto *dev, uint64_t session,
                                    const uint8_t *src, uint32_t src_len,
                                    uint8_t *dst, uint32_t dst_len, struct vq_completion *done);

@@ -303,3 +303,24 @@ def test_cancel_all_drops_queued_jobs_and_kills_busy_workers(pool):
     assert pool.crashes == 0 and not any(alive(pid) for pid in busy)
     pool.submit(12, (0.0, "later"))
     assert drain(pool, 1) == [(12, "later")]                # and still nothing of 1..10
+
+
+@pytest.mark.parametrize("collector", [True, False], ids=["collector-thread", "owner-collects"])
+def test_a_job_past_the_time_limit_fails_and_the_job_behind_it_moves_on(collector):
+    """One worker, a 30 s job and a quick one queued behind it: at the 0.3 s limit the
+    long job gets the crash result, its worker is killed and replaced, and the quick one
+    is answered by the replacement instead of waiting 30 s."""
+    p = WorkerPool("tests.unit.test_crypto_pool:sleep_then_echo", CRASHED, workers=1,
+                   on_result=(lambda: None) if collector else None, time_limit=0.3).start()
+    try:
+        (first,) = p.pids()
+        start = time.monotonic()
+        p.submit(1, (30.0, "never"))
+        p.submit(2, (0.0, "behind"))
+        assert dict(drain(p, 2)) == {1: CRASHED, 2: "behind"}
+        assert time.monotonic() - start < 15
+        assert (p.timeouts, p.crashes) == (1, 0) and first not in p.pids() and not alive(first)
+        p.submit(3, (0.1, "fits"))                 # a job inside the limit is left alone
+        assert drain(p, 1) == [(3, "fits")] and p.timeouts == 1
+    finally:
+        p.close()

@@ -138,7 +138,8 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
                        help="data queues the device offers (max_dataqueues; default 1)")
     group.add_argument("--crypto-workers", type=int, default=None, metavar="N",
                        help="worker processes for crypto work (default: one per CPU; "
-                            "0 runs everything on the CPU thread)")
+                            "0 runs everything on the CPU thread but costly public-key "
+                            "work, which gets one worker)")
     group.add_argument("--crypto-not-ready", action="store_true",
                        help="withhold HW_READY, so the driver registers no algorithm")
     group.add_argument("--no-crypto", action="store_true", help="omit the device")

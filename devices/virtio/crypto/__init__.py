@@ -49,6 +49,11 @@ Decisions where the sources disagree or are silent:
 - Bounded memory: pooled jobs hold at most `max_inflight_bytes` (the max-inflight
   option, 64 MiB by default; one request more at most); past it no chain is popped
   until completions free room. A reset drops every job, the pool's queue included.
+- Bounded public-key work: RSA keys past OpenSSL's limits (modulus over 16384 bits;
+  over 3072 bits, a public exponent over 64 bits) are NOTSUPP at session creation,
+  inconsistent numbers ERR; a pooled job gets ERR past its time limit (10 s; its
+  worker is replaced, the jobs behind it move on); the CPU thread runs only
+  public-key jobs estimated within INLINE_WORK (2^20 limb products, tens of ms).
 
 docs/virtio-crypto.md gives each decision with its spec section and its test.
 """

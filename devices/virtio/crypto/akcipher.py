@@ -10,6 +10,13 @@ rule asks. PKCS#1 sign takes the digest the driver computed (the session's hash 
 selects the DigestInfo); with NO_HASH the input is padded as is. ECDSA signatures are
 DER (what Linux's ecdsa and `cryptography` both use); the digest length picks the hash.
 A signature that does not verify is VIRTIO_CRYPTO_KEY_REJECTED.
+
+RSA keys are held to OpenSSL's limits when they are loaded (at session creation, or
+per request in stateless mode): a modulus of at most 16384 bits, and above 3072 bits a
+public exponent of at most 64 bits; a key past them is NOTSUPP. What `cryptography`
+requires of the numbers is ERR: an odd modulus, an odd public exponent with
+3 <= e < n, and (private keys) 0 < d < n. `cost()` estimates an operation's work, so
+that the device runs only cheap ones on its CPU thread.
 """
 from __future__ import annotations
 
@@ -44,6 +51,10 @@ _CURVES = {
 }
 _DIGEST_BY_LEN = {20: hashes.SHA1, 28: hashes.SHA224, 32: hashes.SHA256, 48: hashes.SHA384, 64: hashes.SHA512}
 MAX_KEY_LEN = 16384
+# OpenSSL's RSA limits (OPENSSL_RSA_MAX_MODULUS_BITS, _SMALL_MODULUS_BITS, _MAX_PUBEXP_BITS).
+MAX_MODULUS_BITS = 16384
+SMALL_MODULUS_BITS = 3072
+MAX_PUBEXP_BITS = 64
 
 
 # --- DER: just enough to read a SEQUENCE of INTEGERs (PKCS#1 keys) ---------------------
@@ -131,8 +142,11 @@ def _load_rsa(params: AkcipherParams) -> _RsaKey:
             raise fail("RSAPrivateKey needs version, modulus, exponents")
         n, e, d = ints[1], ints[2], ints[3]
         crt = tuple(ints[4:9]) if len(ints) >= 9 and ints[4] * ints[5] == n else None
-    if n < 3 or e < 1 or n.bit_length() < 64:
-        raise fail("RSA modulus or exponent unusable")
+    check_rsa_numbers(n, e, d)
+    if crt is not None:
+        p, q, dp, dq, qinv = crt
+        if not (dp < p and dq < q and qinv < p):     # else the Python CRT could cost more
+            crt = None
     public = private = None
     try:
         pub_numbers = rsa.RSAPublicNumbers(e, n)
@@ -144,6 +158,23 @@ def _load_rsa(params: AkcipherParams) -> _RsaKey:
     except (ValueError, UnsupportedAlgorithm):
         pass  # raw operations still work from the integers
     return _RsaKey(n, e, d, crt, private, public)  # type: ignore[arg-type]
+
+
+def check_rsa_numbers(n: int, e: int, d: int | None) -> None:
+    """OpenSSL's size limits (NOTSUPP: a key the device does not take) and the
+    consistency `cryptography` asks of RSA numbers (ERR: not a usable key)."""
+    bits = n.bit_length()
+    if bits > MAX_MODULUS_BITS:
+        raise fail(f"RSA modulus of {bits} bits is over {MAX_MODULUS_BITS}", Status.NOTSUPP)
+    if bits > SMALL_MODULUS_BITS and e.bit_length() > MAX_PUBEXP_BITS:
+        raise fail(f"RSA public exponent of {e.bit_length()} bits with a modulus over "
+                   f"{SMALL_MODULUS_BITS} bits (at most {MAX_PUBEXP_BITS})", Status.NOTSUPP)
+    if bits < 64 or not n & 1:
+        raise fail("RSA modulus is not odd or under 64 bits")
+    if not 3 <= e < n or not e & 1:
+        raise fail("RSA public exponent must be odd, at least 3 and below the modulus")
+    if d is not None and not 0 < d < n:
+        raise fail("RSA private exponent must lie between 0 and the modulus")
 
 
 def _load_ec(params: AkcipherParams) -> _EcKey:
@@ -308,6 +339,28 @@ def run(params: AkcipherParams, op: int, src: bytes, digest: bytes) -> bytes:
     if isinstance(key, _RsaKey):
         return _rsa(params, key, op, src, digest)
     return _ecdsa(key, op, src, digest)
+
+
+# One work unit: a product of two 64-bit limbs. A modular exponentiation with a k-bit
+# exponent and an L-limb modulus costs about k * L^2 of them (OpenSSL's is cheaper,
+# Python's pow about 10-30 ns a unit on a 2020s x86 core).
+_EC_WORK = 1 << 16       # an ECDSA operation on P-521, the largest curve, is ~1-3 ms
+
+
+def cost(params: AkcipherParams, op: int) -> int:
+    """An estimate of one operation's work in units (see above), from the session's
+    key: the public exponent's bits for a public operation; for a private one, the
+    CRT halves when the key has usable CRT values, else the whole private exponent."""
+    if params.algo != AkcipherAlgo.RSA:
+        return _EC_WORK
+    key = prepare(params)
+    assert isinstance(key, _RsaKey)
+    limbs = (key.n.bit_length() + 63) // 64
+    if op in (Op.AKCIPHER_ENCRYPT, Op.AKCIPHER_VERIFY) or key.d is None:
+        return key.e.bit_length() * limbs * limbs
+    if key.crt is not None:
+        return key.n.bit_length() * limbs * limbs // 4
+    return key.d.bit_length() * limbs * limbs
 
 
 def algorithm_mask() -> int:

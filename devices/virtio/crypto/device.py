@@ -43,6 +43,15 @@ INLINE_MAX_BYTES = 256 << 10
 # so a guest posting many large requests at once waits in its own ring instead of
 # growing vmsim. At most one request more than this is held (max_size bounds it).
 MAX_INFLIGHT_BYTES = 64 << 20
+# Public-key work (akcipher.cost units) that may run on the CPU thread: about 2^20
+# 64-bit limb products, some 10-30 ms. That covers RSA-2048 private operations with CRT
+# and public ones up to 8192 bits (e = 65537); anything costlier goes to the pool.
+INLINE_WORK = 1 << 20
+# The longest a pooled job may run. Past it the job is answered ERR and its worker is
+# killed and replaced; the jobs queued behind it go to other workers. The costliest
+# legitimate job, a raw RSA-16384 private operation with CRT in Python, takes ~5 s.
+JOB_TIME_LIMIT = 10.0
+INLINE, POOL, REFUSE = "inline", "pool", "refuse"
 NAME = "virtio-crypto"
 RUNNER = "vmsim.devices.virtio.crypto.execute:run"
 # Per completion: one prebuilt status byte and name instead of bytes([...]) and the
@@ -95,7 +104,8 @@ class CryptoDevice(VirtioDevice):
                  features: int = CryptoFeatures.DEFAULT, waker: Waker = NullWaker(),
                  trace: TraceSink = discard, *, limits: Limits = Limits(), max_sessions: int = 4096,
                  queue_max_size: int = 1024, inline_max_bytes: int = INLINE_MAX_BYTES,
-                 max_inflight_bytes: int = MAX_INFLIGHT_BYTES) -> None:
+                 max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
+                 job_time_limit: float = JOB_TIME_LIMIT) -> None:
         if not 1 <= max_dataqueues <= 65535:
             raise ValueError("max_dataqueues must be 1..65535")
         self.max_dataqueues = max_dataqueues
@@ -120,6 +130,7 @@ class CryptoDevice(VirtioDevice):
         self._epoch = 0
         self.dropped = 0           # pooled results never written (reset, stopped queue, NEEDS_RESET)
         self.max_inflight_bytes = max_inflight_bytes
+        self.job_time_limit = job_time_limit
         self.inflight_bytes = 0    # Job.memory of the pooled jobs not yet answered
         self._throttled: set[int] = set()   # data queues that stopped popping at the cap
         self.ctx: DeviceContext | None = None
@@ -129,7 +140,8 @@ class CryptoDevice(VirtioDevice):
     def start(self) -> None:
         """Start the worker processes. The machine calls this when it is built: they take
         a few hundred ms to start, and should be ready long before the driver's first
-        public-key request. Until then (or with workers=0) everything runs inline."""
+        public-key request. Until then (and with workers=0) everything runs inline but
+        public-key work over INLINE_WORK, which waits for a worker (see _placement)."""
         if self._workers != 0:
             self._start_pool()
 
@@ -310,7 +322,14 @@ class CryptoDevice(VirtioDevice):
                 self._complete(ctx, index, chain, err.service, Outcome(err.status))
                 completed = True
                 continue
-            if self._runs_inline(job):
+            where = self._placement(job)
+            if where == REFUSE:
+                log.unimplemented(NAME, "a public-key operation too costly for the CPU thread, "
+                                        "and no worker process can be started to run it")
+                self._emit("error", index, head=chain.head, reason="public-key work over the inline budget")
+                self._complete(ctx, index, chain, job.service, Outcome(Status.ERR))
+                completed = True
+            elif where == INLINE:
                 self.stats[index].inline += 1
                 started = time.monotonic() if self._trace is not discard else 0.0
                 self._complete(ctx, index, chain, job.service, execute.run(job), started)
@@ -321,14 +340,29 @@ class CryptoDevice(VirtioDevice):
         if completed:
             ctx.signal_used(index)
 
-    def _runs_inline(self, job: Job) -> bool:
-        """Small symmetric jobs run inline; so does everything when there is no pool to
-        use: none configured, broken, or none of its workers started yet (a cold start
-        would cost far more than the job). The job is asked about first, as it is cheaper."""
-        if job.service != Service.AKCIPHER and job.size <= self._inline_max:
-            return True
+    def _placement(self, job: Job) -> str:
+        """Where a job runs: INLINE (now, on the CPU thread), POOL, or REFUSE.
+
+        Small symmetric jobs run inline, and so do large ones when there is no pool to
+        use (workers=0, broken, or no worker started yet: a cold start costs more than
+        the job; their size bounds them). A public-key job runs inline only if its
+        estimated work is within INLINE_WORK, and then only when there is no started
+        pool to take it; a costlier one always goes to the pool, where it waits for a
+        worker still starting (with workers=0, one worker is started for it). Only when
+        workers cannot be started at all is a costly one refused (ERR): the vCPU never
+        stalls on public-key work."""
         pool = self._pool
-        return self._workers == 0 or pool is None or pool.broken or not pool.ready
+        if job.service != Service.AKCIPHER:
+            if (job.size <= self._inline_max or self._workers == 0 or pool is None or pool.broken
+                    or not pool.ready):
+                return INLINE
+            return POOL
+        cheap = execute.work(job) <= INLINE_WORK
+        if pool is not None and pool.broken:
+            return INLINE if cheap else REFUSE
+        if not cheap or (self._workers != 0 and pool is not None and pool.ready):
+            return POOL
+        return INLINE
 
     def wait_for_workers(self, timeout: float = 10.0) -> bool:
         """Block until every worker process has started and warmed up (for benchmarks
@@ -343,8 +377,10 @@ class CryptoDevice(VirtioDevice):
 
     def _start_pool(self) -> WorkerPool[Job, Outcome]:
         if self._pool is None:
-            self._pool = WorkerPool(RUNNER, Outcome(Status.ERR), self._workers,
-                                    None if self._fd_waker else self._waker.wake).start()
+            # workers=0: one worker, only ever given public-key work too costly inline.
+            self._pool = WorkerPool(RUNNER, Outcome(Status.ERR), self._workers or 1,
+                                    None if self._fd_waker else self._waker.wake,
+                                    time_limit=self.job_time_limit).start()
             self._watch_pool()
         return self._pool
 

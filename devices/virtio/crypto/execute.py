@@ -70,6 +70,17 @@ def _compute(job: Job) -> bytes:
     return result
 
 
+def work(job: Job) -> int:
+    """The estimated work of a public-key job (akcipher.cost), to decide whether it may
+    run on the CPU thread; 0 for other jobs, whose cost their size bounds."""
+    if job.service != Service.AKCIPHER:
+        return 0
+    try:
+        return akcipher.cost(job.params, job.op)  # type: ignore[arg-type]
+    except RequestError:
+        return 0                                   # a key that does not load fails at once
+
+
 def run(job: Job) -> Outcome:
     """Never raises: a guest-caused failure is its status, anything else is ERR."""
     try:

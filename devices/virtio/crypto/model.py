@@ -28,7 +28,8 @@ MODEL = CryptoModel(
     options=(
         Option("queues", int, 1, "data queues offered (max_dataqueues)", 1, MAX_QUEUES),
         Option("workers", int, None, "worker processes for pooled work; 0 runs everything "
-               "on the CPU thread (auto: one per host CPU)", 0, 256),
+               "on the CPU thread but costly public-key work, which gets one worker (auto: one "
+               "per host CPU)", 0, 256),
         Option("ready", bool, True, "set HW_READY (off: the driver registers nothing)"),
         Option("stateless", bool, False, "offer REVISION_1 and every stateless-mode bit"),
         Option("max-inflight", int, MAX_INFLIGHT_BYTES >> 20, "MiB of request data held in "

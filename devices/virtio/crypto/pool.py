@@ -19,7 +19,9 @@ A worker that dies mid-job is replaced: the job it was running completes with
 `crash_result`, the jobs queued behind it go to the dispatcher again, nothing else is
 lost. `cancel_all()` forgets every job at once (the device's reset): the queued ones
 are dropped, workers running one are killed and replaced, and no result for any of
-them comes back. Workers are plain subprocesses (`python -m vmsim.devices.virtio.crypto.worker`): no fork
+them comes back. With a `time_limit`, a timer thread kills a worker whose job runs
+longer: that job gets `crash_result` and the jobs behind it go to other workers, as
+for any death. Workers are plain subprocesses (`python -m vmsim.devices.virtio.crypto.worker`): no fork
 of a threaded process, no re-import of the parent's __main__. No worker outlives the
 pool, or vmsim, whatever ends it: `close()` kills the busy ones (their answers are no
 longer wanted) and stops the rest; a worker exits when its task pipe closes, and the
@@ -70,6 +72,13 @@ class _Worker:
         self.ready = False
         self.crash_report = ""   # the traceback of the worker's own failure, if it sent one
         self.cancelled = False   # killed by cancel_all(): its death is expected, its jobs gone
+        self.timed_out = False   # killed by the timer: its job ran past the time limit
+        self.started: float | None = None   # when its first job began running, if it is
+
+    @property
+    def doomed(self) -> bool:
+        """Killed on purpose and about to be replaced: it takes no more work."""
+        return self.cancelled or self.timed_out
 
     def stop(self, timeout: float) -> None:
         self.ask_to_stop()
@@ -99,9 +108,11 @@ class WorkerPool(Generic[J, R]):
     """Runs `runner(job)` in worker processes; results come back by token, in any order."""
 
     def __init__(self, runner: str, crash_result: R, workers: int | None = None,
-                 on_result: Callable[[], None] | None = lambda: None) -> None:
+                 on_result: Callable[[], None] | None = lambda: None,
+                 time_limit: float | None = None) -> None:
         """`runner` names the job function as 'module:function' (importable by workers);
-        `on_result=None`: no collector thread, the owner collects (see the module doc)."""
+        `on_result=None`: no collector thread, the owner collects (see the module doc);
+        `time_limit`: seconds a job may run before its worker is killed (None: forever)."""
         self._runner = runner
         self._crash_result = crash_result
         self._on_result = on_result or (lambda: None)
@@ -113,6 +124,9 @@ class WorkerPool(Generic[J, R]):
         # (a condition on it) uses to wake the dispatcher.
         self._outbox: deque[tuple[int, J]] = deque()
         self._queued = threading.Condition(self._lock)
+        self._time_limit = time_limit
+        self._timing = threading.Condition(self._lock)   # a job started: the timer looks again
+        self.timeouts = 0
         self._results: deque[tuple[int, R]] = deque()
         self._wake_recv: Connection | None = None
         self._wake_send: Connection | None = None
@@ -122,6 +136,7 @@ class WorkerPool(Generic[J, R]):
         self.crashes = 0
         self._dispatcher = threading.Thread(target=self._dispatch, name="crypto-dispatch", daemon=True)
         self._collector = threading.Thread(target=self._collect_loop, name="crypto-collect", daemon=True)
+        self._timer = threading.Thread(target=self._watch_time, name="crypto-timer", daemon=True)
 
     def start(self) -> WorkerPool[J, R]:
         """Start the worker processes and the pool's threads (once)."""
@@ -136,6 +151,8 @@ class WorkerPool(Generic[J, R]):
         self._dispatcher.start()
         if not self._self_collecting:
             self._collector.start()
+        if self._time_limit is not None:
+            self._timer.start()
         return self
 
     def __enter__(self) -> WorkerPool[J, R]:
@@ -187,9 +204,10 @@ class WorkerPool(Generic[J, R]):
             # A started worker first: one still warming up would hold the job for tens
             # of milliseconds.
             idle = (next((w for w in self._workers if not w.jobs and w.ready), None)
-                    or next((w for w in self._workers if not w.jobs and not w.cancelled), None))
+                    or next((w for w in self._workers if not w.jobs and not w.doomed), None))
             if idle is not None and not self._closed:
                 idle.jobs.append(item)
+                self._mark_start(idle)
             elif idle is None:
                 self._outbox.append(item)
                 self._queued.notify()
@@ -213,6 +231,7 @@ class WorkerPool(Generic[J, R]):
             for worker in busy:
                 dropped += len(worker.jobs)
                 worker.jobs.clear()
+                worker.started = None
                 worker.cancelled = True
                 worker.ready = False      # takes no more work; its replacement will
                 worker.process.kill()     # also ends a dispatcher send blocked on its pipe
@@ -238,7 +257,7 @@ class WorkerPool(Generic[J, R]):
                 if self._closed:
                     return
                 item = self._outbox.popleft()
-                usable = [w for w in self._workers if not w.cancelled]
+                usable = [w for w in self._workers if not w.doomed]
                 if self._workers and not usable:        # all being replaced: wait for one
                     self._outbox.appendleft(item)
                     self._queued.wait()
@@ -249,6 +268,8 @@ class WorkerPool(Generic[J, R]):
                     continue
                 worker = min(usable, key=lambda w: (len(w.jobs), not w.ready))
                 worker.jobs.append(item)
+                if len(worker.jobs) == 1:
+                    self._mark_start(worker)
             self._send(worker, item)
 
     def _send(self, worker: _Worker, item: tuple[int, J]) -> None:
@@ -263,6 +284,32 @@ class WorkerPool(Generic[J, R]):
                     worker.jobs.remove(item)
             self._results.append((item[0], self._crash_result))
             self._on_result()
+
+    # ---- timer thread ----------------------------------------------------------------
+
+    def _mark_start(self, worker: _Worker) -> None:
+        """Note when `worker`'s first job began to run (now, if it has one and is up;
+        a worker still starting begins at READY). Call with the lock held."""
+        worker.started = time.monotonic() if worker.jobs and worker.ready else None
+        self._timing.notify()
+
+    def _watch_time(self) -> None:
+        """Kill each worker whose job has run longer than the time limit. Its death is
+        then handled like any other (`_replace`): the job gets `crash_result`, the jobs
+        queued behind it go to other workers, a new worker takes its place."""
+        limit = self._time_limit
+        assert limit is not None
+        with self._lock:
+            while not self._closed:
+                now = time.monotonic()
+                for worker in self._workers:
+                    if worker.started is not None and now - worker.started >= limit:
+                        worker.started = None
+                        worker.timed_out = True
+                        worker.ready = False
+                        worker.process.kill()
+                starts = [w.started for w in self._workers if w.started is not None]
+                self._timing.wait(min(starts) + limit - now if starts else None)
 
     # ---- collector thread ------------------------------------------------------------
 
@@ -303,7 +350,9 @@ class WorkerPool(Generic[J, R]):
             while worker.results.poll():
                 message = worker.results.recv()
                 if message == READY:
-                    worker.ready = True
+                    with self._lock:
+                        worker.ready = not worker.doomed
+                        self._mark_start(worker)
                     continue
                 if message[0] == CRASHED:
                     worker.crash_report = message[1]
@@ -313,6 +362,7 @@ class WorkerPool(Generic[J, R]):
                     if worker.jobs and worker.jobs[0][0] == token:
                         worker.jobs.popleft()
                     worker.answered += 1
+                    self._mark_start(worker)      # the next job, if any, runs from now
                 self._results.append((token, result))
                 got = True
         except (EOFError, OSError):
@@ -327,7 +377,9 @@ class WorkerPool(Generic[J, R]):
                 return False
             held = list(dead.jobs)
             dead.jobs.clear()
-            if not dead.cancelled:
+            if dead.timed_out:
+                self.timeouts += 1
+            elif not dead.cancelled:
                 self.crashes += 1
                 # A worker that dies before answering anything may be unable to start at
                 # all: after a few in a row, stop replacing rather than spin.
@@ -342,10 +394,14 @@ class WorkerPool(Generic[J, R]):
         dead.stop(timeout=1.0)
         if dead.cancelled:
             return False
-        log.internal_error("worker pool", f"worker process {dead.process.pid} ended "
-                           f"(exit status {dead.process.returncode}) holding {len(held)} job(s); "
-                           "its job gets ERR and a new worker takes its place",
-                           dead.crash_report)
+        if dead.timed_out:            # the guest's doing (a costly request), not vmsim's
+            log.guest_error("worker pool", f"a job ran past its {self._time_limit:g} s limit; it "
+                                           "gets ERR and a new worker takes its place")
+        else:
+            log.internal_error("worker pool", f"worker process {dead.process.pid} ended "
+                               f"(exit status {dead.process.returncode}) holding {len(held)} job(s); "
+                               "its job gets ERR and a new worker takes its place",
+                               dead.crash_report)
         with self._lock:
             if held:
                 self._results.append((held[0][0], self._crash_result))
@@ -375,11 +431,13 @@ class WorkerPool(Generic[J, R]):
         with self._lock:
             self._outbox.clear()
             self._queued.notify_all()     # the dispatcher sees _closed and ends
+            self._timing.notify_all()     # and so does the timer
         assert self._wake_send is not None and self._wake_recv is not None
         self._wake_send.send_bytes(b"x")
         self._dispatcher.join(timeout)
-        if self._collector.is_alive():
-            self._collector.join(timeout)
+        for thread in (self._collector, self._timer):
+            if thread.is_alive():
+                thread.join(timeout)
         deadline = time.monotonic() + timeout
         for worker in workers:
             if worker not in busy:
