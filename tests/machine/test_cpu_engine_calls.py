@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vmsim.core.cpu import PAGE_SHIFT, PRIV_SUPERVISOR, PRIV_USER, SEIP, SSIP, STIP, Cpu
+from vmsim.core import cpu as cpu_module
+from vmsim.core.cpu import (NATIVE_INVALIDATE, PAGE_SHIFT, PRIV_SUPERVISOR, PRIV_USER, SEIP,
+                            SSIP, STIP, Cpu)
 
 RAM_BASE, RAM_SIZE = 0x8000_0000, 1 << 20
 
@@ -31,6 +33,10 @@ def test_update_mip_changes_only_the_named_bits(cpu) -> None:
 
 @pytest.mark.parametrize("priv", [PRIV_USER, PRIV_SUPERVISOR])
 def test_written_pages_are_invalidated_in_runs_at_machine_level(cpu, monkeypatch, priv) -> None:
+    """The engines without physical invalidation (docs/engine.md, E17)."""
+    if cpu.native_features & NATIVE_INVALIDATE:
+        monkeypatch.setattr(cpu_module, "_NATIVE_FEATURES",
+                            cpu.native_features & ~NATIVE_INVALIDATE)
     calls = []
     monkeypatch.setattr(cpu, "_remove_cache", lambda first, end: calls.append(
         (first - (RAM_BASE >> PAGE_SHIFT), end - (RAM_BASE >> PAGE_SHIFT), cpu.priv)))
@@ -47,6 +53,31 @@ def test_written_pages_are_invalidated_in_runs_at_machine_level(cpu, monkeypatch
     calls.clear()
     cpu._forget_written_code()  # nothing noted since
     assert calls == []
+
+
+@pytest.mark.parametrize("priv", [PRIV_USER, PRIV_SUPERVISOR])
+def test_the_patched_engine_invalidates_exact_physical_runs_at_any_privilege(
+        cpu, monkeypatch, priv) -> None:
+    """docs/engine.md, P11: physical ranges, no privilege round trip, no bridging."""
+    if not cpu.native_features & NATIVE_INVALIDATE:
+        pytest.skip("the wheel has no physical invalidation (the test above covers it)")
+    writes = []
+    real_set = cpu._set
+    monkeypatch.setattr(cpu, "_set", lambda reg, value: (writes.append((reg, value)),
+                                                           real_set(reg, value)))
+    cpu.priv = priv
+    writes.clear()
+    page = 1 << PAGE_SHIFT
+    cpu.note_written(RAM_BASE + 0 * page + 5, 1)
+    cpu.note_written(RAM_BASE + 2 * page, 8)
+    cpu.note_written(RAM_BASE + 6 * page - 1, 2)
+    cpu.note_written(RAM_BASE + 12 * page, 2 * page + 1)
+    cpu._forget_written_code()
+    ranges = [((start - RAM_BASE) // page, (end - RAM_BASE) // page)
+              for (_, start), (_, end) in zip(writes[::2], writes[1::2])]
+    assert ranges == [(0, 1), (2, 3), (5, 7), (12, 15)]
+    assert all(reg != cpu_module._PRIV for reg, _ in writes)
+    assert cpu.priv == priv
 
 
 def test_invalidation_reaches_the_engine(cpu) -> None:

@@ -314,9 +314,9 @@ def test_sc_to_a_page_unmapped_after_its_lr_faults_as_a_store(boot) -> None:
 
 
 def test_code_rewritten_through_a_mapping_cached_before_translation_runs_anew(boot) -> None:
-    """A store fills the TLB with a writable entry for a page; code in that page is then
-    translated, which must make the entry catch writes again, so that rewriting the
-    code drops the translation (the engine's per-translation dirty reset, P10)."""
+    """Self-modifying code: a store fills the TLB for a page, code in that page is then
+    translated, and rewriting the code must drop the translation (the engine's
+    code-page write tracking, which P10 made cheaper)."""
     run = boot(r"""
         la s1, patch_site
         lw t0, 0(s1)

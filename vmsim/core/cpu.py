@@ -44,11 +44,12 @@ MCSR_NAMES = ("mstatus", "mip", "mie", "medeleg", "mideleg", "mcounteren")
 
 # What the patched engine does natively (its exported vmsim_features(); docs/engine.md,
 # P7 and P8), and the pseudo-registers through which it reports and is configured.
-NATIVE_TRAPS, NATIVE_TIMER = 1, 2
+NATIVE_TRAPS, NATIVE_TIMER, NATIVE_INVALIDATE = 1, 2, 4
 _VMSIM_REG = 0x76000
 _REG_TIMER_ENABLE, _REG_TIMECMP = _VMSIM_REG, _VMSIM_REG + 1
 _REG_TIMER_SETS, _REG_TIMER_FIRES, _REG_TRAP_REPEATS = (_VMSIM_REG + 2, _VMSIM_REG + 3,
                                                         _VMSIM_REG + 4)
+_REG_INVALIDATE_START, _REG_INVALIDATE_END = _VMSIM_REG + 5, _VMSIM_REG + 6
 _REG_TRAPS = _VMSIM_REG + 0x100     # + cause
 
 _PROT_READ, _PROT_EXEC = 1, 4
@@ -78,6 +79,8 @@ _CSRS_AT_ANY_PRIVILEGE = False
 _NATIVE_FEATURES = 0
 _MIP = _PRIV = _PC = _X0 = _CTL_REMOVE_CACHE = 0
 _ENGINE_ERRORS: dict[int, EngineStop] = {}
+_MMIO_READ: Any = None
+_MMIO_WRITE: Any = None
 
 
 def _bind_engine() -> None:
@@ -123,6 +126,7 @@ class Cpu:
         # reusable buffer (the binding's wrappers cost 2-3 µs per call).
         self._value = ctypes.c_uint64()
         self._value_ref = ctypes.byref(self._value)
+        self._mmio_callbacks: list[tuple[Any, Any]] = []
 
     def _get(self, reg_id: int) -> int:
         status = self._lib.uc_reg_read(self._handle, reg_id, self._value_ref)
@@ -310,17 +314,22 @@ class Cpu:
                 self._written_pages.update(range(first, last + 1))
 
     def _forget_written_code(self) -> None:
-        """Invalidate the noted pages, one engine call per run of adjacent pages, at
-        PRIV 3 so that the engine reads the addresses as physical.
+        """Invalidate the noted pages, one engine call per run of adjacent pages.
 
-        A run may bridge one unwritten page: a virtqueue's used ring spans three pages
-        and a completion writes the first and the last, so this makes one call of two
-        (each costs a few µs: a TLB fill and a page-collection lock in the engine).
-        Dropping a page's translations is always safe; it costs only a retranslation."""
+        The patched engine takes physical addresses and skips pages without code
+        (docs/engine.md, P11). Elsewhere this runs at PRIV 3 so that the engine reads
+        the addresses as physical (E17), and a run may bridge one unwritten page: a
+        virtqueue's used ring spans three pages and a completion writes the first and
+        the last, so this makes one call of two (each costs a few µs: a TLB fill and a
+        page-collection lock in the engine). Dropping a page's translations is always
+        safe; it costs only a retranslation."""
         if not self._written_pages:
             return
         pages = sorted(self._written_pages)
         self._written_pages.clear()
+        if _NATIVE_FEATURES & NATIVE_INVALIDATE:
+            self._invalidate_physical(pages)
+            return
         saved = self._get(_PRIV)
         self._set(_PRIV, PRIV_MACHINE)
         try:
@@ -333,6 +342,18 @@ class Cpu:
             self._remove_cache(start, previous + 1)
         finally:
             self._set(_PRIV, saved)
+
+    def _invalidate_physical(self, pages: list[int]) -> None:
+        """The patched engine's invalidation, by physical range (docs/engine.md, P11)."""
+        start = previous = pages[0]
+        for page in pages[1:]:
+            if page != previous + 1:
+                self._set(_REG_INVALIDATE_START, start << PAGE_SHIFT)
+                self._set(_REG_INVALIDATE_END, (previous + 1) << PAGE_SHIFT)
+                start = page
+            previous = page
+        self._set(_REG_INVALIDATE_START, start << PAGE_SHIFT)
+        self._set(_REG_INVALIDATE_END, (previous + 1) << PAGE_SHIFT)
 
     def _remove_cache(self, first_page: int, end_page: int) -> None:
         """ctl_remove_cache over whole pages, called directly."""
@@ -364,17 +385,48 @@ class Cpu:
 
     def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
                  write: Callable[[int, int, int], None]) -> None:
-        """Route accesses in [base, base+size) to Python callbacks (offset, size[, value])."""
-        def on_read(_uc: Any, offset: int, width: int, _data: Any) -> int:
-            value = read(offset, width)
-            self._forget_written_code()
-            return value
+        """Route accesses in [base, base+size) to Python callbacks (offset, size[, value]).
 
-        def on_write(_uc: Any, offset: int, width: int, value: int, _data: Any) -> None:
-            write(offset, width, value)
-            self._forget_written_code()
+        Every device register access comes through here (a UART byte, a PLIC claim, a
+        queue notify), so the engine calls these functions directly through ctypes
+        instead of through the binding's three layers of wrappers. As in the binding,
+        an exception stops the run and `run` raises it."""
+        written = self._written_pages
+        forget = self._forget_written_code
+        failed = self._callback_failed
 
-        self.uc.mmio_map(base, size, on_read, None, on_write, None)
+        def on_read(_handle: int, offset: int, width: int, _data: int) -> int:
+            try:
+                value = read(offset, width)
+                if written:
+                    forget()
+                return value
+            except BaseException as error:  # noqa: BLE001 - handed to `run`
+                failed(error)
+                return 0
+
+        def on_write(_handle: int, offset: int, width: int, value: int, _data: int) -> None:
+            try:
+                write(offset, width, value)
+                if written:
+                    forget()
+            except BaseException as error:  # noqa: BLE001 - handed to `run`
+                failed(error)
+
+        callbacks = (_MMIO_READ(on_read), _MMIO_WRITE(on_write))
+        self._mmio_callbacks.append(callbacks)           # alive as long as the engine
+        status = self._lib.uc_mmio_map(self._handle, base, size,
+                                       ctypes.cast(callbacks[0], ctypes.c_void_p), None,
+                                       ctypes.cast(callbacks[1], ctypes.c_void_p), None)
+        if status:
+            raise uc_mod.UcError(status)
+
+    def _callback_failed(self, error: BaseException) -> None:
+        """What the binding does with an exception in a callback: keep the first, stop
+        the run; emu_start raises it once the engine returns."""
+        if self.uc._hook_exception is None:
+            self.uc._hook_exception = error
+        self.uc.emu_stop()
 
     def run(self, start: int) -> EngineStop:
         """Run from `start` until something stops the engine; say why."""
@@ -415,14 +467,35 @@ def _native_features() -> int:
     return int(features())
 
 
-def _vmem_functions() -> ctypes.CDLL:
-    """The loaded libunicorn with prototypes for the two unwrapped vmem calls."""
-    from unicorn.unicorn_py3.unicorn import uclib
+def _vmem_functions() -> ctypes.PyDLL:
+    """The loaded libunicorn, for the short calls the CPU thread makes from its hooks and
+    callbacks (registers, code invalidation, guest-virtual reads, MMIO mapping), and the
+    MMIO callback types the binding declares.
 
-    uclib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
-                                   ctypes.c_void_p, ctypes.c_size_t]
-    uclib.uc_vmem_read.restype = ctypes.c_int
-    uclib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
-                                        ctypes.POINTER(ctypes.c_uint64)]
-    uclib.uc_vmem_translate.restype = ctypes.c_int
-    return uclib
+    It is the binding's own library opened a second time as a PyDLL: its calls keep the
+    GIL. Each of them lasts a microsecond or less and never calls back into Python; a
+    plain ctypes call would release the GIL and take it back, which costs more than the
+    call, and lets any other Python thread that is ready (the core-split refresher, a
+    pool thread) hold the CPU thread up for a whole switch interval in the middle of a
+    device access. emu_start still goes through the binding, which releases the GIL."""
+    global _MMIO_READ, _MMIO_WRITE
+    from unicorn.unicorn_py3.unicorn import MMIO_READ_CFUNC, MMIO_WRITE_CFUNC, uclib
+
+    _MMIO_READ, _MMIO_WRITE = MMIO_READ_CFUNC, MMIO_WRITE_CFUNC
+    lib = ctypes.PyDLL(uclib._name)
+    lib.uc_reg_read.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.uc_reg_read.restype = ctypes.c_int
+    lib.uc_reg_write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    lib.uc_reg_write.restype = ctypes.c_int
+    lib.uc_ctl.restype = ctypes.c_int
+    lib.uc_mmio_map.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                ctypes.c_void_p]
+    lib.uc_mmio_map.restype = ctypes.c_int
+    lib.uc_vmem_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                 ctypes.c_void_p, ctypes.c_size_t]
+    lib.uc_vmem_read.restype = ctypes.c_int
+    lib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                      ctypes.POINTER(ctypes.c_uint64)]
+    lib.uc_vmem_translate.restype = ctypes.c_int
+    return lib
