@@ -176,3 +176,53 @@ def test_sfence_vma_drops_translations_of_spaces_not_running(boot) -> None:
     call check_space
 """))
     assert run.status == 0
+
+
+def test_sfence_vma_with_an_asid_drops_that_space_while_another_runs(boot) -> None:
+    """Linux fences one process with `sfence.vma x0, asid` (docs/engine.md, P12): the
+    patched engine then drops only the slots keyed with that ASID. Space 3 (ASID 4) is
+    remapped while space 0 runs and fenced by its ASID alone; switched back, it must see
+    the new page, and every other space still its own."""
+    run = boot(_program(fr"""
+    li s3, 0
+1:  mv a0, s3                          # visit every space once: all are cached
+    call switch_space
+    mv a0, s3
+    li a1, 10
+    call check_space
+    addi s3, s3, 1
+    li t0, {SPACES}
+    blt s3, t0, 1b
+    li a0, 0
+    call switch_space
+    li t0, 3 * {PAGE} * 3 + 2 * {PAGE}
+    add t3, s0, t0                     # space 3's L0
+    li t0, 5 * {PAGE}
+    add t4, s1, t0                     # space 5's data page
+    srli t4, t4, 12
+    slli t4, t4, 10
+    ori t1, t4, 0xc7
+    sd t1, 0(t3)
+    ori t1, t4, 0xd7
+    sd t1, 8(t3)
+    li t0, 4                           # space 3's ASID
+    sfence.vma x0, t0
+    li a0, 0                           # the running space is untouched
+    li a1, 40
+    call check_space
+    li a0, 3
+    call switch_space
+    li a0, 5                           # space 3 now shows space 5's value
+    li a1, 30
+    call check_space
+    li s3, 4
+2:  mv a0, s3                          # and the others their own
+    call switch_space
+    mv a0, s3
+    li a1, 50
+    call check_space
+    addi s3, s3, 1
+    li t0, {SPACES}
+    blt s3, t0, 2b
+"""))
+    assert run.status == 0
