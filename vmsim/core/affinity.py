@@ -28,12 +28,13 @@ class CoreSplit:
     its own, on the other cores, calls `refresh()` while the split is applied: it moves
     any new thread, and the children of every thread, away. It does not depend on the
     guest ever returning to the run loop. It looks every REFRESH_SECONDS after a change,
-    and half as often after each look that found none, down to every MAX_REFRESH_SECONDS:
+    and half as often after each look that found none, down to every MAX_REFRESH_SECONDS
+    (a worker a device starts from the CPU thread shares its core until then):
     at a steady 50 looks a second it alone kept an idle guest's vmsim near 1% of a core.
     """
 
     REFRESH_SECONDS = 0.02
-    MAX_REFRESH_SECONDS = 0.64
+    MAX_REFRESH_SECONDS = 0.16
 
     def __init__(self) -> None:
         allowed = _allowed_cpus()

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from vmsim.devices.virtio.crypto.constants import AkcipherAlgo, Curve, KeyType, Op, RsaHash, RsaPadding, Status
+from vmsim.devices.virtio.crypto.modexp import UNIT_SPEEDUP, modexp
 from vmsim.devices.virtio.crypto.wire import fail
 
 
@@ -114,15 +115,15 @@ class _RsaKey:
         return (self.n.bit_length() + 7) // 8
 
     def public_op(self, m: int) -> int:
-        return pow(m, self.e, self.n)
+        return modexp(m, self.e, self.n)
 
     def private_op(self, c: int) -> int:
         if self.crt:
             p, q, dp, dq, qinv = self.crt
-            m1, m2 = pow(c, dp, p), pow(c, dq, q)
+            m1, m2 = modexp(c, dp, p), modexp(c, dq, q)
             return m2 + q * ((qinv * (m1 - m2)) % p)
         assert self.d is not None
-        return pow(c, self.d, self.n)
+        return modexp(c, self.d, self.n)
 
 
 @dataclass(frozen=True)
@@ -342,8 +343,9 @@ def run(params: AkcipherParams, op: int, src: bytes, digest: bytes) -> bytes:
 
 
 # One work unit: a product of two 64-bit limbs. A modular exponentiation with a k-bit
-# exponent and an L-limb modulus costs about k * L^2 of them (OpenSSL's is cheaper,
-# Python's pow about 10-30 ns a unit on a 2020s x86 core).
+# exponent and an L-limb modulus costs about k * L^2 of them (Python's pow about 10-30
+# ns a unit on a 2020s x86 core; OpenSSL's, which `modexp` uses where it can, about a
+# tenth of that, so cost() divides by modexp.UNIT_SPEEDUP).
 _EC_WORK = 1 << 16       # an ECDSA operation on P-521, the largest curve, is ~1-3 ms
 
 
@@ -357,10 +359,12 @@ def cost(params: AkcipherParams, op: int) -> int:
     assert isinstance(key, _RsaKey)
     limbs = (key.n.bit_length() + 63) // 64
     if op in (Op.AKCIPHER_ENCRYPT, Op.AKCIPHER_VERIFY) or key.d is None:
-        return key.e.bit_length() * limbs * limbs
-    if key.crt is not None:
-        return key.n.bit_length() * limbs * limbs // 4
-    return key.d.bit_length() * limbs * limbs
+        units = key.e.bit_length() * limbs * limbs
+    elif key.crt is not None:
+        units = key.n.bit_length() * limbs * limbs // 4
+    else:
+        units = key.d.bit_length() * limbs * limbs
+    return units // UNIT_SPEEDUP
 
 
 def algorithm_mask() -> int:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from vmsim import log
 from vmsim.devices.bus import FdWaker, NullWaker, Waker
 from vmsim.devices.events import TraceEvent, TraceSink, discard
-from vmsim.devices.virtio.crypto import execute, tracing
+from vmsim.devices.virtio.crypto import akcipher, execute, tracing
 from vmsim.devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
-from vmsim.devices.virtio.crypto.constants import DEVICE_ID, CryptoFeatures, Service, Status
+from vmsim.devices.virtio.crypto.constants import DEVICE_ID, CryptoFeatures, Op, Service, Status
 from vmsim.devices.virtio.crypto.control import handle_control
 from vmsim.devices.virtio.crypto.execute import Job, Outcome
 from vmsim.devices.virtio.crypto.pool import WorkerPool
@@ -138,12 +138,13 @@ class CryptoDevice(VirtioDevice):
     # ---- lifecycle (the machine's) -------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker processes. The machine calls this when it is built: they take
-        a few hundred ms to start, and should be ready long before the driver's first
-        public-key request. Until then (and with workers=0) everything runs inline but
-        public-key work over INLINE_WORK, which waits for a worker (see _placement)."""
-        if self._workers != 0:
-            self._start_pool()
+        """Nothing starts with the machine: the worker processes start when the guest
+        first shows it has work for them, a public-key session with a costly key or a
+        request that belongs in the pool (`_wanted`). Each takes a few hundred ms of CPU
+        to start, which every boot paid although the kernel's own self-tests never need
+        them; a driver creates its session before its first request, which gives them
+        that head start. Until one is ready (and with workers=0) everything runs inline
+        but public-key work over INLINE_WORK, which waits for a worker (see _placement)."""
 
     def close(self) -> None:
         """Stop the worker pool; no worker process outlives this."""
@@ -277,6 +278,8 @@ class CryptoDevice(VirtioDevice):
                 self._emit("request", index, **request)
                 started = time.monotonic()
             reply = handle_control(chain, chain.writable_len, self._negotiated(ctx), self.limits, self.sessions)
+            if self._pool is None and reply.session_id is not None and self._workers != 0:
+                self._start_pool_for_session(reply.session_id)
             if reply.data:
                 chain.write(0, reply.data)
             if tracing_on:
@@ -353,22 +356,45 @@ class CryptoDevice(VirtioDevice):
         stalls on public-key work."""
         pool = self._pool
         if job.service != Service.AKCIPHER:
-            if (job.size <= self._inline_max or self._workers == 0 or pool is None or pool.broken
-                    or not pool.ready):
+            if job.size <= self._inline_max:
+                return INLINE
+            pool = self._wanted()
+            if self._workers == 0 or pool is None or pool.broken or not pool.ready:
                 return INLINE
             return POOL
         cheap = execute.work(job) <= INLINE_WORK
+        if not cheap:
+            pool = self._wanted()
         if pool is not None and pool.broken:
             return INLINE if cheap else REFUSE
         if not cheap or (self._workers != 0 and pool is not None and pool.ready):
             return POOL
         return INLINE
 
+    def _wanted(self) -> WorkerPool[Job, Outcome] | None:
+        """The pool, started now if the guest's first job for it has come (see start)."""
+        if self._pool is None and self._workers != 0:
+            return self._start_pool()
+        return self._pool
+
+    def _start_pool_for_session(self, session_id: int) -> None:
+        """A public-key session whose private operations are over INLINE_WORK is the
+        first sign of work for the pool: start the workers while the driver prepares its
+        request. Cheaper keys (the kernel's self-tests at boot) never need them."""
+        try:
+            session = self.sessions.get(session_id, Service.AKCIPHER)
+            costly = akcipher.cost(session.params, Op.AKCIPHER_DECRYPT) > INLINE_WORK  # type: ignore[arg-type]
+        except RequestError:
+            return                                  # not one, or a key that does not load
+        if costly:
+            self._start_pool()
+
     def wait_for_workers(self, timeout: float = 10.0) -> bool:
-        """Block until every worker process has started and warmed up (for benchmarks
-        and tests that must exercise the pool, not a worker still starting next to it);
-        False if there is no pool or it did not start."""
+        """Start the workers if they are not, and block until every one has started and
+        warmed up (for benchmarks and tests that must exercise the pool, not a worker
+        still starting next to it); False if there is no pool or it did not start."""
         deadline = time.monotonic() + timeout
+        self._wanted()
         while self._pool is not None and not self._pool.all_ready and not self._pool.broken:
             if time.monotonic() >= deadline:
                 return False

@@ -415,15 +415,17 @@ class WorkerPool(Generic[J, R]):
         """Stop the threads and every worker; no process outlives this call.
 
         A worker holding jobs is killed at once: their answers are no longer wanted, and
-        one job can take minutes (a raw RSA operation on a huge key). Idle ones get a
-        None and `timeout` seconds, all together, to exit."""
+        one job can take minutes (a raw RSA operation on a huge key). So is one still
+        starting, which would read the request to stop only once its imports are done
+        (a machine that powers off soon after its first public-key request waited for
+        that). Idle ones get a None and `timeout` seconds, all together, to exit."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True           # from here on no worker is given a job
             started = self._started
             workers = list(self._workers)
-            busy = [w for w in workers if w.jobs]
+            busy = [w for w in workers if w.jobs or not w.ready]
         if not started:
             return
         for worker in busy:
