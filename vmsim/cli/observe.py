@@ -10,13 +10,14 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from vmsim.devices.events import TraceEvent, TraceSink, discard
-from vmsim.trace.control import MachineGate, gated
-from vmsim.trace.explain import EXPLAIN_STOPS
-from vmsim.trace.hub import TraceHub, tee
-from vmsim.trace.record import TraceWriter, device_info
+
+if TYPE_CHECKING:   # a run with no observer starts without the trace modules (start-up)
+    from vmsim.trace.control import MachineGate
+    from vmsim.trace.hub import TraceHub
+    from vmsim.trace.record import TraceWriter
 
 
 def add_observer_options(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +58,14 @@ class Observers:
         observers = cls(trace_file=getattr(args, "trace_file", None),
                         tui=bool(getattr(args, "tui", False)) or explain, explain=explain,
                         observe=getattr(args, "observe", None))
-        if observers.trace_file is not None or observers.tui or observers.observe:
-            observers.hub = TraceHub()
+        if observers.trace_file is None and not observers.tui and not observers.observe:
+            return observers
+        from vmsim.trace.control import MachineGate
+        from vmsim.trace.explain import EXPLAIN_STOPS
+        from vmsim.trace.hub import TraceHub
+        from vmsim.trace.record import TraceWriter
+
+        observers.hub = TraceHub()
         if observers.observe is not None and not observers.tui:
             from vmsim.tui.feeds import ConsoleBuffer
 
@@ -82,12 +89,18 @@ class Observers:
 
     def sink(self, log_sink: Callable[[TraceEvent], None] | None = None) -> TraceSink:
         sinks = [s for s in (log_sink, self.hub) if s is not None]
-        return tee(sinks) if sinks else discard
+        if not sinks:
+            return discard
+        from vmsim.trace.hub import tee
+
+        return tee(sinks)
 
     def devices(self, factories: Sequence[Any]) -> list[Any]:
         """The slot factories, the first held by the gate so the TUI can pause."""
         out = list(factories)
         if self.gate is not None and out:
+            from vmsim.trace.control import gated
+
             out[0] = gated(out[0], self.gate)
         return out
 
@@ -115,6 +128,10 @@ class Observers:
 
     def attach(self, machine: Any) -> None:
         """Once the machine is built: guest time, the gate's wake-up, the file header."""
+        if self.hub is None:
+            return                                  # nothing observes this run
+        from vmsim.trace.record import device_info
+
         if self.hub is not None:
             self.hub.guest_time = machine.clock.ticks
         if self.gate is not None:
@@ -141,6 +158,8 @@ class Observers:
         process attached through a private socket, so drawing the screen never competes
         with the CPU thread for the GIL. The TUI owns the terminal; quitting it ends the
         guest, and after the guest ends it stays until quit (headless: it is closed)."""
+        from vmsim.trace.record import device_info
+
         import shutil
         import subprocess
         import tempfile
@@ -189,6 +208,8 @@ class Observers:
         exit status (quitting the TUI first stops the guest). `headless` renders without
         a terminal and `exit_when_done` closes the TUI when the guest ends: for the
         benchmark, which measures the guest with a TUI really drawing."""
+        from vmsim.trace.record import device_info
+
         from vmsim.tui.app import VmsimApp
         from vmsim.tui.feeds import HubFeed
 

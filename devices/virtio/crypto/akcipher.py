@@ -24,11 +24,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from vmsim.devices.virtio.crypto.constants import AkcipherAlgo, Curve, KeyType, Op, RsaHash, RsaPadding, Status
-from vmsim.devices.virtio.crypto.modexp import UNIT_SPEEDUP, modexp
+from vmsim.devices.virtio.crypto.modexp import UNIT_SPEEDUP, has_openssl, modexp
 from vmsim.devices.virtio.crypto.wire import fail
 
 
@@ -183,6 +183,10 @@ def _load_ec(params: AkcipherParams) -> _EcKey:
     try:
         if params.key_type == KeyType.PUBLIC:
             return _EcKey(None, ec.EllipticCurvePublicKey.from_encoded_point(curve, params.key))
+        # imported here: its module pulls in all of cryptography's key formats (SSH
+        # included), which `vmsim run` would load on every start for EC keys only
+        from cryptography.hazmat.primitives import serialization
+
         private = serialization.load_der_private_key(params.key, None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise fail("ECDSA key does not parse") from None
@@ -364,7 +368,7 @@ def cost(params: AkcipherParams, op: int) -> int:
         units = key.n.bit_length() * limbs * limbs // 4
     else:
         units = key.d.bit_length() * limbs * limbs
-    return units // UNIT_SPEEDUP
+    return units // UNIT_SPEEDUP if has_openssl() else units
 
 
 def algorithm_mask() -> int:

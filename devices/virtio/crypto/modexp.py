@@ -9,24 +9,31 @@ where libcrypto cannot be loaded; both give the same result.
 
 `UNIT_SPEEDUP` is how many times cheaper a unit of `akcipher.cost` (one 64-bit limb
 product) is here than with `pow`, conservatively, so that the device's inline budget
-stays a budget of time.
+stays a budget of time. The library is opened on first use, by its soname (Python's
+own ssl and hashlib modules link it), not found with `ctypes.util.find_library`, which
+runs ldconfig: `vmsim run` imports this module on every start.
 """
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from typing import Any
 
-_lib: Any = None
+SONAMES = ("libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.so")
+_UNLOADED = object()
+_lib: Any = _UNLOADED
 
 
 def _load() -> Any:
     """libcrypto with the few BN prototypes used, or None."""
-    name = ctypes.util.find_library("crypto")
-    if name is None:
+    for name in SONAMES:
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
         return None
     try:
-        lib = ctypes.CDLL(name)
         ptr, size = ctypes.c_void_p, ctypes.c_int
         lib.BN_new.restype = ptr
         lib.BN_new.argtypes = []
@@ -47,13 +54,23 @@ def _load() -> Any:
     return lib
 
 
-_lib = _load()
-UNIT_SPEEDUP = 8 if _lib is not None else 1
+def _library() -> Any:
+    global _lib
+    if _lib is _UNLOADED:
+        _lib = _load()
+    return _lib
+
+
+def has_openssl() -> bool:
+    return _library() is not None
+
+
+UNIT_SPEEDUP = 8                 # with libcrypto; akcipher.cost asks has_openssl() first
 
 
 def modexp(base: int, exponent: int, modulus: int) -> int:
     """base ** exponent mod modulus, for non-negative integers and modulus > 1."""
-    lib = _lib
+    lib = _library()
     if lib is None or modulus < 2 or base < 0 or exponent < 0:
         return pow(base, exponent, modulus)
     numbers = []
