@@ -25,10 +25,12 @@ BOOT_TIMEOUT = 180.0
 SCRIPT = ('dir=$1; shift; stty -a > "$dir/before"; "$@"; echo $? > "$dir/status"; '
           'stty -a > "$dir/after"')
 # When to send the signal: as soon as vmsim has put the terminal in raw mode (the
-# kernel is booting), or once RSA requests go through the worker pool (rsa-keyctl),
-# with AF_ALG stress queued behind.
+# kernel is booting, no worker has started), or under load: once RSA requests have gone
+# through the device (rsa-keyctl), with AF_ALG stress queued behind, and every cipher
+# request is sent to the worker pool (inline-max=0), so that the workers are busy.
 BOOT = "console=ttyS0 vmsim.run=idle vmsim.idle_ms=60000"
 LOAD = ("console=ttyS0 vmsim.run=rsa-keyctl,afalg-stress vmsim.procs=4 vmsim.ops=100000")
+LOAD_DEVICE = ["-device", "virtio-crypto,inline-max=0"]
 LOAD_MARK = b"@vmsim event=rsa op="
 
 
@@ -52,7 +54,7 @@ def test_signal_on_a_terminal_restores_it_and_leaves_nothing(guest, tmp_path: Pa
                                                              when) -> None:
     terminal = Pty()
     argv = [str(VMSIM), "run", "--kernel", str(guest.kernel), "--initrd", str(guest.initrd),
-            "--append", BOOT if when == "boot" else LOAD]
+            *(["--append", BOOT] if when == "boot" else ["--append", LOAD, *LOAD_DEVICE])]
     shell = start_on_terminal(["/bin/sh", "-c", SCRIPT, "sh", str(tmp_path), *argv], terminal)
     os.close(terminal.slave)                   # EOF on the master once they all have gone
     terminal.slave = -1
@@ -64,8 +66,9 @@ def test_signal_on_a_terminal_restores_it_and_leaves_nothing(guest, tmp_path: Pa
         if when == "load":
             pump_until(terminal, lambda: LOAD_MARK in terminal.output, BOOT_TIMEOUT,
                        "RSA requests from the guest")
+            pump_until(terminal, lambda: children(vmsim), BOOT_TIMEOUT,
+                       "the crypto device's worker processes")
         workers = children(vmsim)
-        assert workers, "the crypto device has no worker processes"
         os.kill(vmsim, signum)
         terminal.drain(BOOT_TIMEOUT)
         shell.wait(BOOT_TIMEOUT)

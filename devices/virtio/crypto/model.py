@@ -5,7 +5,7 @@ from typing import Any, Mapping, Sequence
 
 from vmsim.devices.model import Option, SlotContext
 from vmsim.devices.virtio.crypto.constants import CryptoFeatures
-from vmsim.devices.virtio.crypto.device import MAX_INFLIGHT_BYTES, CryptoDevice
+from vmsim.devices.virtio.crypto.device import INLINE_MAX_BYTES, MAX_INFLIGHT_BYTES, CryptoDevice
 from vmsim.devices.virtio.model import VirtioMmioModel
 
 MAX_QUEUES = 64
@@ -19,7 +19,8 @@ class CryptoModel(VirtioMmioModel):
         features = STATELESS_FEATURES if values["stateless"] else CryptoFeatures.DEFAULT
         return CryptoDevice(max_dataqueues=values["queues"], workers=values["workers"],
                             hw_ready=values["ready"], features=features, waker=slot.waker,
-                            trace=slot.trace, max_inflight_bytes=values["max-inflight"] << 20)
+                            trace=slot.trace, max_inflight_bytes=values["max-inflight"] << 20,
+                            inline_max_bytes=values["inline-max"] << 10)
 
 
 MODEL = CryptoModel(
@@ -34,6 +35,9 @@ MODEL = CryptoModel(
         Option("stateless", bool, False, "offer REVISION_1 and every stateless-mode bit"),
         Option("max-inflight", int, MAX_INFLIGHT_BYTES >> 20, "MiB of request data held in "
                "flight (copied, not yet answered); further requests wait in the ring", 1, 4096),
+        Option("inline-max", int, INLINE_MAX_BYTES >> 10, "KiB: symmetric requests up to this "
+               "size run on the CPU thread, larger ones in a worker (0: every one in a worker)",
+               0, 1 << 20),
     ),
 )
 
