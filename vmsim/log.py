@@ -5,6 +5,7 @@ Categories (as in QEMU, plus one):
   write). Logged once per distinct reason, so a looping guest cannot flood the log.
 - `unimp`: the guest used something vmsim does not implement. Once per reason too.
 - `trace:PATTERN`: trace events whose name matches the shell pattern (`trace:virtio*`).
+- `fault`: each fault injected by a `--fault` rule (every one: the rules bound them).
 - `internal`: vmsim's own bugs caught at a boundary (an exception a device turned into
   NEEDS_RESET or ERR), with the traceback. These are always reported: with `-D` the
   traceback goes to the file; without it one line goes to stderr, never a traceback.
@@ -26,9 +27,11 @@ GUEST_ERRORS = "guest_errors"
 UNIMP = "unimp"
 INTERNAL = "internal"
 TRACE = "trace"
+FAULT = "fault"
 CATEGORIES = {
     GUEST_ERRORS: "the guest broke a rule of the spec (once per reason)",
     UNIMP: "the guest used something vmsim does not implement (once per reason)",
+    FAULT: "each fault injected by a --fault rule",
     INTERNAL: "vmsim's own errors, with tracebacks (always on; to the -D file if given)",
     "trace:PATTERN": "trace events whose name matches PATTERN (e.g. trace:virtio*)",
 }
@@ -85,6 +88,12 @@ def _log_once(category: str, source: str, reason: str) -> None:
         logger(category).warning("%s: %s", source, reason)
 
 
+def fault(source: str, what: str) -> None:
+    """`source` injected a fault on purpose (a `--fault` rule fired): log it."""
+    if FAULT in _enabled:
+        logger(FAULT).warning("%s: %s", source, what)
+
+
 def internal_error(source: str, what: str, details: str = "") -> None:
     """An exception vmsim caught at a boundary and turned into an answer for the guest.
     Call from the `except` block (the traceback is taken from there), or pass `details`
@@ -138,7 +147,7 @@ def parse_categories(text: str) -> tuple[set[str], tuple[str, ...]]:
             if not item[6:]:
                 raise LogSetupError("-d trace: needs a pattern, e.g. trace:virtio*")
             patterns.append(item[6:])
-        elif item in (GUEST_ERRORS, UNIMP, INTERNAL):
+        elif item in (GUEST_ERRORS, UNIMP, FAULT, INTERNAL):
             categories.add(item)
         else:
             raise LogSetupError(f"unknown -d category {item!r} (-d help lists them)")
