@@ -33,6 +33,7 @@ class DeviceContext:
         needs_reset: Callable[[str], None],
         config_changed: Callable[[], None],
         trace: TraceSink = discard,
+        interrupt: Callable[[int], None] | None = None,
     ) -> None:
         self.mem = mem
         self.queues = queues
@@ -41,6 +42,7 @@ class DeviceContext:
         self._signal_used = signal_used
         self._needs_reset = needs_reset
         self._config_changed = config_changed
+        self._interrupt = interrupt or signal_used
 
     def has_feature(self, mask: int) -> bool:
         """True when every bit of `mask` was negotiated."""
@@ -50,6 +52,11 @@ class DeviceContext:
         """Call after add_used: the transport interrupts the driver unless EVENT_IDX
         or NO_INTERRUPT says the driver does not want it now."""
         self._signal_used(queue_index)
+
+    def interrupt(self, queue_index: int) -> None:
+        """Raise a used-buffer interrupt whatever EVENT_IDX or NO_INTERRUPT say: only
+        for fault injection (a duplicated interrupt), never for normal completions."""
+        self._interrupt(queue_index)
 
     def needs_reset(self, reason: str) -> None:
         """The device is in an error state (e.g. a ChainError): set DEVICE_NEEDS_RESET

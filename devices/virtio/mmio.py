@@ -380,7 +380,8 @@ class MmioTransport:
         self.context = DeviceContext(
             self._mem, queues, self.driver_features, trace=self._trace,
             signal_used=self._signal_used, needs_reset=self._fail,
-            config_changed=self._config_changed)
+            config_changed=self._config_changed,
+            interrupt=lambda queue: self._raise_interrupt(Interrupt.USED_BUFFER, queue, "forced"))
         self.device.activate(self.context)
 
     def _fail(self, reason: str) -> None:
