@@ -39,6 +39,7 @@ class SlotContext:
     irq: IrqLine
     waker: Waker
     trace: TraceSink = discard
+    faults: Any = None          # a fault plan (`--fault` rules) for the devices that take one
 
 
 @dataclass(frozen=True)

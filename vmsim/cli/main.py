@@ -220,10 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_argument("-S", dest="wait", action="store_true",
                        help="wait for GDB before the first instruction, as in QEMU")
     _add_device_options(run)
+    from vmsim.cli.fault_option import add_fault_options
     from vmsim.cli.observe import add_observer_options
     from vmsim.cli.trace_cmd import add_trace_commands
 
     add_observer_options(run)
+    add_fault_options(run)
     add_trace_commands(commands)
 
     demo = commands.add_parser("demo", help="boot the default guest with the crypto device "
@@ -277,6 +279,7 @@ def _guest(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from vmsim import log
     from vmsim.build.unicorn import ensure_native_library
+    from vmsim.cli.fault_option import fault_plan, with_faults
     from vmsim.cli.terminal import TerminalConsole
     from vmsim.cli.observe import Observers
     from vmsim.core.console import write_stdout
@@ -284,7 +287,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _check_standard_fds()
     gdb_port = _gdb_port(args)
-    factories = device_factories(args)
+    factories = with_faults(device_factories(args), fault_plan(args))
     configure_logging(args)
     ensure_native_library()
     kernel, initrd = args.kernel, args.initrd

@@ -17,15 +17,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
 
 from vmsim import log
 from vmsim.devices.bus import FdWaker, NullWaker, Waker
 from vmsim.devices.events import TraceEvent, TraceSink, discard
 from vmsim.devices.virtio.crypto import akcipher, execute, tracing
 from vmsim.devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
-from vmsim.devices.virtio.crypto.constants import DEVICE_ID, CryptoFeatures, Op, Service, Status
-from vmsim.devices.virtio.crypto.control import handle_control
+from vmsim.devices.virtio.crypto.constants import (CREATE_SESSION_OPS, DEVICE_ID, CryptoFeatures, Op,
+                                                   Service, Status)
+from vmsim.devices.virtio.crypto.control import ControlReply, handle_control
+from vmsim.devices.virtio.crypto.deferred import Deferred
 from vmsim.devices.virtio.crypto.execute import Job, Outcome
+from vmsim.devices.virtio.crypto.faults import Fault, FaultPlan, opcode_name
 from vmsim.devices.virtio.crypto.pool import WorkerPool
 from vmsim.devices.virtio.crypto.requests import parse_data_request
 from vmsim.devices.virtio.crypto.sessions import SessionTable
@@ -52,12 +57,17 @@ INLINE_WORK = 1 << 20
 # legitimate job, a raw RSA-16384 private operation with CRT in Python, takes ~5 s.
 JOB_TIME_LIMIT = 10.0
 INLINE, POOL, REFUSE = "inline", "pool", "refuse"
+# Injected interrupt timing: irq=late without delay= comes this late; irq=dup's second
+# interrupt this long after the first, so the driver has acknowledged the first.
+LATE_IRQ_MS = 100
+DUP_IRQ_MS = 1
 NAME = "virtio-crypto"
 RUNNER = "vmsim.devices.virtio.crypto.execute:run"
 # Per completion: one prebuilt status byte and name instead of bytes([...]) and the
 # enum's name property.
 _STATUS_BYTE = {status: bytes([status]) for status in Status}
 _STATUS_NAME = {status: status.name for status in Status}
+_SERVICE_NAME = {int(service): service.name for service in Service}   # per traced request
 
 
 def _checked_features(features: int) -> CryptoFeatures:
@@ -92,6 +102,7 @@ class _Pending:
     epoch: int
     started: float = 0.0     # host time of the submit, for the trace's duration
     memory: int = 0          # what the job counts against the in-flight cap
+    fault: Fault | None = None   # what a fault rule does to its completion
 
 
 class CryptoDevice(VirtioDevice):
@@ -105,7 +116,7 @@ class CryptoDevice(VirtioDevice):
                  trace: TraceSink = discard, *, limits: Limits = Limits(), max_sessions: int = 4096,
                  queue_max_size: int = 1024, inline_max_bytes: int = INLINE_MAX_BYTES,
                  max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
-                 job_time_limit: float = JOB_TIME_LIMIT) -> None:
+                 job_time_limit: float = JOB_TIME_LIMIT, faults: FaultPlan | None = None) -> None:
         if not 1 <= max_dataqueues <= 65535:
             raise ValueError("max_dataqueues must be 1..65535")
         self.max_dataqueues = max_dataqueues
@@ -118,6 +129,8 @@ class CryptoDevice(VirtioDevice):
         self.sessions = SessionTable(max_sessions)
         self.stats = [QueueStats() for _ in range(self.num_queues)]
         self._config = config_bytes(max_dataqueues, hw_ready, limits)
+        self.faults = faults if faults is not None else FaultPlan()
+        self._deferred = Deferred(waker.wake)   # delayed completions and interrupts
         self._workers = workers
         self._waker = waker
         self._trace = trace
@@ -148,6 +161,7 @@ class CryptoDevice(VirtioDevice):
 
     def close(self) -> None:
         """Stop the worker pool; no worker process outlives this."""
+        self._deferred.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             self._watch_pool()                  # before its pipes close
@@ -179,6 +193,7 @@ class CryptoDevice(VirtioDevice):
         if self._pool is not None:
             self._pool.cancel_all()     # queued jobs dropped, busy workers killed and replaced
         self._pending.clear()
+        self._deferred.clear()
         self.inflight_bytes = 0
         self._throttled.clear()
         self._epoch += 1
@@ -226,7 +241,8 @@ class CryptoDevice(VirtioDevice):
         return True
 
     def poll(self) -> None:
-        """Write back pooled results (CPU thread)."""
+        """Write back pooled results and due delayed work (CPU thread)."""
+        self._deferred.run_due()
         if self._pool is None:
             return
         ctx, touched = self.ctx, set()
@@ -242,19 +258,28 @@ class CryptoDevice(VirtioDevice):
             if not ctx.queues[pending.queue].ready:     # QueueReady=0, or NEEDS_RESET
                 self._drop(pending.queue, token, "the queue is stopped")
                 continue
+            if pending.fault is not None:
+                self._deliver(ctx, pending.queue, pending.chain, pending.fault, partial(
+                    self._complete, ctx, pending.queue, pending.chain, pending.service,
+                    outcome if pending.fault.status is None else Outcome(pending.fault.status),
+                    pending.started, True))
+                continue
             try:
                 self._complete(ctx, pending.queue, pending.chain, pending.service, outcome,
                                pending.started, pooled=True)
                 touched.add(pending.queue)
             except Exception as err:  # noqa: BLE001 - e.g. ChainError: the queue was stopped
-                if not isinstance(err, ChainError):
-                    log.internal_error(NAME, f"completion on queue {pending.queue}: {err!r}")
-                self._emit("error", pending.queue, reason=f"completion: {err}")
-                ctx.needs_reset(f"virtio-crypto completion: {err}")
+                self._completion_failed(ctx, pending.queue, err)
         for index in touched:
             ctx.signal_used(index)  # type: ignore[union-attr]
         if self._throttled and ctx is not None and self.inflight_bytes < self.max_inflight_bytes:
             self._resume(ctx)
+
+    def _completion_failed(self, ctx: DeviceContext, queue: int, err: Exception) -> None:
+        if not isinstance(err, ChainError):
+            log.internal_error(NAME, f"completion on queue {queue}: {err!r}")
+        self._emit("error", queue, reason=f"completion: {err}")
+        ctx.needs_reset(f"virtio-crypto completion: {err}")
 
     def _resume(self, ctx: DeviceContext) -> None:
         """Completions freed room under the in-flight cap: serve the queues that stopped
@@ -278,6 +303,8 @@ class CryptoDevice(VirtioDevice):
                 self._emit("request", index, **request)
                 started = time.monotonic()
             reply = handle_control(chain, chain.writable_len, self._negotiated(ctx), self.limits, self.sessions)
+            if self.faults.active and self._control_fault(ctx, index, chain, reply):
+                continue
             if self._pool is None and reply.session_id is not None and self._workers != 0:
                 self._start_pool_for_session(reply.session_id)
             if reply.data:
@@ -324,6 +351,9 @@ class CryptoDevice(VirtioDevice):
                 self._emit("error", index, head=chain.head, reason=err.reason)
                 self._complete(ctx, index, chain, err.service, Outcome(err.status))
                 completed = True
+                continue
+            if self.faults.active and (fault := self.faults.match(job.op, index)) is not None:
+                self._data_fault(ctx, index, chain, job, fault)
                 continue
             where = self._placement(job)
             if where == REFUSE:
@@ -420,21 +450,23 @@ class CryptoDevice(VirtioDevice):
             self._watched_fds = fds
             waker.watch(fds)
 
-    def _submit(self, index: int, chain: DescriptorChain, job: Job) -> None:
+    def _submit(self, index: int, chain: DescriptorChain, job: Job, fault: Fault | None = None) -> int:
         pool = self._start_pool()
         token = self._next_token
         self._next_token += 1
         memory = job.memory
-        self._pending[token] = _Pending(index, chain, job.service, self._epoch, time.monotonic(), memory)
+        self._pending[token] = _Pending(index, chain, job.service, self._epoch, time.monotonic(),
+                                        memory, fault)
         self.inflight_bytes += memory
         pool.submit(token, job)
         if self._trace is not discard:
             self._emit("dispatch", index, head=chain.head, token=token, workers=pool.size,
                        backlog=len(self._pending))
+        return token
 
     def _complete(self, ctx: DeviceContext, index: int, chain: DescriptorChain,
                   service: int | None, outcome: Outcome, started: float = 0.0,
-                  pooled: bool = False) -> None:
+                  pooled: bool = False, used_len: int | None = None) -> None:
         """Output at offset 0, status in the last writable byte, then the used entry.
 
         used.len claims only bytes that were written (split ring, used element rules):
@@ -443,7 +475,8 @@ class CryptoDevice(VirtioDevice):
         output. AKCIPHER is the exception Linux 6.1 forces: it takes used.len - 1 as the
         result length and the status from the last writable byte, so the status is also
         written right after the result (in the driver's bounce buffer), which puts it
-        inside used.len = result + 1 as the spec's layout has it."""
+        inside used.len = result + 1 as the spec's layout has it. `used_len` replaces
+        used.len (an injected fault)."""
         if outcome.internal:
             log.internal_error(NAME, f"a request on queue {index} failed; the guest gets ERR",
                                outcome.internal)
@@ -462,11 +495,13 @@ class CryptoDevice(VirtioDevice):
         else:
             used = size + 1 if size == last else size
         chain.write(last, status)
+        if used_len is not None:
+            used = used_len
         if self._trace is not discard:          # the status is written: before the used entry
             now = time.monotonic()
             self._emit("complete", index, head=chain.head, kind="data",
-                       service=Service(service).name if service is not None else "?",
-                       status=outcome.status.name, used=used,
+                       service=_SERVICE_NAME.get(service, "?"),
+                       status=_STATUS_NAME[outcome.status], used=used,
                        duration_us=round((now - started) * 1e6, 1) if started else None,
                        where="pool" if pooled else "inline",
                        written=tracing.written(ctx.mem, chain))
@@ -487,6 +522,119 @@ class CryptoDevice(VirtioDevice):
         elif opcode.endswith("_DESTROY_SESSION") and "session" in request:
             self._emit("session_destroy", index, session=request["session"], opcode=opcode,
                        status=status)
+
+    # ---- injected faults (docs/faults.md) -------------------------------------------------
+
+    def _record(self, index: int, head: int, op: int, fault: Fault) -> None:
+        """Every injected fault goes to the `-d fault` log and the trace."""
+        actions = fault.describe()
+        log.fault(NAME, f"queue {index} head {head} {opcode_name(op)}: "
+                        + " ".join(f"{k}={v}" for k, v in actions.items())
+                        + f" (rule {'; '.join(fault.rules)})")
+        self._emit("fault", index, head=head, opcode=opcode_name(op), **actions,
+                   rules=list(fault.rules))
+
+    def _data_fault(self, ctx: DeviceContext, index: int, chain: DescriptorChain, job: Job,
+                    fault: Fault) -> None:
+        """A data request a rule fired on: the work is done (unless a status replaces
+        its answer) and the completion goes through `_deliver`."""
+        self._record(index, chain.head, job.op, fault)
+        if fault.needs_reset:       # the request is never answered: the device stopped
+            ctx.needs_reset(f"fault injected on {opcode_name(job.op)}")
+            return
+        if fault.kill_worker or (fault.status is None and self._placement(job) == POOL):
+            self.stats[index].pooled += 1
+            token = self._submit(index, chain, job, fault)
+            if fault.kill_worker:   # the worker holding this job: it gets ERR
+                self._start_pool().kill(token)
+            return
+        if fault.status is not None:
+            outcome = Outcome(fault.status)
+        elif self._placement(job) == REFUSE:
+            outcome = Outcome(Status.ERR)
+        else:
+            self.stats[index].inline += 1
+            outcome = execute.run(job)
+        self._deliver(ctx, index, chain, fault, partial(
+            self._complete, ctx, index, chain, job.service, outcome, 0.0, False))
+
+    def _control_fault(self, ctx: DeviceContext, index: int, chain: DescriptorChain,
+                       reply: ControlReply) -> bool:
+        """A control request a rule fired on (True), or not (False: serve it as usual)."""
+        op = int.from_bytes(chain.read(0, 4), "little") if chain.readable_len >= 4 else -1
+        fault = self.faults.match(op, index)
+        if fault is None:
+            return False
+        self._record(index, chain.head, op, fault)
+        if fault.needs_reset:
+            ctx.needs_reset(f"fault injected on {opcode_name(op)}")
+            return True
+        if fault.kill_worker and self._pool is not None:
+            self._pool.kill()
+        data, status = reply.data, reply.status
+        if fault.status is not None and data:
+            status = fault.status
+            if reply.session_id is not None and op in CREATE_SESSION_OPS:   # undo the create
+                self.sessions.destroy(reply.session_id, CREATE_SESSION_OPS[Op(op)])
+            data = data[:8] + status.to_bytes(4, "little") + data[12:] if len(data) >= 12 \
+                else status.to_bytes(1, "little") + data[1:]
+
+        def finish(used_len: int | None) -> None:
+            if data:
+                chain.write(0, data)
+            ctx.queues[index].add_used(chain.head, len(data) if used_len is None else used_len)
+            self._count(index, status, chain.readable_len)
+
+        self._deliver(ctx, index, chain, fault, finish)
+        return True
+
+    def _deliver(self, ctx: DeviceContext, index: int, chain: DescriptorChain, fault: Fault,
+                 finish: Callable[[int | None], None]) -> None:
+        """Complete a faulted request: `finish(used_len)` writes it and its used entry,
+        now or after delay=MS (irq=late delays the interrupt instead); then HW_READY
+        and the interrupt as the fault says. Dropped if the driver reset the device or
+        stopped the queue in the meantime."""
+        epoch = self._epoch
+
+        def now() -> None:
+            if epoch != self._epoch or self.ctx is not ctx or not ctx.queues[index].ready:
+                self.dropped += 1
+                self._emit("dropped", index, head=chain.head, reason="reset or stopped while delayed")
+                return
+            try:
+                finish(fault.used_len)
+            except Exception as err:  # noqa: BLE001 - a device never raises into the machine
+                self._completion_failed(ctx, index, err)
+                return
+            if fault.hw_ready is not None:
+                self._set_hw_ready(ctx, fault.hw_ready)
+            self._interrupt(ctx, index, fault, epoch)
+
+        if fault.delay_ms and fault.irq != "late":
+            self._deferred.later(fault.delay_ms / 1000, now)
+        else:
+            now()
+
+    def _interrupt(self, ctx: DeviceContext, index: int, fault: Fault, epoch: int) -> None:
+        def forced() -> None:
+            if epoch == self._epoch and self.ctx is ctx:
+                ctx.interrupt(index)
+
+        if fault.irq is None:
+            ctx.signal_used(index)
+        elif fault.irq == "late":
+            self._deferred.later((fault.delay_ms or LATE_IRQ_MS) / 1000, forced)
+        elif fault.irq == "dup":
+            ctx.signal_used(index)
+            self._deferred.later(DUP_IRQ_MS / 1000, forced)
+        # irq=drop: the used entry is there, the interrupt never comes
+
+    def _set_hw_ready(self, ctx: DeviceContext, ready: bool) -> None:
+        """Withdraw (or restore) VIRTIO_CRYPTO_S_HW_READY and tell the driver."""
+        config = config_bytes(self.max_dataqueues, ready, self.limits)
+        if config != self._config:
+            self._config = config
+            ctx.config_changed()
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -509,4 +657,4 @@ class CryptoDevice(VirtioDevice):
 
     def _emit(self, event: str, queue: int | None, **fields: object) -> None:
         if self._trace is not discard:
-            self._trace(TraceEvent(event, NAME, queue, dict(fields), time.monotonic()))
+            self._trace(TraceEvent(event, NAME, queue, fields))

@@ -20,7 +20,7 @@ class CryptoModel(VirtioMmioModel):
         return CryptoDevice(max_dataqueues=values["queues"], workers=values["workers"],
                             hw_ready=values["ready"], features=features, waker=slot.waker,
                             trace=slot.trace, max_inflight_bytes=values["max-inflight"] << 20,
-                            inline_max_bytes=values["inline-max"] << 10)
+                            inline_max_bytes=values["inline-max"] << 10, faults=slot.faults)
 
 
 MODEL = CryptoModel(

@@ -73,12 +73,13 @@ class _Worker:
         self.crash_report = ""   # the traceback of the worker's own failure, if it sent one
         self.cancelled = False   # killed by cancel_all(): its death is expected, its jobs gone
         self.timed_out = False   # killed by the timer: its job ran past the time limit
+        self.killed = False      # killed on purpose by kill() (an injected fault)
         self.started: float | None = None   # when its first job began running, if it is
 
     @property
     def doomed(self) -> bool:
         """Killed on purpose and about to be replaced: it takes no more work."""
-        return self.cancelled or self.timed_out
+        return self.cancelled or self.timed_out or self.killed
 
     def stop(self, timeout: float) -> None:
         self.ask_to_stop()
@@ -238,6 +239,23 @@ class WorkerPool(Generic[J, R]):
             self._results.clear()
         return dropped
 
+    def kill(self, token: int | None = None) -> bool:
+        """Kill the worker holding job `token` (any live worker if None, or if no worker
+        holds it yet), as a crash would: its job gets `crash_result`, the jobs behind
+        it go to other workers, a new worker takes its place. For fault injection; the
+        death is expected, so it is not logged as vmsim's error. False if no worker."""
+        with self._lock:
+            live = [w for w in self._workers if not w.doomed]
+            holder = next((w for w in live if any(t == token for t, _ in w.jobs)), None)
+            worker = holder or (live[0] if live else None)
+            if worker is None:
+                return False
+            worker.killed = True
+            worker.ready = False
+            worker.started = None
+            worker.process.kill()
+            return True
+
     def take_results(self) -> list[tuple[int, R]]:
         """Every result that arrived since the last call (CPU thread)."""
         if self._self_collecting:
@@ -379,7 +397,7 @@ class WorkerPool(Generic[J, R]):
             dead.jobs.clear()
             if dead.timed_out:
                 self.timeouts += 1
-            elif not dead.cancelled:
+            elif not dead.cancelled and not dead.killed:
                 self.crashes += 1
                 # A worker that dies before answering anything may be unable to start at
                 # all: after a few in a row, stop replacing rather than spin.
@@ -397,7 +415,7 @@ class WorkerPool(Generic[J, R]):
         if dead.timed_out:            # the guest's doing (a costly request), not vmsim's
             log.guest_error("worker pool", f"a job ran past its {self._time_limit:g} s limit; it "
                                            "gets ERR and a new worker takes its place")
-        else:
+        elif not dead.killed:         # (a kill() is a fault rule's doing, logged by the device)
             log.internal_error("worker pool", f"worker process {dead.process.pid} ended "
                                f"(exit status {dead.process.returncode}) holding {len(held)} job(s); "
                                "its job gets ERR and a new worker takes its place",
