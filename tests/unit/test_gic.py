@@ -1,0 +1,347 @@
+"""The GICv2 through its registers, set up the way Linux's irq-gic driver does, with
+device inputs driven directly."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vmsim.devices.bus import MmioDevice
+from vmsim.devices.gic import Gicv2
+
+GICD_CTLR, GICD_TYPER, GICD_IIDR = 0x000, 0x004, 0x008
+ISENABLER, ICENABLER, ISPENDR, ICPENDR = 0x100, 0x180, 0x200, 0x280
+ISACTIVER, ICACTIVER, IPRIORITYR, ITARGETSR, ICFGR = 0x300, 0x380, 0x400, 0x800, 0xC00
+IGROUPR, SGIR, CPENDSGIR, SPENDSGIR = 0x080, 0xF00, 0xF10, 0xF20
+CTLR, PMR, BPR, IAR, EOIR, RPR, HPPIR = 0x00, 0x04, 0x08, 0x0C, 0x10, 0x14, 0x18
+AIAR, AEOIR, GICC_IIDR, DIR = 0x20, 0x24, 0xFC, 0x1000
+
+UART, VIRTIO0, VTIMER = 33, 48, 27
+SPURIOUS = 1023
+
+
+class Lines:
+    """Records the CPU's IRQ and FIQ lines as the GIC drives them."""
+
+    def __init__(self) -> None:
+        self.irq: list[bool] = []
+        self.fiq: list[bool] = []
+
+
+@pytest.fixture
+def lines() -> Lines:
+    return Lines()
+
+
+@pytest.fixture
+def gic(lines: Lines) -> Gicv2:
+    return Gicv2(288, on_irq=lines.irq.append, on_fiq=lines.fiq.append)
+
+
+def linux_init(gic: Gicv2) -> None:
+    """What irq-gic.c's gic_dist_init and gic_cpu_init write, in that order."""
+    d, c = gic.distributor, gic.cpu_interface
+    d.write(GICD_CTLR, 4, 0)
+    for reg in range(32, gic.num_irqs, 16):
+        d.write(ICFGR + reg // 4, 4, 0)                  # SPIs level-triggered
+    for reg in range(32, gic.num_irqs, 4):
+        d.write(IPRIORITYR + reg, 4, 0xA0A0_A0A0)
+    for reg in range(32, gic.num_irqs, 32):
+        d.write(ICACTIVER + reg // 8, 4, 0xFFFF_FFFF)
+        d.write(ICENABLER + reg // 8, 4, 0xFFFF_FFFF)
+    d.write(GICD_CTLR, 4, 1)
+    d.write(ICACTIVER, 4, 0xFFFF_FFFF)
+    d.write(ICENABLER, 4, 0xFFFF_0000)
+    d.write(ISENABLER, 4, 0x0000_FFFF)
+    for reg in range(0, 32, 4):
+        d.write(IPRIORITYR + reg, 4, 0xA0A0_A0A0)
+    c.write(PMR, 4, 0xF0)
+    c.write(CTLR, 4, 1)
+
+
+def enable(gic: Gicv2, intid: int, priority: int = 0xA0, edge: bool = False) -> None:
+    d = gic.distributor
+    d.write(IPRIORITYR + intid, 1, priority)
+    if edge:
+        reg = ICFGR + intid // 16 * 4
+        d.write(reg, 4, d.read(reg, 4) | 2 << (2 * (intid % 16)))
+    d.write(ISENABLER + intid // 32 * 4, 4, 1 << intid % 32)
+
+
+def ack(gic: Gicv2) -> int:
+    return gic.cpu_interface.read(IAR, 4)
+
+
+def eoi(gic: Gicv2, intid: int) -> None:
+    gic.cpu_interface.write(EOIR, 4, intid)
+
+
+def test_both_windows_are_mmio_devices(gic: Gicv2) -> None:
+    assert isinstance(gic.distributor, MmioDevice)
+    assert isinstance(gic.cpu_interface, MmioDevice)
+
+
+def test_identification_registers(gic: Gicv2) -> None:
+    d = gic.distributor
+    assert d.read(GICD_TYPER, 4) == 8                    # 288 interrupts, one CPU
+    assert d.read(GICD_IIDR, 4) == 0x43B
+    assert d.read(0xFE8, 4) >> 4 & 0xF == 2              # ICPIDR2.ArchRev: GICv2
+    assert [d.read(0xFF0 + 4 * i, 4) for i in range(4)] == [0x0D, 0xF0, 0x05, 0xB1]
+    # Linux's gic_check_gicv2 test
+    assert gic.cpu_interface.read(GICC_IIDR, 4) & 0xFF0FFF == 0x02043B
+
+
+def test_level_spi_is_acknowledged_and_pends_again_while_high(gic: Gicv2, lines: Lines) -> None:
+    linux_init(gic)
+    enable(gic, VIRTIO0)
+    line = gic.spi(16)
+    line.set_level(True)
+    assert lines.irq == [True]
+    assert gic.cpu_interface.read(HPPIR, 4) == VIRTIO0
+    assert ack(gic) == VIRTIO0
+    assert lines.irq == [True, False]                    # active: not signalled again
+    assert gic.active(VIRTIO0) and gic.pending(VIRTIO0)
+    assert gic.cpu_interface.read(RPR, 4) == 0xA0
+    assert ack(gic) == SPURIOUS
+    eoi(gic, VIRTIO0)
+    assert lines.irq == [True, False, True]              # still high: pending again
+    assert ack(gic) == VIRTIO0
+    line.set_level(False)                                # the handler quietened the device
+    eoi(gic, VIRTIO0)
+    assert ack(gic) == SPURIOUS
+    assert lines.irq[-1] is False and not gic.active(VIRTIO0)
+    assert gic.cpu_interface.read(RPR, 4) == 0xFF
+
+
+def test_a_line_that_drops_before_acknowledge_stops_pending(gic: Gicv2) -> None:
+    linux_init(gic)
+    enable(gic, UART)
+    gic.spi(1).set_level(True)
+    gic.spi(1).set_level(False)
+    assert not gic.pending(UART) and ack(gic) == SPURIOUS
+
+
+def test_edge_interrupt_latches_one_rising_edge(gic: Gicv2) -> None:
+    linux_init(gic)
+    enable(gic, VIRTIO0, edge=True)
+    line = gic.spi(16)
+    line.set_level(True)
+    line.set_level(False)
+    assert gic.pending(VIRTIO0)                          # latched though the line fell
+    assert ack(gic) == VIRTIO0
+    assert not gic.pending(VIRTIO0)
+    line.set_level(True)                                 # a new edge while active
+    assert gic.pending(VIRTIO0) and ack(gic) == SPURIOUS
+    eoi(gic, VIRTIO0)
+    assert ack(gic) == VIRTIO0
+    eoi(gic, VIRTIO0)
+    line.set_level(True)                                 # high already: no edge
+    assert ack(gic) == SPURIOUS
+
+
+def test_disabled_or_masked_interrupts_are_not_signalled(gic: Gicv2, lines: Lines) -> None:
+    linux_init(gic)
+    gic.spi(1).set_level(True)
+    assert ack(gic) == SPURIOUS and lines.irq == []      # not enabled
+    enable(gic, UART, priority=0xF0)
+    assert ack(gic) == SPURIOUS                          # not above PMR 0xF0
+    gic.distributor.write(IPRIORITYR + UART, 1, 0xE0)
+    assert lines.irq == [True]
+    gic.distributor.write(ICENABLER + 4, 4, 1 << 1)
+    assert lines.irq == [True, False]
+    gic.distributor.write(ISENABLER + 4, 4, 1 << 1)
+    gic.cpu_interface.write(CTLR, 4, 0)                  # CPU interface off
+    assert lines.irq == [True, False, True, False]
+    gic.cpu_interface.write(CTLR, 4, 1)
+    gic.distributor.write(GICD_CTLR, 4, 0)               # distributor off
+    assert lines.irq[-1] is False and ack(gic) == SPURIOUS
+
+
+def test_higher_priority_preempts_and_eoi_restores_running_priority(gic: Gicv2) -> None:
+    linux_init(gic)
+    enable(gic, UART, priority=0xA0)
+    enable(gic, VIRTIO0, priority=0x80)
+    enable(gic, VIRTIO0 + 1, priority=0xA0)
+    gic.spi(1).set_level(True)
+    assert ack(gic) == UART
+    gic.spi(17).set_level(True)                          # same priority: no preemption
+    assert ack(gic) == SPURIOUS
+    gic.spi(16).set_level(True)                          # higher priority preempts
+    assert gic.cpu_interface.read(HPPIR, 4) == VIRTIO0
+    assert ack(gic) == VIRTIO0
+    assert gic.cpu_interface.read(RPR, 4) == 0x80
+    gic.spi(16).set_level(False)
+    eoi(gic, VIRTIO0)
+    assert gic.cpu_interface.read(RPR, 4) == 0xA0
+    gic.spi(1).set_level(False)
+    eoi(gic, UART)
+    assert ack(gic) == VIRTIO0 + 1
+
+
+def test_binary_point_groups_priorities_for_preemption(gic: Gicv2) -> None:
+    linux_init(gic)
+    gic.cpu_interface.write(BPR, 4, 5)                   # group priority = bits 7:6
+    enable(gic, UART, priority=0xA0)
+    enable(gic, VIRTIO0, priority=0x90)
+    gic.spi(1).set_level(True)
+    assert ack(gic) == UART
+    gic.spi(16).set_level(True)
+    assert ack(gic) == SPURIOUS                          # 0x90 and 0xA0 share group 0x80
+    gic.cpu_interface.write(BPR, 4, 2)
+    assert gic.cpu_interface.read(BPR, 4) == 2
+
+
+def test_ties_go_to_the_lowest_id(gic: Gicv2) -> None:
+    linux_init(gic)
+    for intid in (VIRTIO0 + 3, VIRTIO0 + 1, UART + 40):
+        enable(gic, intid)
+        gic.set_level(intid, True)
+    order = []
+    while (intid := ack(gic)) != SPURIOUS and len(order) < 4:
+        order.append(intid)
+        gic.set_level(intid, False)
+        eoi(gic, intid)
+    assert order == [VIRTIO0 + 1, VIRTIO0 + 3, UART + 40]
+
+
+def test_timer_ppi_is_a_level_input(gic: Gicv2, lines: Lines) -> None:
+    linux_init(gic)
+    enable(gic, VTIMER)
+    gic.line(VTIMER).set_level(True)
+    assert ack(gic) == VTIMER
+    gic.line(VTIMER).set_level(False)                    # the handler reprogrammed CVAL
+    eoi(gic, VTIMER)
+    assert ack(gic) == SPURIOUS and lines.irq == [True, False]
+
+
+def test_software_generated_interrupts(gic: Gicv2) -> None:
+    linux_init(gic)
+    d = gic.distributor
+    assert d.read(ICFGR, 4) == 0xAAAA_AAAA               # SGIs are edge-triggered
+    d.write(ICENABLER, 4, 0xFFFF)
+    assert d.read(ISENABLER, 4) & 0xFFFF == 0xFFFF       # and always enabled
+    d.write(SGIR, 4, 1 << 24 | 3)                        # to others: there are none
+    assert ack(gic) == SPURIOUS
+    d.write(SGIR, 4, 1 << 16 | 5)                        # to the list {CPU 0}
+    assert d.read(SPENDSGIR + 4, 4) == 1 << 8            # SGI 5, from CPU 0
+    assert ack(gic) == 5
+    eoi(gic, 5)
+    d.write(SGIR, 4, 2 << 24 | 7)                        # to itself
+    d.write(CPENDSGIR + 7, 1, 1)
+    assert ack(gic) == SPURIOUS
+    d.write(SPENDSGIR + 2, 1, 1)
+    assert ack(gic) == 2
+
+
+def test_software_pending_and_active_bits(gic: Gicv2) -> None:
+    linux_init(gic)
+    enable(gic, UART)
+    d = gic.distributor
+    d.write(ISPENDR + 4, 4, 1 << 1)
+    assert d.read(ISPENDR + 4, 4) == 1 << 1
+    d.write(ICPENDR + 4, 4, 1 << 1)
+    assert d.read(ISPENDR + 4, 4) == 0
+    gic.spi(1).set_level(True)
+    d.write(ICPENDR + 4, 4, 1 << 1)                      # a high level input stays pending
+    assert gic.pending(UART)
+    d.write(ISACTIVER + 4, 4, 1 << 1)
+    assert d.read(ISACTIVER + 4, 4) == 1 << 1 and ack(gic) == SPURIOUS
+    d.write(ICACTIVER + 4, 4, 1 << 1)
+    assert ack(gic) == UART
+
+
+def test_priority_bytes_and_targets(gic: Gicv2) -> None:
+    d = gic.distributor
+    d.write(IPRIORITYR + 40, 4, 0x4433_2211)
+    assert [d.read(IPRIORITYR + 40 + i, 1) for i in range(4)] == [0x11, 0x22, 0x33, 0x44]
+    d.write(IPRIORITYR + 42, 1, 0x99)
+    assert d.read(IPRIORITYR + 40, 4) == 0x4499_2211
+    d.write(ITARGETSR + 40, 1, 0xFF)                     # uniprocessor: RAZ/WI
+    assert d.read(ITARGETSR + 40, 4) == 0 and d.read(ITARGETSR, 4) == 0
+
+
+def test_group1_needs_ackctl_on_iar_and_aiar_takes_it(gic: Gicv2, lines: Lines) -> None:
+    linux_init(gic)
+    gic.distributor.write(GICD_CTLR, 4, 3)
+    gic.cpu_interface.write(CTLR, 4, 3)
+    enable(gic, UART)
+    gic.distributor.write(IGROUPR + 4, 4, 1 << 1)
+    gic.spi(1).set_level(True)
+    assert ack(gic) == 1022
+    assert gic.cpu_interface.read(AIAR, 4) == UART
+    gic.cpu_interface.write(AEOIR, 4, UART)
+    gic.spi(1).set_level(False)
+    assert not gic.active(UART)
+
+
+def test_fiq_enable_sends_group0_to_fiq(gic: Gicv2, lines: Lines) -> None:
+    linux_init(gic)
+    gic.cpu_interface.write(CTLR, 4, 1 | 1 << 3)
+    enable(gic, UART)
+    gic.spi(1).set_level(True)
+    assert lines.fiq == [True] and lines.irq == []
+
+
+def test_split_eoi_deactivates_through_dir(gic: Gicv2) -> None:
+    linux_init(gic)
+    gic.cpu_interface.write(CTLR, 4, 1 | 1 << 9)         # EOImode
+    enable(gic, UART)
+    gic.spi(1).set_level(True)
+    assert ack(gic) == UART
+    gic.spi(1).set_level(False)
+    eoi(gic, UART)
+    assert gic.active(UART) and gic.cpu_interface.read(RPR, 4) == 0xFF
+    gic.cpu_interface.write(DIR, 4, UART)
+    assert not gic.active(UART)
+
+
+def test_stray_eoi_and_spurious_eoi_are_ignored(gic: Gicv2) -> None:
+    linux_init(gic)
+    enable(gic, UART)
+    gic.spi(1).set_level(True)
+    assert ack(gic) == UART
+    eoi(gic, VIRTIO0)                                    # never acknowledged
+    eoi(gic, SPURIOUS)
+    assert gic.active(UART) and gic.cpu_interface.read(RPR, 4) == 0xA0
+
+
+def test_inputs_are_checked_when_wired() -> None:
+    gic = Gicv2(64)
+    with pytest.raises(ValueError):
+        gic.line(15)                                     # SGIs have no input line
+    with pytest.raises(ValueError):
+        gic.spi(32)
+    with pytest.raises(ValueError):
+        Gicv2(100)
+
+
+ACCESS = st.tuples(st.sampled_from(["d", "c"]), st.booleans(),
+                   st.integers(0, 0x1FFF) | st.sampled_from([0, 0x100, 0x180, 0x404, 0xF00, 0xC, 0x10]),
+                   st.sampled_from([1, 2, 4, 8, 3]), st.integers(0, 2**64 - 1))
+LEVELS = st.tuples(st.sampled_from([27, 30, 33, 48, 63]), st.booleans())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ACCESS, LEVELS), max_size=60))
+def test_any_guest_access_is_safe_and_the_line_matches_iar(steps: list[tuple]) -> None:
+    """No register access raises, and the IRQ/FIQ lines always say whether GICC_IAR
+    would hand out an interrupt."""
+    lines = Lines()
+    gic = Gicv2(64, on_irq=lines.irq.append, on_fiq=lines.fiq.append)
+    linux_init(gic)
+    for intid in (27, 30, 33, 48, 63):
+        enable(gic, intid)
+    for step in steps:
+        if len(step) == 2:
+            gic.set_level(*step)
+            continue
+        window, is_write, offset, size, value = step
+        device = gic.distributor if window == "d" else gic.cpu_interface
+        if is_write:
+            device.write(offset, size, value)
+        else:
+            assert 0 <= device.read(offset, size) < 2**32
+        assert lines.irq[-1:] in ([], [gic.irq_level]) and lines.fiq[-1:] in ([], [gic.fiq_level])
+    signalled = gic.irq_level or gic.fiq_level
+    got = gic.cpu_interface.read(IAR, 4)
+    assert (got < 1020 or got == 1022) == signalled
