@@ -2,24 +2,42 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-@dataclass(frozen=True, slots=True)
 class TraceEvent:
     """One observable step, e.g. kind="avail" (driver made a chain available),
     "used" (device returned a chain), "notify", "irq", "status", "request", "error".
 
     `fields` carries the kind's details as plain values (ints, strs), so that
     observers can render or serialise events without importing device code.
+
+    A plain slotted class rather than a frozen dataclass: devices build several per
+    request while something observes, and a frozen dataclass's constructor (one
+    object.__setattr__ per field) cost about a microsecond each of those.
     """
 
-    kind: str
-    device: str
-    queue: int | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
-    t: float = field(default_factory=time.monotonic)
+    __slots__ = ("kind", "device", "queue", "fields", "t")
+
+    def __init__(self, kind: str, device: str, queue: int | None = None,
+                 fields: dict[str, Any] | None = None, t: float | None = None) -> None:
+        self.kind = kind
+        self.device = device
+        self.queue = queue
+        self.fields = {} if fields is None else fields
+        self.t = time.monotonic() if t is None else t
+
+    def __repr__(self) -> str:
+        return (f"TraceEvent({self.kind!r}, {self.device!r}, queue={self.queue!r}, "
+                f"fields={self.fields!r}, t={self.t!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TraceEvent):
+            return NotImplemented
+        return (self.kind, self.device, self.queue, self.fields, self.t) == \
+            (other.kind, other.device, other.queue, other.fields, other.t)
+
+    __hash__ = None  # type: ignore[assignment]  # fields is a dict: not hashable
 
 
 TraceSink = Callable[[TraceEvent], None]

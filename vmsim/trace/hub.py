@@ -62,7 +62,8 @@ class Subscription:
 
     def _put(self, record: Record) -> None:
         self._items.append(record)
-        self.arrived.set()
+        if not self.arrived.is_set():       # set() takes a lock and notifies: once per drain
+            self.arrived.set()
 
     def drain(self, limit: int | None = None) -> list[Record]:
         """Everything buffered so far (up to `limit`), oldest first."""
