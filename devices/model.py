@@ -39,6 +39,9 @@ class SlotContext:
     irq: IrqLine
     waker: Waker
     trace: TraceSink = discard
+    # `--strict`: where a device's transport reports the rules its driver broke
+    # (vmsim.devices.virtio.strict); None keeps the device free of any checking.
+    strict: Callable[[Any], None] | None = None
     faults: Any = None          # a fault plan (`--fault` rules) for the devices that take one
 
 

@@ -14,7 +14,9 @@ from typing import Callable
 from vmsim.devices.virtio.crypto.constants import (
     CipherDirection, CryptoFeatures, Op, Status, SymOp)
 from vmsim.devices.events import TraceEvent
+from vmsim.devices.virtio.crypto import strict as crypto_strict
 from vmsim.devices.virtio.crypto.device import CryptoDevice
+from vmsim.devices.virtio.strict.rules import Finding
 from vmsim.testing.virtio_driver import Request, Rig, make_rig
 
 
@@ -56,11 +58,13 @@ class CryptoRig:
 
     def __init__(self, device: CryptoDevice | None = None, queue_size: int = 64,
                  wanted: int | None = None, indirect: bool = False, ram_size: int = 16 << 20,
-                 trace: bool = True, sink: Callable[[TraceEvent], None] | None = None) -> None:
+                 trace: bool = True, sink: Callable[[TraceEvent], None] | None = None,
+                 strict: Callable[[Finding], None] | None = None) -> None:
         self.device = device if device is not None else CryptoDevice(workers=0)
         self.device.start()                     # the rig owns the device, as a machine would
         self.rig: Rig = make_rig(self.device, ram_size=ram_size, trace=trace, sink=sink,
-                                 name="virtio-crypto" if sink is not None else None)
+                                 name="virtio-crypto" if sink is not None else None,
+                                 strict=strict, strict_rules=crypto_strict.RULES)
         self.driver = self.rig.driver
         self.features = self.driver.init(queue_size=queue_size, wanted=wanted)
         self.revision_1 = bool(self.features & CryptoFeatures.REVISION_1)

@@ -17,6 +17,8 @@ from vmsim.devices.memory import Ram
 from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
 from vmsim.devices.virtio.mmio import MmioTransport
 from vmsim.devices.virtio.queue import ChainError
+from vmsim.devices.virtio.strict.rules import Finding, Rule
+from vmsim.devices.virtio.strict.transport import CheckedTransport
 from vmsim.devices.virtio.spec import (
     Desc,
     Feature,
@@ -257,12 +259,18 @@ class VirtioDriver:
         self.write_reg(Reg.DRIVER_FEATURES_SEL, 0)
         self.write_reg(Reg.DRIVER_FEATURES, features & 0xFFFF_FFFF)
 
+    def identify(self) -> tuple[int, int, int]:
+        """MagicValue, Version and DeviceID, read first as every driver must (4.2.3.1.1)."""
+        return (self.read_reg(Reg.MAGIC_VALUE), self.read_reg(Reg.VERSION),
+                self.read_reg(Reg.DEVICE_ID))
+
     def negotiate(self, wanted: int | None = None) -> int:
         """Reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK (read back).
 
         `wanted` defaults to every transport feature plus the device's own; the result
         is what both sides agreed on. Raises DriverError if FEATURES_OK does not stick.
         """
+        self.identify()
         self.reset()
         self.add_status(Status.ACKNOWLEDGE)
         self.add_status(Status.DRIVER)
@@ -404,10 +412,13 @@ class Rig:
 
 def make_rig(device: VirtioDevice | None = None, ram_size: int = 1 << 20,
              trace: bool = True, sink: Callable[[TraceEvent], None] | None = None,
-             name: str | None = None) -> Rig:
+             name: str | None = None, strict: Callable[[Finding], None] | None = None,
+             strict_rules: tuple[Rule, ...] = ()) -> Rig:
     """Wire `device` (an EchoDevice by default) the way the machine will, minus the CPU.
     `sink` also gets the transport's events (a TraceHub shared with the device), and
-    `name` names the transport as a machine's model would ("virtio-crypto")."""
+    `name` names the transport as a machine's model would ("virtio-crypto"). With
+    `strict`, the driver goes through the strict checker (the core's rules plus
+    `strict_rules`), which reports its findings there, as `--strict` does."""
     device = device if device is not None else EchoDevice()
     ram = Ram(RAM_BASE, ram_size)
     irq = LevelRecorder()
@@ -418,7 +429,10 @@ def make_rig(device: VirtioDevice | None = None, ram_size: int = 1 << 20,
             _keep(event)
             _sink(event)
     transport = MmioTransport(device, ram, irq, trace=record, name=name)
-    return Rig(device, ram, irq, transport, VirtioDriver(transport, ram), events)
+    front: MmioDevice = transport
+    if strict is not None:
+        front = CheckedTransport(transport, strict, strict_rules)
+    return Rig(device, ram, irq, transport, VirtioDriver(front, ram), events)
 
 
 __all__ = ["Descriptor", "DriverError", "DriverQueue", "EchoDevice", "Feature", "Heap",

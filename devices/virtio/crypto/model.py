@@ -6,7 +6,9 @@ from typing import Any, Mapping, Sequence
 from vmsim.devices.model import Option, SlotContext
 from vmsim.devices.virtio.crypto.constants import CryptoFeatures
 from vmsim.devices.virtio.crypto.device import INLINE_MAX_BYTES, MAX_INFLIGHT_BYTES, CryptoDevice
+from vmsim.devices.virtio.crypto import strict
 from vmsim.devices.virtio.model import VirtioMmioModel
+from vmsim.devices.virtio.strict.rules import Rule
 
 MAX_QUEUES = 64
 # REVISION_1 with every service's stateless bit: what `stateless=on` offers. The
@@ -15,6 +17,9 @@ STATELESS_FEATURES = CryptoFeatures.ALL
 
 
 class CryptoModel(VirtioMmioModel):
+    def strict_rules(self) -> tuple[Rule, ...]:
+        return strict.RULES
+
     def backend(self, slot: SlotContext, values: Mapping[str, Any]) -> CryptoDevice:
         features = STATELESS_FEATURES if values["stateless"] else CryptoFeatures.DEFAULT
         return CryptoDevice(max_dataqueues=values["queues"], workers=values["workers"],
