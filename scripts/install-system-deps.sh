@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
   linux-source-6.1 flex bison bc cpio xz-utils make cmake pkg-config python3-venv gcc libc6-dev
-  qemu-system-misc opensbi gdb-multiarch tmux device-tree-compiler patch ninja-build
+  qemu-system-misc qemu-system-arm opensbi gdb-multiarch tmux device-tree-compiler patch ninja-build
   tshark chromium tesseract-ocr tesseract-ocr-eng
 )
 missing=()

@@ -22,6 +22,8 @@ CROSS_AS = Requirement("riscv64-linux-gnu-as", "binutils-riscv64-linux-gnu")
 CROSS_LD = Requirement("riscv64-linux-gnu-ld", "binutils-riscv64-linux-gnu")
 CROSS_OBJCOPY = Requirement("riscv64-linux-gnu-objcopy", "binutils-riscv64-linux-gnu")
 HOST_CC = Requirement("gcc", "gcc")
+DTC = Requirement("dtc", "device-tree-compiler")
+QEMU_AARCH64 = Requirement("qemu-system-aarch64", "qemu-system-arm")
 
 
 def missing(message: str) -> None:
