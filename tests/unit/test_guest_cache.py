@@ -77,3 +77,30 @@ def test_cache_lives_under_xdg_cache_home(monkeypatch, tmp_path):
     assert paths.kernel.is_relative_to(tmp_path / "vmsim" / "guest")
     assert paths.initrd.is_relative_to(tmp_path / "vmsim" / "guest")
     assert paths.kernel.parent != paths.initrd.parent
+
+
+def test_riscv64_keys_stay_what_they_were_before_there_were_other_arches():
+    """Guests cached for riscv64 before arm64 existed stay valid: the values are those
+    the single-architecture code computed for these inputs."""
+    assert guest.kernel_key(b"CONFIG_X=y\n", "6.1.192-2", "gcc 12") == "1427025f64c20217"
+    assert guest.initramfs_key({"init.c": b"x"}, "6.1.192-2", "gcc 12") == "7e9a3be343a6d019"
+
+
+def test_each_arch_has_its_own_keys_and_cache_entries(sources, monkeypatch, tmp_path):
+    tag = guest.ARM64.key_tag
+    assert kernel_key() != guest.kernel_key(guest.CONFIG_FRAGMENT.read_bytes(), KERNEL_VERSION,
+                                             COMPILER, tag)
+    read = guest.read_initramfs_sources(sources)
+    assert initramfs_key(sources) != guest.initramfs_key(read, KERNEL_VERSION, COMPILER, tag)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    riscv, arm64 = guest.guest_paths("riscv64"), guest.guest_paths("arm64")
+    assert riscv.kernel.parent.name.startswith("kernel-")
+    assert arm64.kernel.parent.name.startswith("kernel-arm64-")
+    assert arm64.initrd.parent.name.startswith("initramfs-arm64-")
+    assert {riscv.kernel.parent, riscv.initrd.parent}.isdisjoint(
+        {arm64.kernel.parent, arm64.initrd.parent})
+
+
+def test_an_unknown_arch_is_one_error_naming_the_choices():
+    with pytest.raises(guest.VmsimError, match="choose from riscv64, arm64"):
+        guest.guest_paths("mips")

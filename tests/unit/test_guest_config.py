@@ -60,3 +60,14 @@ def test_program_names_must_be_plain_distinct_and_not_init():
     for bad in (["init"], ["has space"], ["Upper"], ["a-b", "a_b"]):
         with pytest.raises(VmsimError):
             guest.check_program_names(bad)
+
+
+def test_the_arm64_fragment_asks_for_the_virt_board_and_the_device():
+    wanted = guest.parse_config(guest.ARM64.fragment.read_text())
+    for option in ("SERIAL_AMBA_PL011_CONSOLE", "SERIAL_EARLYCON", "ARM_GIC", "ARM_ARCH_TIMER",
+                   "ARM_PSCI_FW", "BLK_DEV_INITRD", "DEVMEM", "VIRTIO_MMIO",
+                   "CRYPTO_DEV_VIRTIO", "CRYPTO_USER_API_SKCIPHER", "ASYMMETRIC_KEY_TYPE",
+                   "PKCS8_PRIVATE_KEY_PARSER"):
+        assert wanted[f"CONFIG_{option}"] == "y"
+    assert wanted["CONFIG_MODULES"] == "n"
+    assert wanted["CONFIG_CRYPTO_MANAGER_DISABLE_TESTS"] == "n"

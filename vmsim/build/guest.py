@@ -23,19 +23,92 @@ from typing import Mapping
 from rich.console import Console
 
 from vmsim.artifacts import cache_root, digest
+from vmsim.build import cpio
 from vmsim.build.cache import (Builder, BuildSteps, Requirement, build_atomically, cache_lock,
                                require)
 from vmsim.errors import VmsimError
 
 CACHE_KIND = "guest"
 GUEST_SOURCES = Path(__file__).resolve().parents[2] / "guests"
-CONFIG_FRAGMENT = GUEST_SOURCES / "linux" / "vmsim.config"
 INITRAMFS_SOURCES = GUEST_SOURCES / "initramfs"
 KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 KERNEL_PACKAGE = "linux-source-6.1"
-CROSS_COMPILE = "riscv64-linux-gnu-"
-CROSS_GCC = CROSS_COMPILE + "gcc"
-STATIC_LIBC = Path("/usr/riscv64-linux-gnu/lib/libc.a")
+
+
+@dataclass(frozen=True)
+class GuestArch:
+    """What differs between the architectures' default guests: the kernel's ARCH, the
+    Debian cross toolchain, the config fragment, and the tag in the cache keys."""
+
+    name: str               # as `--arch` spells it
+    kernel_arch: str        # the kernel's ARCH=
+    triplet: str            # the cross toolchain's prefix, without the dash
+    debian_arch: str        # Debian's name, in the cross libc package's name
+    fragment: Path
+    # riscv64's keys predate the other architectures and carry no tag, so that the
+    # guests already cached for it stay valid.
+    key_tag: str
+
+    @property
+    def cross_compile(self) -> str:
+        return self.triplet + "-"
+
+    @property
+    def cross_gcc(self) -> str:
+        return self.cross_compile + "gcc"
+
+    @property
+    def static_libc(self) -> Path:
+        return Path(f"/usr/{self.triplet}/lib/libc.a")
+
+    @property
+    def image(self) -> str:
+        """The Image's path in the kernel's build tree."""
+        return f"arch/{self.kernel_arch}/boot/Image"
+
+    @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        binutils = f"binutils-{self.triplet}"
+        return (Requirement(self.cross_gcc, f"gcc-{self.triplet}"),
+                Requirement(self.cross_compile + "ld", binutils),
+                Requirement(self.cross_compile + "objcopy", binutils),
+                Requirement(str(self.static_libc), f"libc6-dev-{self.debian_arch}-cross"),
+                *HOST_BUILD_REQUIREMENTS)
+
+
+HOST_BUILD_REQUIREMENTS = (
+    Requirement(str(KERNEL_TARBALL), KERNEL_PACKAGE),
+    Requirement("gcc", "gcc"),
+    Requirement("make", "make"),
+    Requirement("flex", "flex"),
+    Requirement("bison", "bison"),
+    Requirement("bc", "bc"),
+    Requirement("tar", "tar"),
+    Requirement("xz", "xz-utils"),
+)
+
+RISCV64 = GuestArch("riscv64", "riscv", "riscv64-linux-gnu", "riscv64",
+                    GUEST_SOURCES / "linux" / "vmsim.config", key_tag="")
+ARM64 = GuestArch("arm64", "arm64", "aarch64-linux-gnu", "arm64",
+                  GUEST_SOURCES / "linux" / "vmsim-arm64.config", key_tag="arm64")
+ARCHES = {arch.name: arch for arch in (RISCV64, ARM64)}
+DEFAULT_ARCH = RISCV64.name
+
+# The riscv64 names that other builds (bare-metal, hostile) and older callers use.
+CONFIG_FRAGMENT = RISCV64.fragment
+CROSS_COMPILE = RISCV64.cross_compile
+CROSS_GCC = RISCV64.cross_gcc
+STATIC_LIBC = RISCV64.static_libc
+BUILD_REQUIREMENTS = RISCV64.requirements
+
+
+def guest_arch(name: str) -> GuestArch:
+    """The architecture called `name` (`--arch`), or one error line naming the choices."""
+    try:
+        return ARCHES[name]
+    except KeyError:
+        raise VmsimError(f"no default guest for architecture {name!r} "
+                         f"(choose from {', '.join(ARCHES)})") from None
 
 # Bump when the build steps below change in a way that changes their output.
 KERNEL_RECIPE = 2
@@ -63,24 +136,6 @@ class GuestPaths:
         return self.kernel.parent / "vmlinux"
 
 
-# --------------------------------------------------------------------------- tools
-
-
-BUILD_REQUIREMENTS = (
-    Requirement(CROSS_GCC, "gcc-riscv64-linux-gnu"),
-    Requirement(CROSS_COMPILE + "ld", "binutils-riscv64-linux-gnu"),
-    Requirement(CROSS_COMPILE + "objcopy", "binutils-riscv64-linux-gnu"),
-    Requirement(str(STATIC_LIBC), "libc6-dev-riscv64-cross"),
-    Requirement(str(KERNEL_TARBALL), KERNEL_PACKAGE),
-    Requirement("gcc", "gcc"),
-    Requirement("make", "make"),
-    Requirement("flex", "flex"),
-    Requirement("bison", "bison"),
-    Requirement("bc", "bc"),
-    Requirement("tar", "tar"),
-    Requirement("xz", "xz-utils"),
-)
-
 # ------------------------------------------------------------------ cache keys
 
 
@@ -103,21 +158,26 @@ def kernel_source_version() -> str:
     return f"{st.st_size}-{st.st_mtime_ns}"
 
 
-def compiler_version() -> str:
+def compiler_version(arch: GuestArch = RISCV64) -> str:
     """The first line of the cross compiler's --version, or "missing"."""
-    return _command_output([CROSS_GCC, "--version"]).partition("\n")[0] or "missing"
+    return _command_output([arch.cross_gcc, "--version"]).partition("\n")[0] or "missing"
 
 
-def kernel_key(fragment: bytes, kernel_version: str, compiler: str) -> str:
-    return digest({"recipe": str(KERNEL_RECIPE), "fragment": fragment,
-                    "kernel": kernel_version, "compiler": compiler})
+def _tagged(parts: dict[str, bytes | str], tag: str) -> dict[str, bytes | str]:
+    return {**parts, "arch": tag} if tag else parts
 
 
-def initramfs_key(sources: Mapping[str, bytes], kernel_version: str, compiler: str) -> str:
+def kernel_key(fragment: bytes, kernel_version: str, compiler: str, tag: str = "") -> str:
+    return digest(_tagged({"recipe": str(KERNEL_RECIPE), "fragment": fragment,
+                           "kernel": kernel_version, "compiler": compiler}, tag))
+
+
+def initramfs_key(sources: Mapping[str, bytes], kernel_version: str, compiler: str,
+                  tag: str = "") -> str:
     """The kernel version counts because the archive is made by its `gen_init_cpio`."""
     parts: dict[str, bytes | str] = {f"src/{name}": data for name, data in sources.items()}
     parts.update(recipe=str(INITRAMFS_RECIPE), kernel=kernel_version, compiler=compiler)
-    return digest(parts)
+    return digest(_tagged(parts, tag))
 
 
 def read_initramfs_sources(root: Path = INITRAMFS_SOURCES) -> dict[str, bytes]:
@@ -142,17 +202,19 @@ class _Plan:
                           initrd=self.initramfs_dir / "initramfs.cpio.gz")
 
 
-def _plan() -> _Plan:
-    kernel_version, compiler = kernel_source_version(), compiler_version()
+def _plan(arch: GuestArch) -> _Plan:
+    kernel_version, compiler = kernel_source_version(), compiler_version(arch)
     root = cache_root(CACHE_KIND)
-    kkey = kernel_key(CONFIG_FRAGMENT.read_bytes(), kernel_version, compiler)
-    ikey = initramfs_key(read_initramfs_sources(), kernel_version, compiler)
-    return _Plan(root / f"kernel-{kkey}", root / f"initramfs-{ikey}")
+    tag = arch.key_tag
+    kkey = kernel_key(arch.fragment.read_bytes(), kernel_version, compiler, tag)
+    ikey = initramfs_key(read_initramfs_sources(), kernel_version, compiler, tag)
+    prefix = f"-{tag}" if tag else ""
+    return _Plan(root / f"kernel{prefix}-{kkey}", root / f"initramfs{prefix}-{ikey}")
 
 
-def guest_paths() -> GuestPaths:
+def guest_paths(arch: str = DEFAULT_ARCH) -> GuestPaths:
     """Where the cached default guest is for the current inputs (it may not exist yet)."""
-    return _plan().paths
+    return _plan(guest_arch(arch)).paths
 
 
 # ------------------------------------------------------------------ the kernel
@@ -176,31 +238,33 @@ def missing_options(fragment: str, config: str) -> list[str]:
             for name, want in parse_config(fragment).items() if have.get(name, "n") != want]
 
 
-def _kernel_env() -> dict[str, str]:
+def _kernel_env(arch: GuestArch) -> dict[str, str]:
     """Fixed build identity, so the same inputs give the same Image."""
-    return dict(os.environ, ARCH="riscv", CROSS_COMPILE=CROSS_COMPILE, LC_ALL="C",
+    return dict(os.environ, ARCH=arch.kernel_arch, CROSS_COMPILE=arch.cross_compile, LC_ALL="C",
                 KBUILD_BUILD_USER="vmsim", KBUILD_BUILD_HOST="vmsim",
                 KBUILD_BUILD_TIMESTAMP="2024-01-01")
 
 
-def _build_kernel(b: Builder, work: Path, out: Path) -> None:
-    b.run("unpacking the kernel source", ["tar", "-xf", str(KERNEL_TARBALL)], cwd=work)
-    (src,) = [p for p in work.iterdir() if p.is_dir()]
-    env = _kernel_env()
-    jobs = str(len(os.sched_getaffinity(0)))
-    b.run("configuring (tinyconfig)", ["make", "tinyconfig"], cwd=src, env=env)
-    b.run("configuring (fragment)",
-          ["scripts/kconfig/merge_config.sh", "-m", ".config", str(CONFIG_FRAGMENT)],
-          cwd=src, env=env)
-    b.run("configuring (olddefconfig)", ["make", "olddefconfig"], cwd=src, env=env)
-    config = (src / ".config").read_text()
-    if bad := missing_options(CONFIG_FRAGMENT.read_text(), config):
-        raise VmsimError(f"kernel .config lacks required options: {', '.join(bad)}")
-    b.run("building the kernel", ["make", f"-j{jobs}", "Image"], cwd=src, env=env)
-    shutil.copyfile(src / "arch/riscv/boot/Image", out / "Image")
-    shutil.copyfile(src / "vmlinux", out / "vmlinux")      # symbols, for GDB
-    shutil.copyfile(src / ".config", out / "config")
-    shutil.copy2(src / "usr/gen_init_cpio", out / "gen_init_cpio")
+def _build_kernel(arch: GuestArch) -> BuildSteps:
+    def build(b: Builder, work: Path, out: Path) -> None:
+        b.run("unpacking the kernel source", ["tar", "-xf", str(KERNEL_TARBALL)], cwd=work)
+        (src,) = [p for p in work.iterdir() if p.is_dir()]
+        env = _kernel_env(arch)
+        jobs = str(len(os.sched_getaffinity(0)))
+        b.run("configuring (tinyconfig)", ["make", "tinyconfig"], cwd=src, env=env)
+        b.run("configuring (fragment)",
+              ["scripts/kconfig/merge_config.sh", "-m", ".config", str(arch.fragment)],
+              cwd=src, env=env)
+        b.run("configuring (olddefconfig)", ["make", "olddefconfig"], cwd=src, env=env)
+        config = (src / ".config").read_text()
+        if bad := missing_options(arch.fragment.read_text(), config):
+            raise VmsimError(f"kernel .config lacks required options: {', '.join(bad)}")
+        b.run("building the kernel", ["make", f"-j{jobs}", "Image"], cwd=src, env=env)
+        shutil.copyfile(src / arch.image, out / "Image")
+        shutil.copyfile(src / "vmlinux", out / "vmlinux")      # symbols, for GDB
+        shutil.copyfile(src / ".config", out / "config")
+        shutil.copy2(src / "usr/gen_init_cpio", out / "gen_init_cpio")
+    return build
 
 
 # -------------------------------------------------------------- the initramfs
@@ -236,62 +300,82 @@ def program_table(names: list[str]) -> str:
             f"const struct vmsim_program vmsim_programs[] = {{\n{rows}    {{0, 0}},\n}};\n")
 
 
-def cpio_list(binary: Path, programs: list[str]) -> str:
-    """The `gen_init_cpio` description of the initramfs: one binary, one link per name.
+def initramfs_entries(binary: Path, programs: list[str]) -> list[cpio.Entry]:
+    """The initramfs: one binary, one link per name.
 
     /dev/console is a node in the archive because the kernel opens it before init
     runs; `gen_init_cpio` makes it without root.
     """
-    lines = ["dir /dev 0755 0 0", "nod /dev/console 0600 0 0 c 5 1",
-             "dir /proc 0755 0 0", "dir /sys 0755 0 0", "dir /bin 0755 0 0",
-             "dir /libexec 0755 0 0", f"file {MULTICALL_PATH} {binary} 0755 0 0",
-             f"slink /init {MULTICALL_PATH} 0777 0 0"]
-    lines += [f"slink /bin/{name} {MULTICALL_PATH} 0777 0 0" for name in programs]
-    return "\n".join(lines) + "\n"
+    entries: list[cpio.Entry] = [
+        cpio.Dir("/dev"), cpio.CharDevice("/dev/console", 0o600, 5, 1),
+        cpio.Dir("/proc"), cpio.Dir("/sys"), cpio.Dir("/bin"), cpio.Dir("/libexec"),
+        cpio.File(MULTICALL_PATH, binary), cpio.Symlink("/init", MULTICALL_PATH)]
+    entries += [cpio.Symlink(f"/bin/{name}", MULTICALL_PATH) for name in programs]
+    return entries
 
 
-def _build_initramfs(gen_init_cpio: Path) -> BuildSteps:
+def cpio_list(binary: Path, programs: list[str]) -> str:
+    """The `gen_init_cpio` description of the initramfs."""
+    return cpio.gen_init_cpio_list(initramfs_entries(binary, programs))
+
+
+def compile_programs(b: Builder, arch: GuestArch, work: Path) -> tuple[Path, list[str]]:
+    """The init and every program compiled into one static binary in `work`, and the
+    programs' names."""
+    src = INITRAMFS_SOURCES
+    programs = program_names(src)
+    check_program_names(programs)
+    (work / "programs.c").write_text(program_table(programs))
+    units = [(src / INIT_SOURCE, [f"-Dmain={program_entry(INIT_NAME)}"])]
+    units += [(src / PROGRAMS_DIR / f"{name}.c", [f"-Dmain={program_entry(name)}"])
+              for name in programs]
+    units += [(src / SHARED_SOURCE, []), (src / MULTICALL_SOURCE, []),
+              (work / "programs.c", [])]
+    objects = []
+    for index, (source, defines) in enumerate(units):
+        obj = work / f"{index:03d}-{source.stem}.o"
+        b.run(f"compiling {source.name}", [arch.cross_gcc, *CFLAGS, *defines, f"-I{src}", "-c",
+                                           "-o", str(obj), str(source)], cwd=work)
+        objects.append(str(obj))
+    binary = work / "vmsim-programs"
+    b.run("linking", [arch.cross_gcc, *LDFLAGS, "-o", str(binary), *objects], cwd=work)
+    return binary, programs
+
+
+def write_gzip(path: Path, data: bytes) -> None:
+    """Reproducibly: no name and no time in the header."""
+    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as gz:
+        gz.write(data)
+
+
+def _build_initramfs(arch: GuestArch, gen_init_cpio: Path) -> BuildSteps:
     def build(b: Builder, work: Path, out: Path) -> None:
-        src = INITRAMFS_SOURCES
-        programs = program_names(src)
-        check_program_names(programs)
-        (work / "programs.c").write_text(program_table(programs))
-        units = [(src / INIT_SOURCE, [f"-Dmain={program_entry(INIT_NAME)}"])]
-        units += [(src / PROGRAMS_DIR / f"{name}.c", [f"-Dmain={program_entry(name)}"])
-                  for name in programs]
-        units += [(src / SHARED_SOURCE, []), (src / MULTICALL_SOURCE, []),
-                  (work / "programs.c", [])]
-        objects = []
-        for index, (source, defines) in enumerate(units):
-            obj = work / f"{index:03d}-{source.stem}.o"
-            b.run(f"compiling {source.name}", [CROSS_GCC, *CFLAGS, *defines, f"-I{src}", "-c",
-                                               "-o", str(obj), str(source)], cwd=work)
-            objects.append(str(obj))
-        binary = work / "vmsim-programs"
-        b.run("linking", [CROSS_GCC, *LDFLAGS, "-o", str(binary), *objects], cwd=work)
+        binary, programs = compile_programs(b, arch, work)
         (work / "initramfs.list").write_text(cpio_list(binary, programs))
         b.run("packing the archive", [str(gen_init_cpio), "-t", "0", "initramfs.list"],
               cwd=work, stdout=work / "initramfs.cpio")
-        with gzip.GzipFile(out / "initramfs.cpio.gz", "wb", compresslevel=9, mtime=0) as gz:
-            gz.write((work / "initramfs.cpio").read_bytes())
+        write_gzip(out / "initramfs.cpio.gz", (work / "initramfs.cpio").read_bytes())
     return build
 
 
 # ------------------------------------------------------------------ public API
 
 
-def ensure_default_guest(console: Console | None = None) -> GuestPaths:
+def ensure_default_guest(console: Console | None = None,
+                         arch: str = DEFAULT_ARCH) -> GuestPaths:
     """Build what is missing from the cache (kernel, then initramfs) and return the paths."""
     console = console or Console(stderr=True)
-    plan = _plan()
+    target = guest_arch(arch)
+    plan = _plan(target)
     paths = plan.paths
     if paths.kernel.exists() and paths.initrd.exists():
         return paths
-    require(BUILD_REQUIREMENTS)
+    require(target.requirements)
     with cache_lock(cache_root(CACHE_KIND)):
         if not paths.kernel.exists():
-            build_atomically(plan.kernel_dir, "Linux kernel", console, _build_kernel)
+            build_atomically(plan.kernel_dir, f"Linux kernel ({target.name})", console,
+                             _build_kernel(target))
         if not paths.initrd.exists():
-            build_atomically(plan.initramfs_dir, "initramfs", console,
-                              _build_initramfs(plan.kernel_dir / "gen_init_cpio"))
+            build_atomically(plan.initramfs_dir, f"initramfs ({target.name})", console,
+                             _build_initramfs(target, plan.kernel_dir / "gen_init_cpio"))
     return paths
