@@ -58,12 +58,12 @@ class FaultRule:
     def __str__(self) -> str:
         """The rule in its own language (what `fault list` shows; parses back)."""
         items = []
-        for name, text in (("op", self.op and self.op.name), ("queue", self.queue),
+        for name, text in (("op", None if self.op is None else self.op.name), ("queue", self.queue),
                            ("after", self.after or None), ("at", self.at),
                            ("every", self.every if self.every != 1 else None),
                            ("probability", self.probability if self.probability != 1.0 else None),
                            ("seed", self.seed if self.probability != 1.0 else None),
-                           ("status", self.status and self.status.name),
+                           ("status", None if self.status is None else self.status.name),
                            ("delay", self.delay_ms), ("irq", self.irq), ("used-len", self.used_len),
                            ("hw-ready", None if self.hw_ready is None else
                             ("on" if self.hw_ready else "off"))):

@@ -124,7 +124,7 @@ class FaultPlan:
         for rule in fired:
             for name in _ACTIONS:
                 value = getattr(rule, name)
-                if value is not None and value is not False:
+                if value is not None and (value is not False or name == "hw_ready"):
                     actions.setdefault(name, value)
         self.injected += 1
         return Fault(tuple(str(rule) for rule in fired), **actions)  # type: ignore[arg-type]
