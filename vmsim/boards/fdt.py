@@ -35,6 +35,16 @@ def strings(*texts: str) -> bytes:
 EMPTY = b""  # a boolean property: present means true
 
 
+def linux_chosen(bootargs: str, stdout_path: str, initrd: tuple[int, int] | None) -> Node:
+    """/chosen as Linux reads it on every architecture: command line, console, initrd."""
+    chosen = Node("chosen").prop("bootargs", string(bootargs))
+    chosen.prop("stdout-path", string(stdout_path))
+    if initrd is not None:
+        start, end = initrd
+        chosen.prop("linux,initrd-start", u64(start)).prop("linux,initrd-end", u64(end))
+    return chosen
+
+
 # -- the DTB writer --------------------------------------------------------------------------
 
 FDT_MAGIC = 0xD00DFEED

@@ -44,6 +44,12 @@ class SlotRow:
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def span(self) -> Window:
+        """The whole row as one window: slots closer than a page (arm64 `virt`'s are
+        0x200 apart) can only be mapped together, the offset choosing the slot."""
+        return Window(self.base, self.stride * self.count)
+
 
 @dataclass(frozen=True)
 class BootInfo:

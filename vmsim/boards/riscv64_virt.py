@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmsim.boards.fdt import EMPTY, Node, cells, flatten, string, strings, u64
+from vmsim.boards.fdt import EMPTY, Node, cells, flatten, linux_chosen, string, strings, u64
 from vmsim.boards.layout import BootInfo, SlotRow, Window
 from vmsim.devices.plic import WINDOW_SIZE as PLIC_REGISTERS
 from vmsim.devices.power import FINISHER_PASS, FINISHER_RESET
@@ -64,7 +64,7 @@ def device_tree(board: RiscvVirtBoard, boot: BootInfo) -> bytes:
     """A valid DTB (version 17) describing the board for one hart, as QEMU `virt` does."""
     root = Node("").prop("#address-cells", cells(2)).prop("#size-cells", cells(2))
     root.prop("compatible", string("riscv-virtio")).prop("model", string("riscv-virtio,vmsim"))
-    root.children.append(_chosen(board, boot))
+    root.children.append(linux_chosen(boot.bootargs, _uart_path(board), boot.initrd))
     root.child("aliases").prop("serial0", string(_uart_path(board)))
     memory = root.child(f"memory@{board.ram_base:x}")
     memory.prop("device_type", string("memory")).prop("reg", u64(board.ram_base, boot.ram_size))
@@ -78,15 +78,6 @@ def device_tree(board: RiscvVirtBoard, boot: BootInfo) -> bytes:
 
 def _uart_path(board: RiscvVirtBoard) -> str:
     return f"/soc/serial@{board.uart.base:x}"
-
-
-def _chosen(board: RiscvVirtBoard, boot: BootInfo) -> Node:
-    chosen = Node("chosen").prop("bootargs", string(boot.bootargs))
-    chosen.prop("stdout-path", string(_uart_path(board)))
-    if boot.initrd is not None:
-        start, end = boot.initrd
-        chosen.prop("linux,initrd-start", u64(start)).prop("linux,initrd-end", u64(end))
-    return chosen
 
 
 def _cpus(board: RiscvVirtBoard) -> Node:
