@@ -6,6 +6,9 @@ Categories (as in QEMU, plus one):
 - `unimp`: the guest used something vmsim does not implement. Once per reason too.
 - `trace:PATTERN`: trace events whose name matches the shell pattern (`trace:virtio*`).
 - `fault`: each fault injected by a `--fault` rule (every one: the rules bound them).
+- `strict`: the rules `--strict` found the driver breaking (each rule once), with the
+  guest pc and the offending values; without `-D` the `vmsim: strict:` line that
+  `--strict` prints is that log line.
 - `internal`: vmsim's own bugs caught at a boundary (an exception a device turned into
   NEEDS_RESET or ERR), with the traceback. These are always reported: with `-D` the
   traceback goes to the file; without it one line goes to stderr, never a traceback.
@@ -26,12 +29,14 @@ ROOT = "vmsim"
 GUEST_ERRORS = "guest_errors"
 UNIMP = "unimp"
 INTERNAL = "internal"
+STRICT = "strict"
 TRACE = "trace"
 FAULT = "fault"
 CATEGORIES = {
     GUEST_ERRORS: "the guest broke a rule of the spec (once per reason)",
     UNIMP: "the guest used something vmsim does not implement (once per reason)",
     FAULT: "each fault injected by a --fault rule",
+    STRICT: "the driver rules --strict found broken (each rule once, with the guest pc)",
     INTERNAL: "vmsim's own errors, with tracebacks (always on; to the -D file if given)",
     "trace:PATTERN": "trace events whose name matches PATTERN (e.g. trace:virtio*)",
 }
@@ -67,6 +72,7 @@ class _Once:
 _once = _Once()
 _enabled: frozenset[str] = frozenset()      # until configure(): only internal errors
 _trace_patterns: tuple[str, ...] = ()
+_to_file = False                            # -D given: the log is not stderr
 
 
 def logger(category: str) -> logging.Logger:
@@ -92,6 +98,18 @@ def fault(source: str, what: str) -> None:
     """`source` injected a fault on purpose (a `--fault` rule fired): log it."""
     if FAULT in _enabled:
         logger(FAULT).warning("%s: %s", source, what)
+
+
+def strict(text: str) -> None:
+    """A `--strict` finding (already once per rule) for the `-d strict` log."""
+    if STRICT in _enabled:
+        logger(STRICT).warning("%s", text)
+
+
+def strict_on_stderr() -> bool:
+    """Whether `-d strict` already puts findings on stderr (no `-D`): the console line
+    would then say the same thing twice."""
+    return STRICT in _enabled and not _to_file
 
 
 def internal_error(source: str, what: str, details: str = "") -> None:
@@ -157,11 +175,12 @@ def parse_categories(text: str) -> tuple[set[str], tuple[str, ...]]:
 def configure(categories: Iterable[str] = (), patterns: Iterable[str] = (),
               path: Path | None = None) -> None:
     """Set up the `vmsim` loggers for one run (replacing an earlier setup)."""
-    global _enabled, _trace_patterns
+    global _enabled, _trace_patterns, _to_file
     root = logging.getLogger(ROOT)
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
+    _to_file = path is not None
     root.propagate = False
     root.setLevel(logging.INFO)
     _once.clear()
@@ -181,8 +200,8 @@ def configure(categories: Iterable[str] = (), patterns: Iterable[str] = (),
 
 def close() -> None:
     """Flush and close the log (end of a run)."""
-    global _enabled, _trace_patterns
-    _enabled, _trace_patterns = frozenset(), ()
+    global _enabled, _trace_patterns, _to_file
+    _enabled, _trace_patterns, _to_file = frozenset(), (), False
     root = logging.getLogger(ROOT)
     for handler in list(root.handlers):
         root.removeHandler(handler)

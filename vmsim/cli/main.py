@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="shorthand for --gdb 1234, as in QEMU")
     debug.add_argument("-S", dest="wait", action="store_true",
                        help="wait for GDB before the first instruction, as in QEMU")
+    run.add_argument("--strict", action="store_true", help="check the guest's virtio drivers "
+                     "against the spec's driver rules; report each broken rule once "
+                     "(docs/strict.md)")
     _add_device_options(run)
     from vmsim.cli.fault_option import add_fault_options
     from vmsim.cli.observe import add_observer_options
@@ -298,7 +301,7 @@ def _run(args: argparse.Namespace) -> int:
         kernel, initrd = paths.kernel, initrd or paths.initrd
     config = MachineConfig(kernel=kernel, initrd=initrd, memory=args.mem,
                            append=DEFAULT_APPEND if args.append is None else args.append,
-                           dtb_out=args.dtb_out, virtio=factories)
+                           dtb_out=args.dtb_out, virtio=factories, strict=args.strict)
     observers = Observers.from_args(args)
     config.trace = observers.sink(log.trace_sink if log.trace_enabled() else None)
     config.virtio = observers.devices(config.virtio)

@@ -42,6 +42,7 @@ from vmsim.errors import ConsoleOutputError, GuestError, VmsimError, check_text
 from vmsim.core.loader import BootLayout, load_boot, write_file
 from vmsim.core.nativelib import FdWatch
 from vmsim.core.preempt import make_stopper
+from vmsim.core.strict import StrictReport, locate_access
 from vmsim.core.traps import TrapHandler, guest_error
 from vmsim.core.wakeup import WakePipe
 
@@ -64,6 +65,7 @@ class MachineConfig:
     virtio: Sequence[DeviceFactory] = field(default_factory=list)
     board: RiscvVirtBoard = BOARD
     trace: TraceSink = discard            # where devices send their trace events
+    strict: bool = False                  # check the drivers' virtio rules (docs/strict.md)
 
 
 def _size_text(size: int) -> str:
@@ -151,12 +153,14 @@ class Machine:
         self._devices: list[tuple[Window, MmioDevice]] = [
             (board.plic, self.plic), (board.uart, self.uart), (board.power, self.power)]
         self.virtio: list[MmioDevice] = []
+        # --strict: the slots' checkers report here; the pc is exact only between blocks.
+        self.strict = StrictReport(self._access_pc, config.trace) if config.strict else None
         for index, factory in enumerate(config.virtio):
             slot = board.virtio[index]
             slot_waker = (waker if self._fd_watch is None
                           else _WatchingWaker(self.watchdog.wake, self._watch_fds))
             device = factory(SlotContext(self.ram, self.plic.line(slot.irq), slot_waker,
-                                         config.trace))
+                                         config.trace, strict=self.strict))
             self._devices.append((slot, device))
             self.virtio.append(device)
         for window, device in self._devices:
@@ -191,6 +195,8 @@ class Machine:
             device.write(offset, width, value)
             self._raise_due()
 
+        if self.strict is not None and device in self.virtio:
+            read, write = self.strict.noting(window.base, read, write)
         self.cpu.map_mmio(window.base, window.mapped_size, read, write)
 
     def device_tree(self, initrd: tuple[int, int] | None) -> bytes:
@@ -265,6 +271,11 @@ class Machine:
             pass                                  # ebreak delivered; go on at stvec
         else:
             raise self._engine_failure(reason)
+
+    def _access_pc(self) -> int:
+        """The pc of the guest's MMIO access in progress (or of the stopped guest), for
+        --strict findings: inside a callback the engine's pc is its block's start."""
+        return locate_access(self.cpu, self.strict.access if self.strict else None)
 
     def _after_wfi(self) -> bool:
         pc = self.cpu.pc
