@@ -3,7 +3,7 @@
 # only those that are missing, so a second run costs nothing.
 set -euo pipefail
 packages=(
-  gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
+  gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu binutils-aarch64-linux-gnu
   linux-source-6.1 flex bison bc cpio xz-utils make cmake pkg-config python3-venv gcc libc6-dev
   qemu-system-misc qemu-system-arm opensbi gdb-multiarch tmux device-tree-compiler patch ninja-build
   tshark chromium tesseract-ocr tesseract-ocr-eng
