@@ -19,6 +19,7 @@ from vmsim.devices.virtio.crypto.constants import CipherAlgo, HashAlgo, Op, Stat
 from vmsim.devices.virtio.crypto.device import CryptoDevice
 from vmsim.devices.virtio.crypto.pool import WorkerPool
 from vmsim.testing.crypto_rig import ServiceRig, u32
+from vmsim.trace.hub import TraceHub
 
 CRASHED = "crashed"
 
@@ -229,7 +230,11 @@ def _slow_rsa_key() -> bytes:
 
 
 def test_device_request_on_a_killed_worker_completes_with_err():
-    r = ServiceRig(CryptoDevice(workers=1))
+    """... and observers see the worker's end and its replacement (a worker_restart
+    event, on the CPU thread, with the pids and why)."""
+    hub = TraceHub()
+    sub = hub.subscribe()
+    r = ServiceRig(CryptoDevice(workers=1, trace=hub), sink=hub)
     try:
         assert r.device.wait_for_workers()
         sid = r.create_akcipher(1, 2, _slow_rsa_key(), u32(0, 0))
@@ -247,6 +252,10 @@ def test_device_request_on_a_killed_worker_completes_with_err():
         assert used.head == request.head and used.len == 1      # akcipher: result 0 + 1
         assert request.written()[-1] == Status.ERR
         assert r.device.stats[0].statuses["ERR"] == 1
+        (restart,) = [e for e in sub.drain() if e.kind == "worker_restart"]
+        (replacement,) = r.device._pool._workers
+        assert restart.fields == {"pid": worker.process.pid, "reason": "crashed", "jobs": 1,
+                                  "new_pid": replacement.process.pid}
         hsid = r.create_hash(HashAlgo.SHA1, 20)
         assert r.digest(Op.HASH, hsid, b"abc", 20).status == Status.OK   # the device carries on
     finally:
@@ -324,3 +333,18 @@ def test_a_job_past_the_time_limit_fails_and_the_job_behind_it_moves_on(collecto
         assert drain(p, 1) == [(3, "fits")] and p.timeouts == 1
     finally:
         p.close()
+
+
+def test_the_tui_counts_worker_restarts_by_reason():
+    """The pool panel's restart count comes from worker_restart events (a replay of the
+    two a test run makes: one crash, one time limit)."""
+    from vmsim.trace.hub import Record
+    from vmsim.trace.model import TraceModel
+    from vmsim.tui.widgets import stats_text
+
+    model = TraceModel()
+    assert "restarts 0" in stats_text(model, 1.0).plain
+    for seq, reason in enumerate(("crashed", "timed out", "crashed"), start=1):
+        model.apply(Record(seq, 0.1 * seq, 0, "virtio-crypto", "worker_restart", None,
+                           {"pid": 100 + seq, "reason": reason, "jobs": 1, "new_pid": 200 + seq}))
+    assert "restarts 3 (2 crashed, 1 timed out)" in stats_text(model, 1.0).plain

@@ -163,6 +163,7 @@ class TraceModel:
         self.last: Record | None = None
         self.kinds: Counter = Counter()
         self.workers_busy: dict[int, float] = {}          # lane -> busy seconds
+        self.worker_restarts: dict[str, int] = {}         # why a worker ended -> how often
         self._lanes_end: list[float] = []
         self.worker_count = 0
         self.backlog = 0
@@ -432,6 +433,10 @@ class TraceModel:
         sid = int(r.fields.get("session", 0))
         self.sessions[sid] = Session(sid, str(r.fields.get("opcode", "")),
                                      r.fields.get("algo"), r.t)
+
+    def _on_worker_restart(self, r: Record) -> None:
+        reason = str(r.fields.get("reason", "?"))
+        self.worker_restarts[reason] = self.worker_restarts.get(reason, 0) + 1
 
     def _on_session_destroy(self, r: Record) -> None:
         sid = int(r.fields.get("session", 0))

@@ -233,7 +233,11 @@ def stats_text(model: TraceModel, elapsed: float) -> Text:
     out.append("workers  ", style="bold")
     shares = model.worker_share(elapsed)
     out.append(" ".join(f"w{lane} {share:4.0%}" for lane, share in shares.items()) or "none used")
-    out.append(f"   backlog {model.backlog}\n")
+    out.append(f"   backlog {model.backlog}")
+    restarts = model.worker_restarts
+    out.append(f"   restarts {sum(restarts.values())}" + (
+        " (" + ", ".join(f"{n} {why}" for why, n in sorted(restarts.items())) + ")" if restarts else "")
+        + "\n")
     lat = [lat for s in model.ops.values() for lat in s.latencies[-2000:]]
     out.append("latency  ", style="bold")
     out.append(f"p50 {_us(percentile(lat, 0.5))}  p99 {_us(percentile(lat, 0.99))}\n")

@@ -248,6 +248,9 @@ class CryptoDevice(VirtioDevice):
         ctx, touched = self.ctx, set()
         results = self._pool.take_results()
         self._watch_pool()                      # a dead worker's replacement has new pipes
+        if self._trace is not discard:
+            for restart in self._pool.restarts():
+                self._emit("worker_restart", None, **restart)
         for token, outcome in results:
             pending = self._pending.pop(token, None)
             if pending is not None:

@@ -50,6 +50,14 @@ READY = "ready"   # a worker's first message: its imports are done
 CRASHED = "crashed"  # (CRASHED, traceback text): a worker's last message, on a bug of its own
 
 
+def _end_reason(worker: "_Worker") -> str:
+    if worker.cancelled:
+        return "cancelled"
+    if worker.timed_out:
+        return "timed out"
+    return "killed" if worker.killed else "crashed"
+
+
 class _Worker:
     """One worker subprocess and its two pipes. The result pipe doubles as the death
     sentinel: only the child holds its write end, so EOF means the child is gone."""
@@ -135,6 +143,9 @@ class WorkerPool(Generic[J, R]):
         self._closed = False
         self._failed_starts = 0
         self.crashes = 0
+        # Each worker that ended and why, until the owner takes them (restarts()): the
+        # collector thread notes them, the CPU thread reports them to observers.
+        self._restarts: deque[dict[str, object]] = deque(maxlen=1024)
         self._dispatcher = threading.Thread(target=self._dispatch, name="crypto-dispatch", daemon=True)
         self._collector = threading.Thread(target=self._collect_loop, name="crypto-collect", daemon=True)
         self._timer = threading.Thread(target=self._watch_time, name="crypto-timer", daemon=True)
@@ -255,6 +266,15 @@ class WorkerPool(Generic[J, R]):
             worker.started = None
             worker.process.kill()
             return True
+
+    def restarts(self) -> list[dict[str, object]]:
+        """Workers that ended since the last call: pid, reason (crashed, timed out,
+        killed, cancelled), the jobs it held, and its replacement's pid (None once the
+        pool gave up replacing)."""
+        taken = []
+        while self._restarts:
+            taken.append(self._restarts.popleft())
+        return taken
 
     def take_results(self) -> list[tuple[int, R]]:
         """Every result that arrived since the last call (CPU thread)."""
@@ -402,10 +422,15 @@ class WorkerPool(Generic[J, R]):
                 # A worker that dies before answering anything may be unable to start at
                 # all: after a few in a row, stop replacing rather than spin.
                 self._failed_starts = 0 if dead.answered else self._failed_starts + 1
+            replacement = None
             if self._failed_starts >= _MAX_FAILED_STARTS:
                 self._workers.remove(dead)
             else:
-                self._workers[self._workers.index(dead)] = _Worker(self._runner)
+                replacement = _Worker(self._runner)
+                self._workers[self._workers.index(dead)] = replacement
+            self._restarts.append({
+                "pid": dead.process.pid, "reason": _end_reason(dead), "jobs": len(held),
+                "new_pid": replacement.process.pid if replacement else None})
             if dead.cancelled:            # jobs it was given since: to another worker
                 self._outbox.extend(held)
             self._queued.notify()         # the dispatcher may be waiting for a worker
