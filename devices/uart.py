@@ -11,11 +11,11 @@ trigger level, which is what a real UART does four character times later.
 """
 from __future__ import annotations
 
-import threading
 from collections import deque
 from typing import Callable
 
 from vmsim.devices.bus import IrqLine, NullWaker, Waker
+from vmsim.devices.serial import HostSerialPort
 
 
 # Register offsets (reg-shift 0).
@@ -57,16 +57,13 @@ MSR_CONNECTED = MSR_DCD | MSR_DSR | MSR_CTS  # a terminal is always attached
 FIFO_DEPTH = 16
 
 
-class Uart16550:
+class Uart16550(HostSerialPort):
     """An MmioDevice for a 16550A with registers at offsets 0..7 of a 0x1000 window."""
 
     def __init__(self, irq: IrqLine, output: Callable[[bytes], None],
                  waker: Waker = NullWaker()) -> None:
+        super().__init__(output, waker)
         self._irq = irq
-        self._output = output
-        self._waker = waker
-        self._host_input: deque[bytes] = deque()
-        self._host_lock = threading.Lock()
         self._rx: deque[int] = deque()
         self._ier = 0
         self._lcr = 0
@@ -78,15 +75,7 @@ class Uart16550:
         self._thre_pending = False
         self._irq_level = False
 
-    # -- host side -----------------------------------------------------------------------
-
-    def push_input(self, data: bytes) -> None:
-        """Queue bytes typed on the host. Safe from any thread."""
-        if not data:
-            return
-        with self._host_lock:
-            self._host_input.append(bytes(data))
-        self._waker.wake()
+    # -- host side (push_input: HostSerialPort) -------------------------------------------
 
     def poll(self) -> None:
         """CPU thread: move queued host input into the RX FIFO and update the interrupt."""
@@ -213,16 +202,8 @@ class Uart16550:
         if self._loopback:
             return  # the serial input is disconnected in loopback
         room = self._rx_capacity - len(self._rx)
-        if room <= 0:
-            return
-        with self._host_lock:
-            while room > 0 and self._host_input:
-                chunk = self._host_input.popleft()
-                taken, rest = chunk[:room], chunk[room:]
-                self._rx.extend(taken)
-                room -= len(taken)
-                if rest:
-                    self._host_input.appendleft(rest)
+        if room > 0:
+            self._rx.extend(self._take_input(room))
 
     def _update_irq(self) -> None:
         level = self._interrupt_id() != IIR_NO_INT
