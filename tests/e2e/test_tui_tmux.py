@@ -19,6 +19,9 @@ from vmsim.build.cache import Requirement
 TMUX = Requirement("tmux", "tmux")
 VMSIM = Path(sys.executable).with_name("vmsim")
 BOOT_TIMEOUT = 180.0
+# The demo runs every guest program under the TUI, which slows the guest down most on a
+# loaded 2-core machine; the bound only limits how long a failure takes to show.
+DEMO_TIMEOUT = 600.0
 
 
 def _capture(session: str) -> str:
@@ -81,13 +84,13 @@ def test_demo_tui_summarises_after_quitting(tmp_path: Path) -> None:
     session = f"vmsim-demo-{uuid.uuid4().hex[:8]}"
     out, status = tmp_path / "out", tmp_path / "status"
     command = (f"env -u COLUMNS -u LINES {VMSIM} demo --tui; echo $? > {status}; "
-               f"tmux capture-pane -p -S -60 > {out}; sleep 30")
+               f"tmux capture-pane -p -S -200 > {out}.part; mv {out}.part {out}; sleep 30")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
                     "-e", "TERM=xterm-256color", command], check=True)
     subprocess.run(["tmux", "set-option", "-t", session, "window-size", "manual"], check=True)
     subprocess.run(["tmux", "resize-window", "-t", session, "-x", "160", "-y", "50"], check=True)
     try:
-        _wait_for(session, r"the guest exited with status 0", BOOT_TIMEOUT)
+        _wait_for(session, r"the guest exited with status 0", DEMO_TIMEOUT)
         screen = _capture(session)
         assert re.search(r"dataq0\s+size \d+\s+in flight \d+\s+kicks [1-9]", screen), screen
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
