@@ -165,7 +165,7 @@ def parse_categories(text: str) -> tuple[set[str], tuple[str, ...]]:
             if not item[6:]:
                 raise LogSetupError("-d trace: needs a pattern, e.g. trace:virtio*")
             patterns.append(item[6:])
-        elif item in (GUEST_ERRORS, UNIMP, FAULT, INTERNAL):
+        elif item in (GUEST_ERRORS, UNIMP, FAULT, INTERNAL, STRICT):
             categories.add(item)
         else:
             raise LogSetupError(f"unknown -d category {item!r} (-d help lists them)")
