@@ -110,3 +110,36 @@ def _say(line: str) -> None:
         print(f"\r{line}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass                                # no stderr left; the run goes on
+
+
+def checkers(devices: list[Any]) -> list[Any]:
+    """The strict checkers of a machine's virtio slots (through observer wrappers)."""
+    found = []
+    for device in devices:
+        for _ in range(4):
+            checker = getattr(device, "checker", None)
+            if checker is not None:
+                found.append(checker)
+                break
+            device = getattr(device, "inner", None)
+            if device is None:
+                break
+    return found
+
+
+def summary(report: StrictReport | None, devices: list[Any]) -> str:
+    """What `monitor strict` shows: each broken rule, how often, where it was first."""
+    if report is None:
+        return "no --strict checking in this run (start vmsim with --strict)\n"
+    if not report.findings:
+        return "strict: no rule broken so far\n"
+    counts: dict[tuple[str, str], int] = {}
+    for checker in checkers(devices):
+        for rule_id, count in checker.counts.items():
+            key = (checker.view.transport.name, rule_id)
+            counts[key] = counts.get(key, 0) + count
+    lines = [f"strict: {len(report.findings)} rule(s) broken"]
+    for finding in report.findings:
+        times = counts.get((finding.device, finding.rule.id), 1)
+        lines.append(f"  {times}x {finding.describe()}")
+    return "\n".join(lines) + "\n"

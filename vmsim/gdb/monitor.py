@@ -2,12 +2,13 @@
 
 Physical memory (GDB's own addresses are virtual), a virtqueue's state as the transport
 reports it (QEMU's x-query-virtio-queue-status and -element), and the crypto device's
-sessions. Every command only reads, except `wp`.
+sessions, and the findings of `--strict`. Every command only reads, except `wp`.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from vmsim.core import strict
 from vmsim.core.machine import Machine
 from vmsim.gdb.target import Target
 
@@ -19,6 +20,7 @@ monitor commands:
   virtio                        the virtio-mmio slots and their devices' status
   virtqueue SLOT QUEUE [HEAD]   one virtqueue's state, or the chain at HEAD
   crypto-sessions               the open sessions of each virtio-crypto device
+  strict                        the virtio rules the drivers broke (vmsim run --strict)
 """
 
 
@@ -42,7 +44,8 @@ class Monitor:
             return HELP
         command = {"xp": self._xp, "wp": self._wp, "virtio": self._virtio,
                    "virtqueue": self._virtqueue,
-                   "crypto-sessions": self._sessions}.get(words[0])
+                   "crypto-sessions": self._sessions,
+                   "strict": self._strict}.get(words[0])
         if command is None:
             return f"unknown monitor command {words[0]!r}; try 'monitor help'\n"
         try:
@@ -106,6 +109,9 @@ class Monitor:
             f"{owner} {len(held)}" + (f" {_indices(held)}" if owner != "free" else "")
             for owner, held in owners.items()))
         return "\n".join(lines) + "\n"
+
+    def _strict(self, _args: list[str]) -> str:
+        return strict.summary(self.machine.strict, self.machine.virtio)
 
     def _sessions(self, _args: list[str]) -> str:
         lines = []

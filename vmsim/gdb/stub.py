@@ -63,6 +63,8 @@ class GdbStub:
         self._thread = threading.Thread(target=self._serve_socket, name="vmsim-gdb",
                                         daemon=True)
         machine.debugger = self
+        if machine.strict is not None:
+            machine.strict.on_finding = self._on_strict_finding
         self._thread.start()
 
     # -- the socket thread ---------------------------------------------------------
@@ -444,6 +446,16 @@ class GdbStub:
             self._halt = True
             uc.emu_stop()
 
+    def _on_strict_finding(self, _finding: Any) -> None:
+        """CPU thread: a `--strict` finding while GDB is attached stops the guest, with
+        SIGTRAP. From inside the MMIO access the stop lands at the next block start
+        (docs/engine.md E9: nothing stops mid-instruction), so GDB sees the access
+        done; `monitor strict` names the access's own pc."""
+        if self._conn is None or self._stepping:
+            return                    # nobody to stop for; a step stops by itself
+        self._halt = True
+        self.machine.request_stop()
+
     def close(self) -> None:
         """Stop listening and drop the connection. A GDB waiting for the guest to stop
         hears how it ended: W and the exit status, as from QEMU, or X (SIGSEGV) for a
@@ -467,3 +479,5 @@ class GdbStub:
         self._thread.join(timeout=5)
         if self.machine.debugger is self:
             self.machine.debugger = None
+        if self.machine.strict is not None:
+            self.machine.strict.on_finding = None
