@@ -60,7 +60,7 @@ class BootLayout:
     dtb_addr: int
 
 
-def _align_up(value: int, align: int) -> int:
+def align_up(value: int, align: int) -> int:
     return -(-value // align) * align
 
 
@@ -78,13 +78,14 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def _read_file(path: Path, what: str, limit: int) -> bytes:
-    """The whole of `path`, which must be a regular file of at most `limit` bytes.
+@contextlib.contextmanager
+def open_regular_file(path: Path, what: str) -> Iterator[tuple[int, int]]:
+    """An fd open for reading on `path`, which must be a regular file, and its size.
 
     Checked before a byte is read, on the descriptor that is then read (no race): a
     FIFO would block forever (O_NONBLOCK keeps even the open from waiting for a
-    writer), a device such as /dev/zero never ends, and a file larger than guest RAM
-    cannot be loaded anyway.
+    writer) and a device such as /dev/zero never ends. Read errors inside the block
+    become VmsimErrors too.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -99,15 +100,22 @@ def _read_file(path: Path, what: str, limit: int) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise VmsimError(f"{what} must be a regular file, but {path} is "
                              f"{file_kind(info.st_mode)}")
-        if info.st_size > limit:
-            raise VmsimError(f"{what} {path} is {info.st_size} bytes, more than the "
-                             f"guest's {limit} bytes of RAM")
-        with open(fd, "rb", closefd=False) as file:
-            data = file.read(limit + 1)
+        yield fd, info.st_size
     except OSError as error:
         raise VmsimError(f"cannot read {what} {path}: {error.strerror}") from None
     finally:
         os.close(fd)
+
+
+def read_file(path: Path, what: str, limit: int) -> bytes:
+    """The whole of `path`, a regular file (see `open_regular_file`) of at most `limit`
+    bytes: a file larger than guest RAM cannot be loaded anyway."""
+    with open_regular_file(path, what) as (fd, size):
+        if size > limit:
+            raise VmsimError(f"{what} {path} is {size} bytes, more than the "
+                             f"guest's {limit} bytes of RAM")
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(limit + 1)
     if len(data) > limit:                      # it grew while being read
         raise VmsimError(f"{what} {path} is more than the guest's {limit} bytes of RAM")
     return data
@@ -149,12 +157,12 @@ def _outside_ram(ram: Ram, addr: int, size: int, what: str) -> VmsimError:
                       f"{_range(ram.base, ram.end)}")
 
 
-def _require_in_ram(ram: Ram, addr: int, size: int, what: str) -> None:
+def require_in_ram(ram: Ram, addr: int, size: int, what: str) -> None:
     if not ram.contains(addr, size):
         raise _outside_ram(ram, addr, size, what)
 
 
-def _place(ram: Ram, addr: int, data: bytes, total_size: int) -> None:
+def place(ram: Ram, addr: int, data: bytes, total_size: int) -> None:
     """Copy `data` to `addr` and zero the rest of `total_size` (bss)."""
     ram.write(addr, data)
     if total_size > len(data):
@@ -165,7 +173,7 @@ def _place(ram: Ram, addr: int, data: bytes, total_size: int) -> None:
 
 def kernel_load_base(ram: Ram) -> int:
     """Where the 2 MiB aligned kernel area starts, before the image's text_offset."""
-    return _align_up(ram.base, KERNEL_ALIGN)
+    return align_up(ram.base, KERNEL_ALIGN)
 
 
 def _is_linux_image(data: bytes) -> bool:
@@ -181,8 +189,8 @@ def _load_linux_image(path: Path, data: bytes, ram: Ram) -> BootImage:
         raise VmsimError(f"{path}: big-endian kernel Image; vmsim runs little-endian riscv64")
     load = kernel_load_base(ram) + text_offset
     size = max(image_size, len(data))
-    _require_in_ram(ram, load, size, f"{path}: kernel Image")
-    _place(ram, load, data, size)
+    require_in_ram(ram, load, size, f"{path}: kernel Image")
+    place(ram, load, data, size)
     return BootImage(entry=load, kind="linux-image", end=load + size)
 
 
@@ -207,19 +215,32 @@ def _malformed_elf_is_an_error(path: Path) -> Iterator[None]:
         raise VmsimError(f"{path}: corrupt ELF file ({type(error).__name__}: {detail})") from None
 
 
-def _open_elf(path: Path, data: bytes) -> ELFFile:
+@dataclass(frozen=True)
+class ElfArch:
+    """What an ELF file must be built for: its e_machine name, and how messages call it."""
+
+    machine: str
+    name: str
+    family: str
+
+
+RISCV64_ELF = ElfArch("EM_RISCV", "riscv64", "RISC-V")
+ARM64_ELF = ElfArch("EM_AARCH64", "arm64", "AArch64")
+
+
+def _open_elf(path: Path, data: bytes, arch: ElfArch) -> ELFFile:
     from elftools.elf.descriptions import describe_e_machine
     from elftools.elf.elffile import ELFFile
 
     elf = ELFFile(io.BytesIO(data))
-    if elf.header["e_machine"] != "EM_RISCV":
+    if elf.header["e_machine"] != arch.machine:
         machine = elf.header["e_machine"]
         description = describe_e_machine(machine)
         if description.startswith("<unknown"):
             description = f"machine {machine}"
-        raise VmsimError(f"{path}: ELF file for {description}, not riscv64")
+        raise VmsimError(f"{path}: ELF file for {description}, not {arch.name}")
     if elf.elfclass != 64 or not elf.little_endian:
-        raise VmsimError(f"{path}: {elf.elfclass}-bit RISC-V ELF file, not riscv64")
+        raise VmsimError(f"{path}: {elf.elfclass}-bit {arch.family} ELF file, not {arch.name}")
     if elf.header["e_type"] not in ("ET_EXEC", "ET_DYN"):
         raise VmsimError(f"{path}: ELF file is not an executable (link it first)")
     return elf
@@ -265,25 +286,26 @@ def _elf_entry(path: Path, elf: ELFFile, segments: list[_Segment], offset: int, 
     raise VmsimError(f"{path}: ELF entry point {entry:#x} is not in any loaded segment")
 
 
-def _load_elf(path: Path, data: bytes, ram: Ram) -> BootImage:
+def load_elf(path: Path, data: bytes, ram: Ram, arch: ElfArch = RISCV64_ELF) -> BootImage:
+    """Load the PT_LOAD segments of an executable ELF file for `arch` into RAM."""
     with _malformed_elf_is_an_error(path):
-        elf = _open_elf(path, data)
+        elf = _open_elf(path, data, arch)
         segments = _elf_segments(path, elf)
     offset = _elf_relocation(path, segments, ram)
     for s in segments:
-        _require_in_ram(ram, s.paddr + offset, s.memsz, f"{path}: ELF segment")
+        require_in_ram(ram, s.paddr + offset, s.memsz, f"{path}: ELF segment")
     entry = _elf_entry(path, elf, segments, offset, ram)
     for s in segments:
-        _place(ram, s.paddr + offset, s.data, s.memsz)
+        place(ram, s.paddr + offset, s.data, s.memsz)
     end = max(s.paddr + offset + s.memsz for s in segments)
     return BootImage(entry=entry, kind="elf", end=end)
 
 
 def load_kernel(path: Path, ram: Ram) -> BootImage:
     """Load a riscv64 Linux Image or a 64-bit RISC-V ELF into RAM."""
-    data = _read_file(path, "kernel", ram.size)
+    data = read_file(path, "kernel", ram.size)
     if data.startswith(ELF_MAGIC):
-        return _load_elf(path, data, ram)
+        return load_elf(path, data, ram)
     if _is_linux_image(data):
         return _load_linux_image(path, data, ram)
     raise VmsimError(f"{path}: not a riscv64 Linux Image or ELF file")
@@ -293,11 +315,11 @@ def load_kernel(path: Path, ram: Ram) -> BootImage:
 
 def load_initrd(path: Path, ram: Ram, kernel_end: int) -> tuple[int, int]:
     """Copy the initrd to the top of RAM, page aligned; return its (start, end)."""
-    data = _read_file(path, "initrd", ram.size)
+    data = read_file(path, "initrd", ram.size)
     if not data:
         raise VmsimError(f"initrd is empty: {path}")
     start = _align_down(ram.end - len(data), PAGE_SIZE)
-    lowest = _align_up(kernel_end, DTB_ALIGN) + DTB_SLOT_SIZE
+    lowest = align_up(kernel_end, DTB_ALIGN) + DTB_SLOT_SIZE
     if start < lowest:
         free = max(0, ram.end - lowest)
         raise VmsimError(f"initrd {path} is {len(data)} bytes, but only {free} bytes of RAM "
@@ -312,7 +334,7 @@ def place_dtb(blob: bytes, ram: Ram, avoid_end: int) -> int:
     if len(blob) > DTB_SLOT_SIZE:
         raise VmsimError(f"device tree is {len(blob)} bytes, more than the "
                          f"{DTB_SLOT_SIZE} bytes reserved for it (is the command line huge?)")
-    addr = _align_up(avoid_end, DTB_ALIGN)
+    addr = align_up(avoid_end, DTB_ALIGN)
     if not ram.contains(addr, len(blob)):
         raise VmsimError(f"no room in RAM {_range(ram.base, ram.end)} for the device tree "
                          f"above {avoid_end:#x}")
