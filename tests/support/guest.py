@@ -11,7 +11,7 @@ import os
 import pytest
 
 from vmsim.build.cache import Requirement, require
-from vmsim.build.guest import GuestPaths, guest_paths
+from vmsim.build.guest import DEFAULT_ARCH, GuestPaths, guest_paths
 from vmsim.errors import VmsimError
 
 REQUIRE_ENV = "VMSIM_REQUIRE_GUEST"
@@ -35,11 +35,26 @@ def missing(message: str) -> None:
     pytest.skip(message)
 
 
-def built_default_guest() -> GuestPaths:
-    """The cached default guest."""
-    paths = guest_paths()
+def built_default_guest(arch: str = DEFAULT_ARCH) -> GuestPaths:
+    """The cached default guest of `arch`."""
+    paths = guest_paths(arch)
     if not (paths.kernel.exists() and paths.initrd.exists()):
-        missing("the default guest is not built (run `vmsim guest build`)")
+        option = "" if arch == DEFAULT_ARCH else f" --arch {arch}"
+        missing(f"the default {arch} guest is not built (run `vmsim guest build{option}`)")
+    return paths
+
+
+def built_distro_guest(arch: str = "arm64") -> GuestPaths:
+    """The cached guest of the distribution's own kernel (vmsim/build/distro.py)."""
+    from vmsim.build.distro import distro_guest_paths
+
+    try:
+        paths = distro_guest_paths(arch)
+    except VmsimError as error:
+        missing(str(error))
+    if not (paths.kernel.exists() and paths.initrd.exists()):
+        missing(f"the Debian {arch} kernel's guest is not built "
+                f"(run `vmsim guest build --arch {arch} --distro`)")
     return paths
 
 

@@ -110,14 +110,25 @@ BuildSteps = Callable[[Builder, Path, Path], None]
 
 
 @contextmanager
-def cache_lock(root: Path) -> Iterator[None]:
-    """One build at a time per cache, across processes; leftovers of killed builds go."""
+def cache_lock(root: Path, entry: str = "") -> Iterator[None]:
+    """One build at a time per cache, or per entry of it when `entry` names one, across
+    processes; leftovers of killed builds (of that entry) go."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
+    with open(root / (f".lock-{entry}" if entry else ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for stale in root.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        prefix = f".tmp-{entry}-" if entry else ".tmp-"
+        for stale in root.glob(prefix + "*"):
+            if not entry or stale.name[len(prefix):].isdigit():     # .tmp-<entry>-<pid>
+                shutil.rmtree(stale, ignore_errors=True)
         yield
+
+
+def ensure_entry(final: Path, what: str, console: Console, build: BuildSteps) -> None:
+    """Build the cache entry `final` unless it exists. Only builds of the same entry wait
+    for each other, so a long kernel build holds up no other guest's build."""
+    with cache_lock(final.parent, final.name):
+        if not final.exists():
+            build_atomically(final, what, console, build)
 
 
 def build_atomically(final: Path, what: str, console: Console,
@@ -130,6 +141,7 @@ def build_atomically(final: Path, what: str, console: Console,
     work.mkdir(parents=True)
     out.mkdir()
     log = tmp / "build.log"
+    log.touch()                 # kept with the entry even when no step ran a command
     kept_log = root / "logs" / f"{final.name}.log"
     try:
         with console.status(what) as status:

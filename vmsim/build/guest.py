@@ -24,8 +24,7 @@ from rich.console import Console
 
 from vmsim.artifacts import cache_root, digest
 from vmsim.build import cpio
-from vmsim.build.cache import (Builder, BuildSteps, Requirement, build_atomically, cache_lock,
-                               require)
+from vmsim.build.cache import Builder, BuildSteps, Requirement, ensure_entry, require
 from vmsim.errors import VmsimError
 
 CACHE_KIND = "guest"
@@ -67,13 +66,18 @@ class GuestArch:
         return f"arch/{self.kernel_arch}/boot/Image"
 
     @property
-    def requirements(self) -> tuple[Requirement, ...]:
+    def cross_requirements(self) -> tuple[Requirement, ...]:
+        """The cross toolchain, enough for the initramfs programs."""
         binutils = f"binutils-{self.triplet}"
         return (Requirement(self.cross_gcc, f"gcc-{self.triplet}"),
                 Requirement(self.cross_compile + "ld", binutils),
                 Requirement(self.cross_compile + "objcopy", binutils),
-                Requirement(str(self.static_libc), f"libc6-dev-{self.debian_arch}-cross"),
-                *HOST_BUILD_REQUIREMENTS)
+                Requirement(str(self.static_libc), f"libc6-dev-{self.debian_arch}-cross"))
+
+    @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        """Everything the kernel and initramfs builds run."""
+        return self.cross_requirements + HOST_BUILD_REQUIREMENTS
 
 
 HOST_BUILD_REQUIREMENTS = (
@@ -371,11 +375,8 @@ def ensure_default_guest(console: Console | None = None,
     if paths.kernel.exists() and paths.initrd.exists():
         return paths
     require(target.requirements)
-    with cache_lock(cache_root(CACHE_KIND)):
-        if not paths.kernel.exists():
-            build_atomically(plan.kernel_dir, f"Linux kernel ({target.name})", console,
-                             _build_kernel(target))
-        if not paths.initrd.exists():
-            build_atomically(plan.initramfs_dir, f"initramfs ({target.name})", console,
-                             _build_initramfs(target, plan.kernel_dir / "gen_init_cpio"))
+    ensure_entry(plan.kernel_dir, f"Linux kernel ({target.name})", console,
+                 _build_kernel(target))
+    ensure_entry(plan.initramfs_dir, f"initramfs ({target.name})", console,
+                 _build_initramfs(target, plan.kernel_dir / "gen_init_cpio"))
     return paths

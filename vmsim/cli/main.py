@@ -4,7 +4,7 @@
               [-device MODEL[,opt=value...]]... [-d CATEGORY,...] [-D LOGFILE]
               [--crypto-queues N] [--crypto-workers N] [--crypto-not-ready] [--no-crypto]
     vmsim demo [--crypto-queues N] [--console]
-    vmsim guest build | path
+    vmsim guest build | path [--arch riscv64|arm64] [--distro]
     vmsim --version
 
 Every user error ends as one line `vmsim: error: ...` on stderr and a non-zero status:
@@ -241,8 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     guest = commands.add_parser("guest", help="the default Linux guest")
     guest_commands = guest.add_subparsers(dest="guest_command", metavar="ACTION")
-    guest_commands.add_parser("build", help="build the default guest (cached)")
-    guest_commands.add_parser("path", help="print the default guest's kernel and initramfs")
+    for action, text in (("build", "build the default guest (cached)"),
+                         ("path", "print the default guest's kernel and initramfs")):
+        command = guest_commands.add_parser(action, help=text)
+        command.add_argument("--arch", default="riscv64", metavar="ARCH",
+                             help="riscv64 (default) or arm64")
+        command.add_argument("--distro", action="store_true",
+                             help="the distribution's own kernel (Debian's, arm64) with an "
+                             "initramfs that loads its modules, instead of vmsim's build")
     return parser
 
 
@@ -268,12 +274,17 @@ def _print_version() -> int:
 def _guest(args: argparse.Namespace) -> int:
     from vmsim.build import guest
 
-    if args.guest_command == "build":
-        paths = guest.ensure_default_guest()
-    elif args.guest_command == "path":
-        paths = guest.guest_paths()
-    else:
+    if args.guest_command not in ("build", "path"):
         raise UsageError("guest needs an action: build or path")
+    build = args.guest_command == "build"
+    if args.distro:
+        from vmsim.build import distro
+
+        paths = (distro.ensure_distro_guest(arch=args.arch) if build
+                 else distro.distro_guest_paths(args.arch))
+    else:
+        paths = (guest.ensure_default_guest(arch=args.arch) if build
+                 else guest.guest_paths(args.arch))
     _print(f"kernel {paths.kernel}")
     _print(f"initrd {paths.initrd}")
     return 0

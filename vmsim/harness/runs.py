@@ -41,9 +41,10 @@ def run_vmsim(paths: GuestPaths, append: str, extra: tuple[str, ...] = (),
     return run_command(vmsim_command(paths, append, extra), timeout)
 
 
-def run_qemu(paths: GuestPaths, append: str, timeout: float = 120.0) -> GuestRun:
+def run_qemu(paths: GuestPaths, append: str, timeout: float = 120.0,
+             arch: str = "riscv64") -> GuestRun:
     """The same guest on QEMU 7.2 with its builtin virtio-crypto backend."""
-    return run_command(qemu_command(paths, append), timeout)
+    return run_command(qemu_command(paths, append, arch=arch), timeout)
 
 
 def default_guest_for_bench(tool: str) -> GuestPaths | None:
