@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.guest import built_default_guest, require_tools
+from tests.support.guest import (CROSS_AARCH64_AS, CROSS_AARCH64_LD, built_default_guest,
+                                 require_tools)
 from vmsim.boards.arm64_virt import BOARD, device_tree
 from vmsim.boards.layout import BootInfo
 from vmsim.build.cache import Requirement
@@ -24,8 +25,8 @@ from vmsim.errors import VmsimError
 RAM_BASE, RAM_SIZE = 0x4000_0000, 32 << 20
 MiB = 1 << 20
 CROSS = "aarch64-linux-gnu-"
-CROSS_BINUTILS = tuple(Requirement(CROSS + tool, "binutils-aarch64-linux-gnu")
-                       for tool in ("as", "ld", "objcopy"))
+CROSS_BINUTILS = (CROSS_AARCH64_AS, CROSS_AARCH64_LD,
+                  Requirement(CROSS + "objcopy", "binutils-aarch64-linux-gnu"))
 
 # A kernel-like program: the Image header as Linux's head.S lays it out, then code,
 # then 0x3000 bytes of bss that image_size covers.
