@@ -25,6 +25,8 @@ unicorn: venv
 
 guest: venv system
 	@$(VENV)/bin/vmsim guest build
+	@$(VENV)/bin/vmsim guest build --arch arm64
+	@$(VENV)/bin/vmsim guest build --arch arm64 --distro
 
 test: setup
 	@VMSIM_REQUIRE_GUEST=1 $(PY) -m pytest -q -p no:cacheprovider

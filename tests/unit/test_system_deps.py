@@ -12,11 +12,13 @@ from pathlib import Path
 from tests.support import guest as support
 from vmsim.build import baremetal, unicorn
 from vmsim.build.cache import Requirement
-from vmsim.build.guest import BUILD_REQUIREMENTS
-from vmsim.harness.qemu import QEMU_REQUIREMENTS
+from vmsim.build import distro
+from vmsim.build.guest import ARCHES
+from vmsim.harness.qemu import QEMU_MACHINES
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-system-deps.sh"
-ESSENTIAL = {"tar"}       # Debian "Essential: yes": on every system, never installed
+# Debian "Essential: yes" (tar, dpkg) or apt itself: on every system, never installed.
+ESSENTIAL = {"tar", "dpkg", "apt"}
 # Named by tests directly rather than through a Requirement constant.
 ALSO_USED = {"device-tree-compiler"}      # tests/unit/test_fdt.py runs dtc
 
@@ -31,7 +33,9 @@ def script_packages() -> set[str]:
 def checked_packages() -> set[str]:
     requirements: list[Requirement] = [
         *(value for value in vars(support).values() if isinstance(value, Requirement)),
-        *QEMU_REQUIREMENTS, *baremetal.REQUIREMENTS, *BUILD_REQUIREMENTS,
+        *baremetal.REQUIREMENTS, *distro.TOOLS,
+        *(r for machine in QEMU_MACHINES.values() for r in machine.requirements),
+        *(r for arch in ARCHES.values() for r in arch.requirements),
         unicorn.CMAKE, unicorn.CC, unicorn.PATCH, unicorn.MAKE,
     ]
     return {r.package for r in requirements} | ALSO_USED
