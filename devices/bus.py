@@ -7,7 +7,7 @@ device to the CPU engine without the device knowing.
 from __future__ import annotations
 
 import struct
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 
 class GuestMemoryError(Exception):
@@ -45,6 +45,20 @@ class IrqLine(Protocol):
     """A level-triggered interrupt input of the interrupt controller."""
 
     def set_level(self, level: bool) -> None: ...
+
+
+class ControllerInput:
+    """The IrqLine a device holds for one input of an interrupt controller (a PLIC
+    source, a GIC PPI or SPI): it passes the level on with the input's number."""
+
+    __slots__ = ("_set_level", "_number")
+
+    def __init__(self, set_level: Callable[[int, bool], None], number: int) -> None:
+        self._set_level = set_level
+        self._number = number
+
+    def set_level(self, level: bool) -> None:
+        self._set_level(self._number, bool(level))
 
 
 class Waker(Protocol):

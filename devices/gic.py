@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable
 
 from vmsim import log
-from vmsim.devices.bus import IrqLine
+from vmsim.devices.bus import ControllerInput, IrqLine
 
 SOURCE = "gic"
 
@@ -72,17 +72,6 @@ def _ignore(_level: bool) -> None:
     pass
 
 
-class _Input:
-    """The IrqLine a device holds for one GIC input."""
-
-    def __init__(self, gic: Gicv2, intid: int) -> None:
-        self._gic = gic
-        self._intid = intid
-
-    def set_level(self, level: bool) -> None:
-        self._gic.set_level(self._intid, level)
-
-
 class Gicv2:
     """The shared state of both register windows; map `distributor` and
     `cpu_interface` (each an MmioDevice) at the board's addresses."""
@@ -122,7 +111,7 @@ class Gicv2:
         """The input of a PPI (16-31) or an SPI (32 and up), by interrupt ID."""
         if not SGI_COUNT <= intid < self.num_irqs:
             raise ValueError(f"GIC input {intid} is outside {SGI_COUNT}..{self.num_irqs - 1}")
-        return _Input(self, intid)
+        return ControllerInput(self.set_level, intid)
 
     def spi(self, number: int) -> IrqLine:
         """SPI `number` (interrupt ID 32 + number), as a device tree names it."""

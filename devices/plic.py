@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from vmsim.devices.bus import IrqLine
+from vmsim.devices.bus import ControllerInput, IrqLine
 
 WINDOW_SIZE = 0x60_0000
 
@@ -35,17 +35,6 @@ ContextIrqCallback = Callable[[int, bool], None]
 
 def _ignore_context_irq(_context: int, _level: bool) -> None:
     pass
-
-
-class _SourceLine:
-    """The IrqLine a device holds for one PLIC input."""
-
-    def __init__(self, plic: Plic, source: int) -> None:
-        self._plic = plic
-        self._source = source
-
-    def set_level(self, level: bool) -> None:
-        self._plic.set_source_level(self._source, bool(level))
 
 
 class Plic:
@@ -76,7 +65,7 @@ class Plic:
         """The level-triggered input `source` (1..num_sources)."""
         if not 1 <= source <= self.num_sources:
             raise ValueError(f"PLIC source {source} is outside 1..{self.num_sources}")
-        return _SourceLine(self, source)
+        return ControllerInput(self.set_source_level, source)
 
     def set_source_level(self, source: int, level: bool) -> None:
         """What a source's IrqLine does; `source` must be valid (see `line`)."""
