@@ -429,16 +429,19 @@ def test_indirect_with_next() -> None:
     assert only(echo, "indirect-with-next").values["flags"] == Desc.INDIRECT | Desc.NEXT
 
 
-@pytest.mark.parametrize("entries,length", [(1, 24), (17, 17 * 16)])
-def test_indirect_table_size(entries: int, length: int) -> None:
+@pytest.mark.parametrize("entries,flagged", [(16, False), (17, True)])
+def test_indirect_table_size(entries: int, flagged: bool) -> None:
     echo = Echo()
-    echo.start(ECHO_FEATURES)
+    echo.start(ECHO_FEATURES)                          # queues of 16
     q = echo.d.queues[0]
     buf = _buf(echo)
     table = q.raw_table([Descriptor(buf, 8, Desc.NEXT if i < entries - 1 else 0, i + 1)
-                         for i in range(entries)] + [Descriptor(0, 0)])
-    _raw_chain(echo, [Descriptor(table, length, Desc.INDIRECT)])
-    assert only(echo, "indirect-table-size").values["len"] == length
+                         for i in range(entries)])
+    _raw_chain(echo, [Descriptor(table, 16 * entries, Desc.INDIRECT)])
+    if flagged:
+        assert only(echo, "indirect-table-size").values["entries"] == entries
+    else:
+        assert echo.found == []
 
 
 # ---- virtio-crypto -------------------------------------------------------------------------

@@ -100,8 +100,9 @@ def _enter_table(mem: GuestMemory, queue: Any, found: ChainWalk, nested: bool, i
         return None
     if flags & Desc.NEXT:
         found.problems[rules.INDIRECT_NEXT] = {**where, "flags": flags}
-    if length == 0 or length % 16 or length // 16 > queue.size:
-        found.problems[rules.INDIRECT_SIZE] = {**where, "len": length, "size": queue.size}
+    if length // 16 > queue.size:
+        found.problems[rules.INDIRECT_SIZE] = {**where, "len": length, "entries": length // 16,
+                                               "size": queue.size}
     count = min(length // 16, _MAX_TABLE)
     if not count:
         return None

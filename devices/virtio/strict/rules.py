@@ -344,6 +344,6 @@ RULES: tuple[Rule, ...] = (
          _INDIRECT, (CHAIN,), _chain_fact(INDIRECT_NESTED)),
     Rule(INDIRECT_NEXT, "never set NEXT together with INDIRECT", "2.7.5.3.1", _INDIRECT,
          (CHAIN,), _chain_fact(INDIRECT_NEXT)),
-    Rule(INDIRECT_SIZE, "make indirect tables a non-zero multiple of 16 bytes, no longer "
-         "than the queue size", "2.7.5.3.1", _INDIRECT, (CHAIN,), _chain_fact(INDIRECT_SIZE)),
+    Rule(INDIRECT_SIZE, "make no chain, through an indirect table too, longer than the "
+         "queue size", "2.7.5.3.1", _INDIRECT, (CHAIN,), _chain_fact(INDIRECT_SIZE)),
 )
