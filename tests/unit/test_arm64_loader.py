@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.guest import (CROSS_AARCH64_AS, CROSS_AARCH64_LD, built_default_guest,
-                                 require_tools)
+                                 built_distro_guest, require_tools)
 from vmsim.boards.arm64_virt import BOARD, device_tree
 from vmsim.boards.layout import BootInfo
 from vmsim.build.cache import Requirement
@@ -153,6 +153,28 @@ def test_boot_layout_dtb_in_its_own_2mib_block_and_initrd_on_top(tmp_path: Path,
     assert start % 4096 == 0 and end == start + 8000 and end <= RAM_BASE + RAM_SIZE
     assert ram.read(start, 8) == b"07070100"
     assert boot_registers(layout) == {0: layout.dtb_addr, 1: 0, 2: 0, 3: 0}
+
+
+@pytest.mark.parametrize("guest", ["debian", "default"])
+def test_real_arm64_kernels_load_at_the_bottom_of_ram(guest: str) -> None:
+    """Debian's own arm64 vmlinuz (an uncompressed EFI-stub Image) and the default
+    arm64 guest's kernel: both say text_offset 0 and the kernel image size they need."""
+    paths = built_distro_guest("arm64") if guest == "debian" else built_default_guest("arm64")
+    assert detect_arch(paths.kernel) == "arm64"
+    head = parse_header(paths.kernel.read_bytes()[:64])
+    assert head is not None and head.text_offset == 0 and not head.flags & 1
+    ram = Ram(RAM_BASE, 256 * MiB)
+    try:
+        layout = load_arm64_boot(ram, paths.kernel, paths.initrd, lambda initrd: device_tree(
+            BOARD, BootInfo(256 * MiB, "console=ttyAMA0", initrd, (0,))))
+        assert layout.kernel.entry == RAM_BASE
+        assert layout.kernel.end == RAM_BASE + max(head.image_size,
+                                                   paths.kernel.stat().st_size)
+        assert ram.read(RAM_BASE, 64) == paths.kernel.read_bytes()[:64]
+        assert layout.dtb_addr % (2 * MiB) == 0 and layout.dtb_addr >= layout.kernel.end
+        assert layout.initrd is not None and layout.initrd[1] <= RAM_BASE + 256 * MiB
+    finally:
+        ram.close()
 
 
 def test_header_cases(tmp_path: Path, ram: Ram) -> None:
