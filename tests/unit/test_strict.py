@@ -489,6 +489,16 @@ def test_crypto_header_size() -> None:
     assert only(found, "crypto-header-size").values["needed"] == 16 + 56
 
 
+def test_crypto_data_header_size() -> None:
+    rig, found = crypto_rig()
+    try:
+        sid = rig.create_cipher(3, bytes(16))
+        rig.data([data_header(Op.CIPHER_ENCRYPT, sid, b"")[:30]], 0)
+    finally:
+        rig.close()
+    assert only(found, "crypto-data-header-size").values["needed"] == 24 + 48
+
+
 def test_crypto_control_opcode() -> None:
     rig, found = crypto_rig()
     try:
@@ -554,3 +564,13 @@ def test_crypto_stateless_flag(flag: int, flagged: bool) -> None:
         assert only(found, "crypto-stateless-flag").values["flag"] == flag
     else:
         assert found == []
+
+
+def test_docs_list_every_rule_with_its_section_and_label() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "strict.md").read_text()
+    for rule in (*rules.RULES, *crypto_strict.RULES):
+        row = (f"| `{rule.id}` | {rule.text} | {rule.section} | "
+               f"{rule.label.removeprefix('drivernormative:')} |")
+        assert row in text, rule.id

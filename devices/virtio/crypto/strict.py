@@ -69,6 +69,14 @@ def _hw_ready(view: Any, walk: Any) -> Values | None:
     return None
 
 
+def _control_header_size(view: Any, walk: Any) -> Values | None:
+    return _header_size(view, walk) if _is_control(view, walk) else None
+
+
+def _data_header_size(view: Any, walk: Any) -> Values | None:
+    return None if _is_control(view, walk) else _header_size(view, walk)
+
+
 def _header_size(view: Any, walk: Any) -> Values | None:
     data = walk.prefix
     if _is_control(view, walk):
@@ -260,9 +268,11 @@ RULES: tuple[Rule, ...] = (
          _all_queues),
     Rule("crypto-hw-ready", "send no request while the config status has HW_READY clear",
          "5.9.4.2", _CONFIG, (REQUEST,), _hw_ready),
-    Rule("crypto-header-size", "give each request its whole header and fixed-length fields "
-         "(and room for its status)", "5.9.7.2.1", f"{_SESSION} / Session operation: create "
-         "session", (REQUEST,), _header_size),
+    Rule("crypto-header-size", "give each control request its whole header and fixed-length "
+         "fields, and room for its answer", "5.9.7.2.1", f"{_SESSION} / Session operation: "
+         "create session", (REQUEST,), _control_header_size),
+    _service_rule("crypto-data-header-size", "give each data request its whole header and "
+                  "fixed-length fields, and room for its status", _data_header_size),
     Rule("crypto-control-opcode", "use only create-session and destroy-session opcodes on "
          "the control queue", "5.9.7.2.1", f"{_SESSION} / Session operation: create session",
          (REQUEST,), _control_opcode),
