@@ -25,9 +25,9 @@ from vmsim.artifacts import cache_root, digest
 from vmsim.build import cpio, kmod
 from vmsim.build.cache import Builder, BuildSteps, Requirement, ensure_entry, require
 from vmsim.build.guest import (CACHE_KIND, CFLAGS, GUEST_SOURCES, LDFLAGS, MULTICALL_PATH,
-                               GuestArch, GuestPaths, compile_programs, compiler_version,
-                               guest_arch, initramfs_entries, read_initramfs_sources,
-                               write_gzip)
+                               CachePlan, GuestArch, GuestPaths, compile_programs,
+                               compiler_version, guest_arch, initramfs_entries,
+                               read_initramfs_sources, write_gzip)
 from vmsim.errors import VmsimError
 
 # Bump when the steps below change in a way that changes their output.
@@ -114,18 +114,7 @@ def resolve_package(kernel: DistroKernel) -> Package:
 # ------------------------------------------------------------------- cache layout
 
 
-@dataclass(frozen=True)
-class _Plan:
-    kernel_dir: Path
-    initramfs_dir: Path
-
-    @property
-    def paths(self) -> GuestPaths:
-        return GuestPaths(kernel=self.kernel_dir / "Image",
-                          initrd=self.initramfs_dir / "initramfs.cpio.gz")
-
-
-def _plan(kernel: DistroKernel, package: Package, arch: GuestArch) -> _Plan:
+def _plan(kernel: DistroKernel, package: Package, arch: GuestArch) -> CachePlan:
     root = cache_root(CACHE_KIND)
     kkey = digest({"recipe": str(KERNEL_RECIPE), "arch": kernel.arch, "package": package.name,
                    "version": package.version, "modules": ",".join(GUEST_MODULES)})
@@ -133,7 +122,7 @@ def _plan(kernel: DistroKernel, package: Package, arch: GuestArch) -> _Plan:
     parts.update({"modload": MODLOAD_SOURCE.read_bytes(), "kernel": kkey,
                   "recipe": str(INITRAMFS_RECIPE), "compiler": compiler_version(arch)})
     prefix = f"debian-{kernel.arch}"
-    return _Plan(root / f"kernel-{prefix}-{kkey}", root / f"initramfs-{prefix}-{digest(parts)}")
+    return CachePlan(root / f"kernel-{prefix}-{kkey}", root / f"initramfs-{prefix}-{digest(parts)}")
 
 
 def distro_guest_paths(arch: str = "arm64") -> GuestPaths:

@@ -194,7 +194,7 @@ def read_initramfs_sources(root: Path = INITRAMFS_SOURCES) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class CachePlan:
     """Where each artifact of the current inputs lives in the cache."""
 
     kernel_dir: Path
@@ -206,14 +206,14 @@ class _Plan:
                           initrd=self.initramfs_dir / "initramfs.cpio.gz")
 
 
-def _plan(arch: GuestArch) -> _Plan:
+def _plan(arch: GuestArch) -> CachePlan:
     kernel_version, compiler = kernel_source_version(), compiler_version(arch)
     root = cache_root(CACHE_KIND)
     tag = arch.key_tag
     kkey = kernel_key(arch.fragment.read_bytes(), kernel_version, compiler, tag)
     ikey = initramfs_key(read_initramfs_sources(), kernel_version, compiler, tag)
     prefix = f"-{tag}" if tag else ""
-    return _Plan(root / f"kernel{prefix}-{kkey}", root / f"initramfs{prefix}-{ikey}")
+    return CachePlan(root / f"kernel{prefix}-{kkey}", root / f"initramfs{prefix}-{ikey}")
 
 
 def guest_paths(arch: str = DEFAULT_ARCH) -> GuestPaths:
