@@ -70,7 +70,7 @@ class Observers:
             from vmsim.tui.feeds import ConsoleBuffer
 
             observers.gate = MachineGate()
-            observers.hub.listen(observers.gate.listener)
+            observers.hub.listen_items(observers.gate.item_listener)
             observers.console = ConsoleBuffer()
             observers._closers.append(observers.gate.close)
         if observers.trace_file is not None:
@@ -82,7 +82,7 @@ class Observers:
             observers.gate = MachineGate()
             if explain:
                 observers.gate.stop_when = lambda record: record.kind in EXPLAIN_STOPS
-            observers.hub.listen(observers.gate.listener)
+            observers.hub.listen_items(observers.gate.item_listener)
             observers.console = ConsoleBuffer()
             observers._closers.append(observers.gate.close)
         return observers

@@ -151,6 +151,13 @@ class MachineGate:
             while self.paused and not self.closed:
                 self._cond.wait(0.5)
 
+    def item_listener(self, item: tuple) -> None:
+        """listener() for TraceHub.listen_items: builds the Record only when the gate
+        could stop (stepping, a breakpoint or a stop condition set), which a run with
+        the TUI open but not stepping never is."""
+        if self.stepping or self.breakpoints or self.stop_when is not None:
+            self.listener(Record(*item))
+
     def listener(self, record: Record) -> None:
         """Hub listener: stop at this event when stepping or when a breakpoint holds."""
         if self.closed or (record.kind not in RING_EVENTS and self.stop_when is None):

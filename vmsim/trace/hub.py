@@ -7,6 +7,11 @@ bounded deque. Observers drain their deque on their own thread at their own pace
 that falls behind loses the oldest events (and sees the gap in the sequence numbers),
 the emulator never blocks. With no observer at all the machine gets `discard` instead
 and the devices skip building events.
+
+On the CPU thread an event becomes one plain tuple, an Item: (seq, t, g, device, kind,
+queue, fields). That is what the trace file's writer and the TUI's socket pickle as
+they are, at C speed; a Record object is built only where someone reads one (a
+subscriber's drain(), a listener that asked for Records), on that observer's thread.
 """
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from vmsim.devices.events import TraceEvent
+
+# (seq, t, g, device, kind, queue, fields): a Record's fields in order, as a tuple.
+Item = tuple
 
 # What a subscriber's buffer holds before the oldest events go: a TUI at 10 Hz needs
 # far less; a file writer gets more so a slow disk loses nothing in practice.
@@ -46,6 +54,10 @@ class Record:
                 "ev": self.kind, "q": self.queue, "f": self.fields}
 
     @classmethod
+    def from_item(cls, item: Item) -> Record:
+        return cls(*item)
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
         return cls(int(data["seq"]), float(data["t"]), int(data.get("g") or 0),
                    str(data["dev"]), str(data["ev"]), data.get("q"), dict(data.get("f") or {}))
@@ -55,29 +67,34 @@ class Subscription:
     """One observer's bounded buffer; `drain()` from any single thread."""
 
     def __init__(self, capacity: int) -> None:
-        self._items: deque[Record] = deque(maxlen=capacity)
+        self._items: deque[Item] = deque(maxlen=capacity)
         self._last_seq = 0
         self.lost = 0                       # events dropped because this observer lagged
         self.arrived = threading.Event()    # set on each event; for waiters, never required
 
-    def _put(self, record: Record) -> None:
-        self._items.append(record)
+    def _put(self, item: Item) -> None:
+        self._items.append(item)
         if not self.arrived.is_set():       # set() takes a lock and notifies: once per drain
             self.arrived.set()
 
     def drain(self, limit: int | None = None) -> list[Record]:
         """Everything buffered so far (up to `limit`), oldest first."""
-        out: list[Record] = []
+        return [Record(*item) for item in self.drain_items(limit)]
+
+    def drain_items(self, limit: int | None = None) -> list[Item]:
+        """drain(), as the hub's tuples (for an observer that only passes them on)."""
+        out: list[Item] = []
         pop = self._items.popleft
         while self._items and (limit is None or len(out) < limit):
             try:
-                record = pop()
+                item = pop()
             except IndexError:
                 break
-            if record.seq != self._last_seq + 1 and self._last_seq:
-                self.lost += record.seq - self._last_seq - 1
-            self._last_seq = record.seq
-            out.append(record)
+            seq = item[0]
+            if seq != self._last_seq + 1 and self._last_seq:
+                self.lost += seq - self._last_seq - 1
+            self._last_seq = seq
+            out.append(item)
         self.arrived.clear()
         return out
 
@@ -91,6 +108,7 @@ class TraceHub:
         self._seq = 0
         self._subscribers: tuple[Subscription, ...] = ()
         self._listeners: tuple[Callable[[Record], None], ...] = ()
+        self._item_listeners: tuple[Callable[[Item], None], ...] = ()
 
     def subscribe(self, capacity: int = DEFAULT_CAPACITY) -> Subscription:
         sub = Subscription(capacity)
@@ -106,14 +124,24 @@ class TraceHub:
         while the viewers already show it. It must not raise."""
         self._listeners = self._listeners + (callback,)
 
+    def listen_items(self, callback: Callable[[Item], None]) -> None:
+        """listen(), with the event as its tuple (Item): for a listener that would only
+        turn the Record back into a tuple, or that rarely needs one. Item listeners run
+        before Record listeners."""
+        self._item_listeners = self._item_listeners + (callback,)
+
     def __call__(self, event: TraceEvent) -> None:
         self._seq += 1
-        record = Record(self._seq, event.t - self.t0, self.guest_time(), event.device,
-                        event.kind, event.queue, event.fields)
+        item = (self._seq, event.t - self.t0, self.guest_time(), event.device,
+                event.kind, event.queue, event.fields)
         for sub in self._subscribers:
-            sub._put(record)
-        for listener in self._listeners:
-            listener(record)
+            sub._put(item)
+        for listener in self._item_listeners:
+            listener(item)
+        if self._listeners:
+            record = Record(*item)
+            for listener in self._listeners:
+                listener(record)
 
 
 def tee(sinks: Iterable[Callable[[TraceEvent], None]]) -> Callable[[TraceEvent], None]:

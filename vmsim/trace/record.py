@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from vmsim.errors import VmsimError
-from vmsim.trace.hub import Record, TraceHub
+from vmsim.trace.hub import Item, Record, TraceHub
 
 FORMAT = "vmsim-trace"
 VERSION = 1
@@ -100,7 +100,7 @@ class TraceWriter:
         self.written = 0
         self.lost = 0
         self._closed = False
-        hub.listen(self._on_record)     # from now on: events before start() wait for it
+        hub.listen_items(self._on_item)     # from now on: events before start() wait for it
 
     def start(self, devices: list[dict[str, Any]], timebase_hz: int) -> None:
         # wall_t0: the Unix time of t = 0, for captures that want absolute times
@@ -120,12 +120,13 @@ class TraceWriter:
         os.set_blocking(pipe, False)
         threading.Thread(target=self._idle_flush, name="vmsim-trace-flush", daemon=True).start()
 
-    def _on_record(self, r: Record) -> None:
+    def _on_item(self, item: Item) -> None:
         """CPU thread: buffer; now and then one pickled batch down the pipe."""
         buffer = self._buffer
-        buffer.append((r.seq, r.t, r.g, r.device, r.kind, r.queue, r.fields))
-        if (len(buffer) >= _BATCH or r.t - self._last_flush >= _FLUSH_SECONDS) and self._child:
-            self._flush(r.t)
+        buffer.append(item)
+        t = item[1]
+        if (len(buffer) >= _BATCH or t - self._last_flush >= _FLUSH_SECONDS) and self._child:
+            self._flush(t)
 
     def _flush(self, now: float) -> None:
         with self._lock:

@@ -27,17 +27,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vmsim.trace.control import ConditionError, MachineGate, parse_conditions
-from vmsim.trace.hub import Record, TraceHub
+from vmsim.trace.hub import Item, TraceHub
 
 HISTORY = 50_000                        # recent records a new viewer gets first
 _KEEP_ALWAYS = frozenset({"status", "features", "queue_setup", "config_read"})
 _SEND_EVERY = 0.05
 _CHUNK = 64                             # records per frame: a short hold of the GIL
 FRAME = struct.Struct("<I")
-
-
-def record_tuple(r: Record) -> tuple:
-    return (r.seq, r.t, r.g, r.device, r.kind, r.queue, r.fields)
 
 
 class TraceServer:
@@ -51,13 +47,13 @@ class TraceServer:
         self._hub, self._gate = hub, gate
         self._devices, self._console_history = devices, console_history
         self._push, self._state = push_input, state
-        self._history: deque[Record] = deque(maxlen=HISTORY)
-        self._structural: list[Record] = []
+        self._history: deque[Item] = deque(maxlen=HISTORY)
+        self._structural: list[Item] = []
         self._lock = threading.Lock()
         self._clients: list[_Client] = []
         self._console_subscribers: list[_Client] = []
         self._stop = threading.Event()
-        hub.listen(self._remember)
+        hub.listen_items(self._remember)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -70,12 +66,12 @@ class TraceServer:
                                         daemon=True)
         self._thread.start()
 
-    def _remember(self, record: Record) -> None:
+    def _remember(self, item: Item) -> None:
         """Hub listener (CPU thread): keep history for viewers that come later."""
         with self._lock:
-            self._history.append(record)
-            if record.kind in _KEEP_ALWAYS:
-                self._structural.append(record)
+            self._history.append(item)
+            if item[4] in _KEEP_ALWAYS:
+                self._structural.append(item)
                 del self._structural[:-1000]
 
     def console(self, data: bytes) -> None:
@@ -94,11 +90,12 @@ class TraceServer:
             self._clients.append(client)
             client.start()
 
-    def snapshot(self) -> list[Record]:
+    def snapshot(self) -> list[Item]:
+        """The structural events older than the kept history, then the history."""
         with self._lock:
             history = list(self._history)
-            first = history[0].seq if history else 0
-            early = [r for r in self._structural if r.seq < first]
+            first = history[0][0] if history else 0
+            early = [item for item in self._structural if item[0] < first]
         return early + history
 
     def command(self, message: dict[str, Any]) -> None:
@@ -158,16 +155,16 @@ class _Client:
         server = self.server
         try:
             snapshot = server.snapshot()
-            last = snapshot[-1].seq if snapshot else 0
+            last = snapshot[-1][0] if snapshot else 0
             self._send([{"hello": "vmsim-trace", "devices": server._devices()}])
             self._send([{"console": server._console_history().decode(errors="replace")}])
-            self._send([record_tuple(r) for r in snapshot])
+            self._send(snapshot)
             state = ""
             while not self.closed.wait(_SEND_EVERY):
                 # A chunk at a time, yielding between them (in _send): never a long
                 # stretch of Python while the CPU thread may want the GIL.
-                while chunk := self.sub.drain(limit=_CHUNK):
-                    self._send([record_tuple(r) for r in chunk if r.seq > last])
+                while chunk := self.sub.drain_items(limit=_CHUNK):
+                    self._send([item for item in chunk if item[0] > last])
                 items: list = []
                 if self.console:
                     text = "".join(self.console.popleft() for _ in range(len(self.console)))
