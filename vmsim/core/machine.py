@@ -154,7 +154,8 @@ class Machine:
             (board.plic, self.plic), (board.uart, self.uart), (board.power, self.power)]
         self.virtio: list[MmioDevice] = []
         # --strict: the slots' checkers report here; the pc is exact only between blocks.
-        self.strict = StrictReport(self._access_pc, config.trace) if config.strict else None
+        self.strict = (StrictReport(self._access_pc, self._note, config.trace)
+                       if config.strict else None)
         for index, factory in enumerate(config.virtio):
             slot = board.virtio[index]
             slot_waker = (waker if self._fd_watch is None

@@ -7,7 +7,6 @@ is attached, a stop (`on_finding`, set by the GDB stub).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from typing import Any, Callable, NamedTuple
 
@@ -60,8 +59,10 @@ def locate_access(cpu: Any, access: Access | None) -> int:
 class StrictReport:
     """The `report` callback every checked slot gets; keeps the findings with their pc."""
 
-    def __init__(self, pc: Callable[[], int], trace: TraceSink = discard) -> None:
+    def __init__(self, pc: Callable[[], int], say: Callable[[str], None],
+                 trace: TraceSink = discard) -> None:
         self._pc = pc
+        self._say = say                         # one `vmsim: ...` line on stderr
         self._trace = trace
         self.findings: list[Finding] = []
         self.on_finding: Callable[[Finding], None] | None = None
@@ -94,22 +95,13 @@ class StrictReport:
         line = finding.describe()
         log.strict(line)
         if not log.strict_on_stderr():
-            _say(f"vmsim: strict: {line}")
+            self._say(f"strict: {line}")
         rule = finding.rule
         self._trace(TraceEvent("strict", finding.device, finding.queue, {
             "rule": rule.id, "text": rule.text, "section": rule.section, "label": rule.label,
             "pc": finding.pc, **{f"value_{k}": v for k, v in finding.values.items()}}))
         if self.on_finding is not None:
             self.on_finding(finding)
-
-
-def _say(line: str) -> None:
-    if sys.stderr is None:
-        return
-    try:
-        print(f"\r{line}", file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass                                # no stderr left; the run goes on
 
 
 def checkers(devices: list[Any]) -> list[Any]:

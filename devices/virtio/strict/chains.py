@@ -3,7 +3,7 @@
 The device's own walker (queue.py) refuses what it cannot use; this one names what the
 driver broke, as rule ids with the offending values, and keeps the first bytes of the
 readable part so device-type rules can read the request header. It reads guest memory
-only, is bounded by the queue size and 65536 indirect entries, and never raises.
+only, walks at most twice the queue size of descriptors, and never raises.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from vmsim.devices.virtio.strict import rules
 
 _DESC = struct.Struct("<QIHH")
 _MAX_TOTAL = 1 << 32        # "no chain longer than 2^32 bytes in total"
-_MAX_TABLE = 0x10000        # entries of an indirect table that are ever looked at
 PREFIX = 256                # readable bytes kept for device-type rules
 
 
@@ -60,7 +59,7 @@ def walk(mem: GuestMemory, queue: Any, head: int) -> ChainWalk:
             table = _enter_table(mem, queue, found, table is not None, index, addr, length, flags)
             if table is None:
                 break
-            table_len, index, visited = len(table) // 16, 0, set()
+            table_len, index, visited = length // 16, 0, set()
             continue
         total += length
         if total > _MAX_TOTAL and rules.TOO_LONG not in found.problems:
@@ -84,6 +83,8 @@ def walk(mem: GuestMemory, queue: Any, head: int) -> ChainWalk:
             found.problems[rules.NEXT_RANGE] = {"head": head, "index": index, "next": nxt,
                                                 "table_len": table_len}
             break
+        if table is not None and 16 * nxt >= len(table):
+            break                      # past what is read of a table already too long
         index = nxt
     found.prefix = bytes(prefix)
     return found
@@ -103,7 +104,9 @@ def _enter_table(mem: GuestMemory, queue: Any, found: ChainWalk, nested: bool, i
     if length // 16 > queue.size:
         found.problems[rules.INDIRECT_SIZE] = {**where, "len": length, "entries": length // 16,
                                                "size": queue.size}
-    count = min(length // 16, _MAX_TABLE)
+    # A chain longer than the queue is reported above; walking further finds nothing
+    # the device does not refuse itself, so a hostile table costs at most a queue's worth.
+    count = min(length // 16, queue.size)
     if not count:
         return None
     try:
