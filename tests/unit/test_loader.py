@@ -1,6 +1,7 @@
 """The boot loader: real ELF files built with the cross binutils, and a fake Linux Image."""
 from __future__ import annotations
 
+import gzip
 import struct
 import subprocess
 from pathlib import Path
@@ -208,6 +209,16 @@ def test_linux_image_goes_2_mib_into_ram_and_its_bss_is_cleared(tmp_path: Path, 
     assert ram.read(base, 80) == path.read_bytes()
     assert ram.read(base + 80, 0x5000 - 80) == bytes(0x5000 - 80)
     assert ram.read(base + 0x5000, 1) == b"\xaa"
+
+
+def test_gzip_compressed_image_loads_as_the_plain_one(tmp_path: Path, ram: Ram) -> None:
+    """The same as QEMU's arm loader takes, so `detect_arch` and the loader agree."""
+    plain = fake_image(image_size=0x5000, body=b"\x13\x00\x00\x00" * 4)
+    path = tmp_path / "Image.gz"
+    path.write_bytes(gzip.compress(plain))
+    image = load_kernel(path, ram)
+    assert image.entry == RAM_BASE + 2 * MiB
+    assert ram.read(image.entry, len(plain)) == plain
 
 
 def test_linux_image_text_offset_is_honoured(tmp_path: Path, ram: Ram) -> None:

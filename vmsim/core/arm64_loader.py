@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vmsim.core.kernel_format import ARM64_IMAGE_MAGIC, gunzip, is_gzip
+from vmsim.core.gzip_kernel import gunzip, is_gzip
+from vmsim.core.kernel_format import ARM64_IMAGE_MAGIC
 from vmsim.core.loader import (ARM64_ELF, ELF_MAGIC, BootImage, BootLayout, align_up, load_elf,
                                load_initrd, place, place_dtb, read_file, require_in_ram)
 from vmsim.devices.memory import Ram

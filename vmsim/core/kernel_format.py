@@ -1,21 +1,18 @@
-"""What a kernel file is: which architecture it is for, and its gzip wrapping.
+"""Which architecture a kernel file is for.
 
 `vmsim run --kernel FILE` picks its board from the file alone, as the arm64 and riscv
 `Image` headers carry different magic numbers at offset 0x38 ("ARM\\x64" and
-"RSC\\x05") and an ELF names its machine. Like QEMU's arm loader, a gzip-compressed
-Image is accepted; decompression is bounded, so a hostile file cannot make vmsim
-allocate more than the guest's RAM.
+"RSC\\x05") and an ELF names its machine; a gzip-compressed kernel is looked into.
 """
 from __future__ import annotations
 
 import struct
-import zlib
 from pathlib import Path
 
+from vmsim.core.gzip_kernel import gunzip, is_gzip
 from vmsim.core.loader import ELF_MAGIC, IMAGE_MAGIC, IMAGE_MAGIC2, open_regular_file
 from vmsim.errors import VmsimError
 
-GZIP_MAGIC = b"\x1f\x8b"
 ARM64_IMAGE_MAGIC = b"ARM\x64"
 MAGIC_OFFSET = 0x38                     # the 4-byte magic of both Image headers
 RISCV_MAGIC_OFFSET = 0x30               # the older 8-byte "RISCV\0\0\0"
@@ -24,28 +21,6 @@ HEAD_READ = 64 << 10                    # enough compressed input for 64 bytes o
 
 ELF_MACHINES = {183: "arm64", 243: "riscv64"}     # EM_AARCH64, EM_RISCV
 ARCHES = ("arm64", "riscv64")
-
-
-def is_gzip(data: bytes) -> bool:
-    return data.startswith(GZIP_MAGIC)
-
-
-def gunzip(data: bytes, limit: int, path: Path, *, head_only: bool = False) -> bytes:
-    """The content of a gzip stream, at most `limit` bytes of it; more is an error,
-    unless `head_only` asks for just the first `limit` bytes of a stream that may be
-    cut short."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, limit + (0 if head_only else 1))
-    except zlib.error as error:
-        raise VmsimError(f"{path}: corrupt gzip data ({error})") from None
-    if head_only:
-        return out
-    if len(out) > limit:
-        raise VmsimError(f"{path}: decompresses to more than the guest's {limit} bytes of RAM")
-    if not inflater.eof:
-        raise VmsimError(f"{path}: truncated gzip data")
-    return out
 
 
 def arch_of(header: bytes, path: Path) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from vmsim.core.gzip_kernel import gunzip, is_gzip
 from vmsim.devices.memory import Ram
 from vmsim.errors import VmsimError
 
@@ -302,8 +303,10 @@ def load_elf(path: Path, data: bytes, ram: Ram, arch: ElfArch = RISCV64_ELF) -> 
 
 
 def load_kernel(path: Path, ram: Ram) -> BootImage:
-    """Load a riscv64 Linux Image or a 64-bit RISC-V ELF into RAM."""
+    """Load a riscv64 Linux Image (plain or gzip-compressed) or a 64-bit RISC-V ELF into RAM."""
     data = read_file(path, "kernel", ram.size)
+    if is_gzip(data):
+        data = gunzip(data, ram.size, path)
     if data.startswith(ELF_MAGIC):
         return load_elf(path, data, ram)
     if _is_linux_image(data):
