@@ -25,6 +25,8 @@ def one_error_line(capsys) -> str:
     (["fly"], "fly"),
     ([], "missing command"),
     (["guest"], "build or path"),
+    (["guest", "path", "--arch", "mips"], "choose from riscv64, arm64"),
+    (["guest", "build", "--distro"], "no distribution kernel for riscv64"),
 ])
 def test_bad_arguments_give_one_line_and_non_zero_status(capsys, argv, words) -> None:
     assert main(argv) != 0
@@ -54,3 +56,17 @@ def test_ctrl_a_x_quits_and_ctrl_a_twice_sends_one(tmp_path) -> None:
     assert console.filter_keys(b"ls\x01") == b"ls"       # escape pending across reads
     assert console.filter_keys(b"xyz") == b"yz"
     assert quits == [True]
+
+
+@pytest.mark.parametrize("argv, kernel_dir", [
+    (["guest", "path"], "kernel-"), (["guest", "path", "--arch", "riscv64"], "kernel-"),
+    (["guest", "path", "--arch", "arm64"], "kernel-arm64-"),
+])
+def test_guest_path_names_the_kernel_and_initramfs_of_the_arch(capsys, argv, kernel_dir):
+    from vmsim.build.guest import guest_paths
+
+    assert main(argv) == 0
+    kernel, initrd = capsys.readouterr().out.splitlines()
+    paths = guest_paths(argv[3] if len(argv) > 2 else "riscv64")
+    assert (kernel, initrd) == (f"kernel {paths.kernel}", f"initrd {paths.initrd}")
+    assert paths.kernel.parent.name.startswith(kernel_dir)
