@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from vmsim import log
 from vmsim.devices.bus import GuestMemoryError
 from vmsim.devices.virtio.spec import Reg, Status
 from vmsim.devices.virtio.strict import chains, rules
@@ -192,7 +193,11 @@ class StrictChecker:
 
     def _run(self, event: str, subject: Any, queue: int | None = None) -> None:
         for rule in self._rules.get(event, ()):
-            values = rule.check(self.view, subject)
+            try:
+                values = rule.check(self.view, subject)
+            except Exception:          # a bug of the checker's must not stop the guest
+                log.internal_error(self._transport.name, f"strict rule {rule.id} failed")
+                continue
             if values is not None:
                 self._hit(rule, values, queue)
 
