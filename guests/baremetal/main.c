@@ -17,9 +17,11 @@
  * alone tells where it broke.
  */
 #include "board.h"
+#include "bugs.h"
 #include "lib.h"
 #include "rsa_vector.h"
 #include "virtio_crypto.h"
+#include "virtio_mmio.h"
 
 #ifndef VMSIM_ROUNDS
 #define VMSIM_ROUNDS 4
@@ -289,5 +291,9 @@ int main(unsigned long hart_id, const void *device_tree)
         rsa_round(rsa, round);
     destroy_session("aes-destroy", VIRTIO_CRYPTO_CIPHER_DESTROY_SESSION, aes, EXIT_AES_DESTROY);
     destroy_session("rsa-destroy", VIRTIO_CRYPTO_AKCIPHER_DESTROY_SESSION, rsa, EXIT_RSA_DESTROY);
+    if (VMSIM_BUG == BUG_STATUS_CLEARED) {  /* only a reset (writing 0) clears status bits */
+        uint32_t status = virtio_mmio_read(crypto.base, VIRTIO_MMIO_STATUS);
+        virtio_mmio_write(crypto.base, VIRTIO_MMIO_STATUS, status & ~VIRTIO_STATUS_DRIVER_OK);
+    }
     return EXIT_PASS;
 }

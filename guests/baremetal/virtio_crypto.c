@@ -1,5 +1,6 @@
 /* A synchronous virtio-crypto driver: each call builds one request, submits it, and
  * polls until the device has answered. */
+#include "bugs.h"
 #include "lib.h"
 #include "virtio_crypto.h"
 #include "virtio_mmio.h"
@@ -92,7 +93,8 @@ int virtio_crypto_create_cipher_session(struct virtio_crypto *dev, uint32_t algo
     memset(&req, 0, sizeof(req));
     ctrl_header(&req.header, VIRTIO_CRYPTO_CIPHER_CREATE_SESSION, algo);
     req.algo = algo;
-    req.key_len = key_len;
+    /* The bug claims more key than the device takes (and than is sent). */
+    req.key_len = VMSIM_BUG == BUG_KEY_TOO_LONG ? dev->config.max_cipher_key_len + 1 : key_len;
     req.op = op;
     req.op_type = VIRTIO_CRYPTO_SYM_OP_CIPHER;
     return create_session(dev, &req, key, key_len, session, done);
@@ -122,7 +124,7 @@ int virtio_crypto_destroy_session(struct virtio_crypto *dev, uint32_t opcode, ui
 
     memset(&req, 0, sizeof(req));
     ctrl_header(&req.header, opcode, 0);
-    req.session_id = session;
+    req.session_id = VMSIM_BUG == BUG_DESTROY_UNKNOWN ? session + 1000 : session;
     struct vq_buf bufs[] = {out(&req, sizeof(req)), in(&status, 1)};
 
     int r = vq_transact(&dev->controlq, bufs, ARRAY_SIZE(bufs), done);
@@ -154,7 +156,7 @@ int virtio_crypto_cipher(struct virtio_crypto *dev, uint64_t session, const uint
     memset(&req, 0, sizeof(req));
     req.header.opcode = VIRTIO_CRYPTO_CIPHER_ENCRYPT;
     req.header.algo = VIRTIO_CRYPTO_CIPHER_AES_CBC;
-    req.header.session_id = session;
+    req.header.session_id = VMSIM_BUG == BUG_UNKNOWN_SESSION ? session + 1000 : session;
     req.iv_len = iv_len;
     req.src_len = len;
     req.dst_len = len;

@@ -1,5 +1,6 @@
 /* Driver side of virtio-mmio device initialisation, in the order the spec gives. */
 #include "board.h"
+#include "bugs.h"
 #include "virtio_mmio.h"
 
 static void add_status(uintptr_t base, uint32_t bits)
@@ -11,6 +12,8 @@ static void add_status(uintptr_t base, uint32_t bits)
 
 enum virtio_mmio_error virtio_mmio_begin(uintptr_t base, uint32_t device_id)
 {
+    if (VMSIM_BUG == BUG_NO_IDENTIFY)       /* a reset before knowing what is there */
+        virtio_mmio_write(base, VIRTIO_MMIO_STATUS, 0);
     if (virtio_mmio_read(base, VIRTIO_MMIO_MAGIC_VALUE) != VIRTIO_MMIO_MAGIC ||
         virtio_mmio_read(base, VIRTIO_MMIO_VERSION) != 2 ||
         virtio_mmio_read(base, VIRTIO_MMIO_DEVICE_ID) != device_id)
@@ -53,6 +56,8 @@ enum virtio_mmio_error virtio_mmio_negotiate(uintptr_t base, uint64_t wanted)
         return VIRTIO_MMIO_FEATURES;
     set_driver_features(base, accepted);
     add_status(base, VIRTIO_STATUS_FEATURES_OK);
+    if (VMSIM_BUG == BUG_FEATURES_LATE)     /* too late: the features are settled */
+        set_driver_features(base, accepted);
     /* The device clears FEATURES_OK if it cannot work with the accepted subset. */
     if (!(virtio_mmio_read(base, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK))
         return VIRTIO_MMIO_FEATURES;
@@ -72,6 +77,8 @@ enum virtio_mmio_error virtio_mmio_setup_queue(uintptr_t base, struct virtqueue 
     virtio_mmio_write(base, VIRTIO_MMIO_QUEUE_SEL, vq->index);
     if (virtio_mmio_read(base, VIRTIO_MMIO_QUEUE_READY) != 0)
         return VIRTIO_MMIO_QUEUE;
+    if (VMSIM_BUG == BUG_QUEUE_NUM_UNREAD)  /* a size chosen without asking the device */
+        virtio_mmio_write(base, VIRTIO_MMIO_QUEUE_NUM, VQ_SIZE);
     uint32_t max = virtio_mmio_read(base, VIRTIO_MMIO_QUEUE_NUM_MAX);
     if (max < VQ_SIZE)
         return VIRTIO_MMIO_QUEUE;     /* 0 means the queue does not exist */
