@@ -16,7 +16,7 @@ from vmsim.devices.virtio.crypto.device import CryptoDevice
 from vmsim.devices.virtio.crypto.fault_rules import FaultRuleError, parse_rule, parse_rule_file
 from vmsim.devices.virtio.crypto.faults import FaultPlan
 from vmsim.devices.virtio.spec import Interrupt, Reg, Status as DeviceStatus
-from vmsim.testing.crypto_rig import CryptoRig, sym_flf, u32
+from vmsim.testing.crypto_rig import CryptoRig, ctrl_header, sym_flf, u32
 
 KEY, IV, SRC = bytes(range(16)), bytes(16), bytes(range(64))
 
@@ -297,3 +297,45 @@ def test_a_reset_forgets_a_delayed_completion(make_rig):
     assert len(rig.device._deferred) == 1
     rig.driver.reset()
     assert len(rig.device._deferred) == 0 and queue.used_idx() == 0
+
+
+@pytest.mark.parametrize("status", [s for s in Status if s != Status.OK])
+def test_every_status_code_reaches_the_driver_without_output(make_rig, status):
+    rig = make_rig(f"op=CIPHER_ENCRYPT,status={status.name}")
+    reply = rig.cipher(rig.session, IV, SRC)
+    assert reply.status == status and reply.used_len == 0
+    assert reply.output != aes_cbc(SRC)                  # no ciphertext with an error
+    assert rig.faults()[0].fields["status"] == status.name
+
+
+@pytest.mark.parametrize("rule, fields", [
+    ("status=NOTSUPP", {"status": "NOTSUPP"}),
+    ("delay=1", {"delay_ms": 1}),
+    ("irq=drop", {"irq": "drop"}),
+    ("irq=late,delay=1", {"irq": "late", "delay_ms": 1}),
+    ("irq=dup", {"irq": "dup"}),
+    ("used-len=7", {"used_len": 7}),
+    ("hw-ready=off", {"hw_ready": False}),
+    ("needs-reset", {"needs_reset": True}),
+    ("kill-worker", {"kill_worker": True}),
+])
+def test_every_action_is_recorded_in_the_trace(make_rig, rule, fields):
+    rig = make_rig(f"op=CIPHER_ENCRYPT,once,{rule}")
+    rig.encrypt()
+    rig.device.poll()
+    (event,) = rig.faults()
+    assert event.queue == 0 and event.fields["opcode"] == "CIPHER_ENCRYPT"
+    assert {k: event.fields.get(k) for k in fields} == fields
+    assert event.fields["rules"] == [str(parse_rule(f"op=CIPHER_ENCRYPT,once,{rule}"))]
+
+
+def test_a_control_request_can_lose_its_interrupt(make_rig):
+    rig = make_rig("queue=1,once,irq=drop")
+    flf = sym_flf(u32(CipherAlgo.AES_CBC, 16, CipherDirection.ENCRYPT, 0), SymOp.CIPHER, 48)
+    request = rig.ctrlq.submit([ctrl_header(Op.CIPHER_CREATE_SESSION, flf), KEY], [16])
+    rig.device.poll()
+    assert [used.head for used in rig.ctrlq.collect()] == [request.head]
+    assert not rig.irq.level                                # answered, never told
+    assert int.from_bytes(request.written()[8:12], "little") == Status.OK
+    (event,) = rig.faults()
+    assert event.queue == 1 and event.fields["opcode"] == "CIPHER_CREATE_SESSION"
