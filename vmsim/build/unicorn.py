@@ -2,7 +2,7 @@
 
 `python -m vmsim.build.unicorn` (the Makefile's `unicorn` target) makes both available:
 
-- libunicorn 2.1.4 from the PyPI sdist with `patches/` applied, riscv only, so that a
+- libunicorn 2.1.4 from the PyPI sdist with `patches/` applied, for riscv and aarch64, so that a
   stop from another thread lands only at a block boundary (docs/engine.md, P1), the
   `time` CSR reads the host clock natively instead of trapping (P2), every exception
   the kernel delegated reaches it natively instead of through the trap hook (P7), the
@@ -155,7 +155,7 @@ def build_patched_unicorn(quiet: bool = False) -> Path:
             tmp = Path(tmp_name)
             log = tmp / "build.log"
             progress.step(f"building libunicorn {UNICORN_VERSION} with vmsim's stop patch "
-                          f"(riscv only, once; about a minute)")
+                          f"(riscv and aarch64, once; a few minutes)")
             progress.step("downloading the sdist from PyPI")
             _run([sys.executable, "-m", "pip", "download", "-q", f"unicorn=={UNICORN_VERSION}",
                   "--no-binary", ":all:", "--no-deps", "-d", tmp / "sdist"], log,
