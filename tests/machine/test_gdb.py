@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.support.guest import require_tools
+from vmsim.build import baremetal
 from vmsim.build.cache import Requirement
 from tests.support.gdb_client import Client
 from vmsim.gdb.packets import Packet, frame
@@ -326,3 +327,39 @@ def test_a_port_in_use_is_one_line(vmsim_gdb, build) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr == f"vmsim: error: cannot serve GDB on localhost:{port}: Address already in use\n"
+
+
+def test_monitor_fault_adds_lists_and_clears_rules_on_a_running_machine() -> None:
+    """`monitor fault RULE` arms a rule on the bare-metal crypto driver's device: its
+    second AES request gets BADMSG, so it fails that step (exit 8) where it would pass
+    every one; `monitor fault` lists the rules (the --fault one too) with how often
+    each fired, and `monitor fault clear` drops them."""
+    require_tools(GDB, *baremetal.REQUIREMENTS)
+    elf = baremetal.ensure_example({})
+    proc = subprocess.Popen(VMSIM + ["run", "--kernel", str(elf), "--mem", "16M",
+                                     "--crypto-workers", "0", "--fault", "queue=9,status=ERR",
+                                     "--gdb", "0", "--wait"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        match = re.search(r"gdb stub on localhost:(\d+)", line)
+        assert match, line + proc.stderr.read()
+        out = run_gdb(elf, int(match.group(1)), [
+            "monitor fault", "monitor fault color=red",
+            "monitor fault op=CIPHER_ENCRYPT, every=2, status=BADMSG",
+            "break board_exit", "continue", "monitor fault", "monitor fault clear",
+            "monitor fault", "continue"])
+        assert "0: queue=9,status=ERR  (matched 0, fired 0)" in out
+        assert "fault: unknown key 'color'" in out
+        assert "fault rule added: op=CIPHER_ENCRYPT,every=2,status=BADMSG" in out
+        assert "1: op=CIPHER_ENCRYPT,every=2,status=BADMSG  (matched 2, fired 1)" in out
+        assert "cleared 2 fault rules" in out and "no fault rules" in out
+        stdout = proc.stdout.read()
+        assert "test=aes-cbc round=0 result=pass" in stdout
+        assert "test=aes-cbc round=1 result=fail" in stdout
+        assert proc.wait(timeout=30) == 8                # EXIT_AES_REQUEST
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)

@@ -339,3 +339,23 @@ def test_a_control_request_can_lose_its_interrupt(make_rig):
     assert int.from_bytes(request.written()[8:12], "little") == Status.OK
     (event,) = rig.faults()
     assert event.queue == 1 and event.fields["opcode"] == "CIPHER_CREATE_SESSION"
+
+
+def test_fault_control_finds_each_plan_through_wrappers_and_adds_to_all():
+    from types import SimpleNamespace
+
+    from vmsim.devices.virtio.crypto.faults import FaultControl
+
+    shared, own = FaultPlan(), FaultPlan()
+    slots = [SimpleNamespace(device=SimpleNamespace(faults=shared)),
+             SimpleNamespace(_inner=SimpleNamespace(device=SimpleNamespace(faults=shared))),
+             SimpleNamespace(device=SimpleNamespace(faults=own)), SimpleNamespace()]
+    control = FaultControl(slots)
+    assert [slots for slots, _ in control.plans] == [[0, 1], [2]]
+    assert control.command("") == "slot 0,1:\n  no fault rules\nslot 2:\n  no fault rules\n"
+    assert control.command(" op=HASH , once, irq=late ") == "fault rule added: op=HASH,irq=late,once\n"
+    assert shared.listing()[0].rule == own.listing()[0].rule == parse_rule("op=HASH,once,irq=late")
+    assert control.command("every=0,status=ERR").startswith("fault: every=0 is out of range")
+    assert control.command("clear") == "cleared 1 fault rule\n" and not shared.active
+    assert FaultControl([SimpleNamespace()]).command("status=ERR") == \
+        "no device here takes fault rules\n"

@@ -2,7 +2,8 @@
 
 The rules are parsed here, before anything is built, so a bad one is one
 `vmsim: error:` line; the plan they make goes to every device slot (the devices that
-inject faults take it, docs/faults.md).
+inject faults take it, docs/faults.md). A run without rules gets an empty plan, which
+GDB's `monitor fault` and the TUI can add rules to later.
 """
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ def _read(path: str) -> str:
 
 
 def fault_plan(args: argparse.Namespace) -> Any:
-    """The FaultPlan of --fault and --fault-file, or None when neither is given."""
-    if not args.fault and not args.fault_file:
-        return None
+    """The FaultPlan of --fault and --fault-file (empty when neither is given): one plan
+    for every slot, so that GDB's `monitor fault` and the TUI add to and list one set
+    of rules."""
     from vmsim.devices.virtio.crypto.fault_rules import FaultRuleError, parse_rule, parse_rule_file
     from vmsim.devices.virtio.crypto.faults import FaultPlan
 

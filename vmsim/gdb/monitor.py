@@ -2,7 +2,8 @@
 
 Physical memory (GDB's own addresses are virtual), a virtqueue's state as the transport
 reports it (QEMU's x-query-virtio-queue-status and -element), and the crypto device's
-sessions, and the findings of `--strict`. Every command only reads, except `wp`.
+sessions, and the findings of `--strict`. Every command only reads, except `wp` and
+`fault`, which adds fault rules to the running machine (docs/faults.md).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from vmsim.core import strict
 from vmsim.core.machine import Machine
+from vmsim.devices.virtio.crypto.faults import FaultControl
 from vmsim.gdb.target import Target
 
 HELP = """\
@@ -21,6 +23,9 @@ monitor commands:
   virtqueue SLOT QUEUE [HEAD]   one virtqueue's state, or the chain at HEAD
   crypto-sessions               the open sessions of each virtio-crypto device
   strict                        the virtio rules the drivers broke (vmsim run --strict)
+  fault [RULE | clear]          inject faults (docs/faults.md): list the rules with how
+                                often each fired, add RULE (op=CIPHER_ENCRYPT,every=3,
+                                status=ERR), or clear them all
 """
 
 
@@ -42,6 +47,8 @@ class Monitor:
         words = line.split()
         if not words or words[0] == "help":
             return HELP
+        if words[0] == "fault":         # the rest of the line is a rule (it may have spaces)
+            return FaultControl(self.machine.virtio).command(line.strip()[len("fault"):])
         command = {"xp": self._xp, "wp": self._wp, "virtio": self._virtio,
                    "virtqueue": self._virtqueue,
                    "crypto-sessions": self._sessions,

@@ -13,10 +13,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from vmsim.devices.virtio.crypto.constants import Op, Status
-from vmsim.devices.virtio.crypto.fault_rules import FaultRule
+from vmsim.devices.virtio.crypto.fault_rules import FaultRule, FaultRuleError, parse_rule
 
 
 class Fault(NamedTuple):
@@ -105,7 +105,7 @@ class FaultPlan:
             return list(self._armed)
 
     def describe(self) -> str:
-        """One line per rule with its counts (GDB's `monitor fault list`, the TUI)."""
+        """One line per rule with its counts (GDB's `monitor fault`, the TUI)."""
         armed = self.listing()
         if not armed:
             return "no fault rules\n"
@@ -135,3 +135,68 @@ def opcode_name(op: int) -> str:
         return Op(op).name
     except ValueError:
         return f"{op:#x}"
+
+
+def _plan_of(device: Any) -> FaultPlan | None:
+    """The fault plan of a slot's device, through its transport and observer wrappers."""
+    for _ in range(5):
+        if device is None:
+            return None
+        plan = getattr(device, "faults", None)
+        if isinstance(plan, FaultPlan):
+            return plan
+        device = (getattr(device, "_inner", None) or getattr(device, "inner", None)
+                  or getattr(device, "device", None))
+    return None
+
+
+class FaultControl:
+    """The fault rules of a running machine, for GDB's `monitor fault` and the TUI: the
+    distinct plans of its slots (`vmsim run` gives every slot the same one), each rule
+    added to all of them. `command(text)` is the monitor's grammar: nothing or `list`
+    lists the rules with their counts, `clear` drops them, anything else is a rule."""
+
+    def __init__(self, slots: Sequence[Any]) -> None:
+        self.plans: list[tuple[list[int], FaultPlan]] = []
+        for index, slot in enumerate(slots):
+            plan = _plan_of(slot)
+            if plan is None:
+                continue
+            known = next((entry for entry in self.plans if entry[1] is plan), None)
+            if known is None:
+                self.plans.append(([index], plan))
+            else:
+                known[0].append(index)
+
+    def add(self, text: str) -> str:
+        """Parse `text` and arm it on every plan (FaultRuleError if it does not parse)."""
+        rule = parse_rule(text)
+        if not self.plans:
+            return "no device here takes fault rules\n"
+        for _, plan in self.plans:
+            plan.add(rule)
+        return f"fault rule added: {rule}\n"
+
+    def clear(self) -> str:
+        count = max((plan.clear() for _, plan in self.plans), default=0)
+        return f"cleared {count} fault rule{'s' if count != 1 else ''}\n"
+
+    def describe(self) -> str:
+        if not self.plans:
+            return "no device here takes fault rules\n"
+        if len(self.plans) == 1:
+            return self.plans[0][1].describe()
+        return "".join(f"slot {','.join(map(str, slots))}:\n"
+                       + "".join(f"  {line}\n" for line in plan.describe().splitlines())
+                       for slots, plan in self.plans)
+
+    def command(self, text: str) -> str:
+        text = text.strip()
+        if text in ("", "list"):
+            return self.describe()
+        if text == "clear":
+            return self.clear()
+        try:
+            return self.add(text)
+        except FaultRuleError as error:
+            return f"fault: {error}\n"
