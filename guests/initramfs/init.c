@@ -82,8 +82,12 @@ static int run_programs(char *list)
     return first_failure;
 }
 
+/* The riscv board's power device (a SiFive test finisher) carries the exit status; the
+ * arm64 board powers off through PSCI SYSTEM_OFF, which carries none, so there the
+ * status is only in the "done" line. */
 static void write_finisher(uint32_t value)
 {
+#if defined(__riscv)
     int fd = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
     if (fd < 0)
         return;
@@ -94,6 +98,9 @@ static void write_finisher(uint32_t value)
     if (reg != MAP_FAILED)
         reg[(FINISHER_ADDR - (unsigned long)base) / sizeof(uint32_t)] = value;
     close(fd);
+#else
+    (void)value;
+#endif
 }
 
 static void power_off(int code)

@@ -29,6 +29,8 @@ class Arm64VirtBoard:
     of virtio-mmio slots."""
 
     name: str
+    arch: str
+    console: str                   # the kernel's console= for the board's UART
     ram_base: int
     cpu: str
     gic_distributor: Window
@@ -43,6 +45,8 @@ class Arm64VirtBoard:
 
 BOARD = Arm64VirtBoard(
     name="arm64-virt",
+    arch="arm64",
+    console="ttyAMA0",
     ram_base=0x4000_0000,
     cpu="arm,cortex-a72",
     gic_distributor=Window(0x0800_0000, 0x1_0000),

@@ -25,6 +25,8 @@ class RiscvVirtBoard:
     of virtio-mmio slots."""
 
     name: str
+    arch: str
+    console: str                   # the kernel's console= for the board's UART
     ram_base: int
     timebase_hz: int
     isa: str
@@ -41,6 +43,8 @@ class RiscvVirtBoard:
 
 BOARD = RiscvVirtBoard(
     name="riscv64-virt",
+    arch="riscv64",
+    console="ttyS0",
     ram_base=0x8000_0000,
     timebase_hz=10_000_000,
     isa="rv64imafdc",

@@ -203,10 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="boot a kernel (the default guest if none given)")
-    run.add_argument("--kernel", type=Path, help="Linux Image or RISC-V ELF to boot")
+    run.add_argument("--kernel", type=Path, help="Linux Image (riscv64 or arm64, plain or "
+                     "gzipped) or ELF file to boot; its architecture picks the board")
+    run.add_argument("--arch", default=None, metavar="ARCH", choices=("riscv64", "arm64"),
+                     help="with no --kernel: boot the default guest of ARCH, riscv64 "
+                     "(default) or arm64")
     run.add_argument("--initrd", type=Path, help="initramfs (cpio, optionally compressed)")
     run.add_argument("--append", default=None, type=_text("--append"), help="kernel command line "
-                     "(default: console=ttyS0)")
+                     "(default: console=ttyS0, or console=ttyAMA0 on arm64)")
     run.add_argument("--mem", type=parse_memory_size, default=DEFAULT_MEMORY,
                      help="RAM size, e.g. 256M (default) or 1G")
     run.add_argument("--dtb-out", type=Path, help="also write the generated device tree here")
@@ -297,7 +301,8 @@ def _run(args: argparse.Namespace) -> int:
     from vmsim.cli.terminal import TerminalConsole
     from vmsim.cli.observe import Observers
     from vmsim.core.console import write_stdout
-    from vmsim.core.machine import DEFAULT_APPEND, Machine, MachineConfig
+    from vmsim.boards import default_append, for_arch
+    from vmsim.core.machine import MachineConfig, create_machine
 
     _check_standard_fds()
     gdb_port = _gdb_port(args)
@@ -305,19 +310,21 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args)
     ensure_native_library()
     kernel, initrd = args.kernel, args.initrd
+    arch = _kernel_arch(kernel, args.arch)
     if kernel is None:
         from vmsim.build.guest import ensure_default_guest
 
-        paths = ensure_default_guest()
+        paths = ensure_default_guest(arch=arch)
         kernel, initrd = paths.kernel, initrd or paths.initrd
-    config = MachineConfig(kernel=kernel, initrd=initrd, memory=args.mem,
-                           append=DEFAULT_APPEND if args.append is None else args.append,
+    board = for_arch(arch)
+    config = MachineConfig(kernel=kernel, initrd=initrd, memory=args.mem, board=board,
+                           append=default_append(board) if args.append is None else args.append,
                            dtb_out=args.dtb_out, virtio=factories, strict=args.strict)
     observers = Observers.from_args(args)
     config.trace = observers.sink(log.trace_sink if log.trace_enabled() else None)
     config.virtio = observers.devices(config.virtio)
     try:
-        with Machine(config, output=observers.output(write_stdout)) as machine:
+        with create_machine(config, output=observers.output(write_stdout)) as machine:
             machine.load()
             observers.attach(machine)
             stub = None if gdb_port is None else _start_gdb_stub(machine, gdb_port, args.wait)
@@ -332,6 +339,18 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         observers.close()
         log.close()
+
+
+def _kernel_arch(kernel: Path | None, asked: str | None) -> str:
+    """The architecture to boot: the kernel file's own, or --arch for the default guest."""
+    if kernel is None:
+        return asked or "riscv64"
+    from vmsim.core.kernel_format import detect_arch
+
+    arch = detect_arch(kernel)
+    if asked is not None and asked != arch:
+        raise UsageError(f"--kernel {kernel} is a {arch} kernel, but --arch {asked} was given")
+    return arch
 
 
 def _gdb_port(args: argparse.Namespace) -> int | None:

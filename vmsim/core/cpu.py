@@ -44,7 +44,7 @@ MCSR_NAMES = ("mstatus", "mip", "mie", "medeleg", "mideleg", "mcounteren")
 
 # What the patched engine does natively (its exported vmsim_features(); docs/engine.md,
 # P7 and P8), and the pseudo-registers through which it reports and is configured.
-NATIVE_TRAPS, NATIVE_TIMER, NATIVE_INVALIDATE = 1, 2, 4
+NATIVE_TRAPS, NATIVE_TIMER, NATIVE_INVALIDATE, NATIVE_ARM64 = 1, 2, 4, 8
 _VMSIM_REG = 0x76000
 _REG_TIMER_ENABLE, _REG_TIMECMP = _VMSIM_REG, _VMSIM_REG + 1
 _REG_TIMER_SETS, _REG_TIMER_FIRES, _REG_TRAP_REPEATS = (_VMSIM_REG + 2, _VMSIM_REG + 3,
@@ -83,22 +83,15 @@ _MMIO_READ: Any = None
 _MMIO_WRITE: Any = None
 
 
-def _bind_engine() -> None:
-    """Load the engine (vmsim.core.engine) and resolve its register and error numbers."""
-    global uc_mod, rv, _CSRS_AT_ANY_PRIVILEGE, _NATIVE_FEATURES, _MIP, _PRIV, _PC, _X0
-    global _CTL_REMOVE_CACHE
+def _bind_common() -> Any:
+    """Load the engine (vmsim.core.engine) and resolve what every target shares: its
+    error numbers, the code-cache control and the patch's native features."""
+    global uc_mod, _CSRS_AT_ANY_PRIVILEGE, _NATIVE_FEATURES, _CTL_REMOVE_CACHE
     if uc_mod is not None:
-        return
+        return uc_mod
     module = load_unicorn()
-    from unicorn import riscv_const
-
-    rv = riscv_const
-    CSR.update({name: getattr(rv, f"UC_RISCV_REG_{name.upper()}") for name in CSR_NAMES})
-    MCSR.update({name: getattr(rv, f"UC_RISCV_REG_{name.upper()}") for name in MCSR_NAMES})
     _CSRS_AT_ANY_PRIVILEGE = engine_kind(module) == PATCHED
     _NATIVE_FEATURES = _native_features() if _CSRS_AT_ANY_PRIVILEGE else 0
-    _MIP, _PRIV, _PC, _X0 = (rv.UC_RISCV_REG_MIP, rv.UC_RISCV_REG_PRIV, rv.UC_RISCV_REG_PC,
-                             rv.UC_RISCV_REG_X0)
     # uc_ctl's encoding of "write, two arguments, TB_REMOVE_CACHE" (what ctl_remove_cache builds).
     _CTL_REMOVE_CACHE = ((module.UC_CTL_IO_WRITE << 30) | (2 << 26)
                          | module.UC_CTL_TB_REMOVE_CACHE)
@@ -109,21 +102,37 @@ def _bind_engine() -> None:
         module.UC_ERR_FETCH_UNMAPPED: EngineStop.FETCH_UNMAPPED,
     })
     uc_mod = module
+    return module
 
 
-class Cpu:
-    """One riscv64 hart (SiFive U54 model: RV64IMAFDC, Sv39) on a fresh engine."""
+def _bind_engine() -> None:
+    """The engine, and the riscv register numbers the hart uses."""
+    global rv, _MIP, _PRIV, _PC, _X0
+    _bind_common()
+    if rv is not None:
+        return
+    from unicorn import riscv_const
 
-    def __init__(self) -> None:
-        _bind_engine()
-        self.uc: Any = uc_mod.Uc(uc_mod.UC_ARCH_RISCV, uc_mod.UC_MODE_RISCV64)
+    CSR.update({name: getattr(riscv_const, f"UC_RISCV_REG_{name.upper()}") for name in CSR_NAMES})
+    MCSR.update({name: getattr(riscv_const, f"UC_RISCV_REG_{name.upper()}") for name in MCSR_NAMES})
+    _MIP, _PRIV, _PC, _X0 = (riscv_const.UC_RISCV_REG_MIP, riscv_const.UC_RISCV_REG_PRIV,
+                             riscv_const.UC_RISCV_REG_PC, riscv_const.UC_RISCV_REG_X0)
+    rv = riscv_const
+
+
+class EngineCpu:
+    """What every target's CPU does with its engine: direct register access, RAM and
+    MMIO mapping, guest-virtual reads, code invalidation after host writes, running."""
+
+    def __init__(self, arch: int, mode: int) -> None:
+        self.uc: Any = uc_mod.Uc(arch, mode)
         self._lib = _vmem_functions()
         self._handle = self.uc._uch
         self.last_error = ""
         self._written_pages: set[int] = set()
-        # update_mip and the code invalidation run on every interrupt change and after
-        # every callback that wrote RAM; they call the engine directly through one
-        # reusable buffer (the binding's wrappers cost 2-3 µs per call).
+        # Interrupt changes and the code invalidation after every callback that wrote
+        # RAM call the engine directly through one reusable buffer (the binding's
+        # wrappers cost 2-3 µs per call).
         self._value = ctypes.c_uint64()
         self._value_ref = ctypes.byref(self._value)
         self._mmio_callbacks: list[tuple[Any, Any]] = []
@@ -140,135 +149,10 @@ class Cpu:
         if status:
             raise uc_mod.UcError(status, reg_id)
 
-    # -- general registers -------------------------------------------------------
-
-    # The trap and SBI paths read a dozen registers per trap: straight to the engine.
-    def x(self, index: int) -> int:
-        return self._get(_X0 + index)
-
-    def set_x(self, index: int, value: int) -> None:
-        """Write x[index]; writes to x0 are dropped, as the ISA says."""
-        if index:
-            self._set(_X0 + index, value & ((1 << 64) - 1))
-
-    @property
-    def pc(self) -> int:
-        return self._get(_PC)
-
-    @pc.setter
-    def pc(self, value: int) -> None:
-        """A pc write also makes Unicorn leave the current translated block
-        (docs/engine.md, E1)."""
-        self.uc.reg_write(rv.UC_RISCV_REG_PC, value)
-
-    @property
-    def priv(self) -> int:
-        return self._get(_PRIV) & 0b11
-
-    @priv.setter
-    def priv(self, value: int) -> None:
-        self._set(_PRIV, value)
-
-    # -- CSRs --------------------------------------------------------------------
-
-    def csr(self, name: str) -> int:
-        return self.uc.reg_read(CSR[name])
-
-    def set_csr(self, name: str, value: int) -> None:
-        self.uc.reg_write(CSR[name], value)
-
-    @contextmanager
-    def _at_machine_level(self) -> Iterator[None]:
-        """Briefly run at PRIV 3, then restore the guest's privilege."""
-        saved = self.uc.reg_read(rv.UC_RISCV_REG_PRIV)
-        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, PRIV_MACHINE)
-        try:
-            yield
-        finally:
-            self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
-
-    def _m_csr_access(self) -> contextlib.AbstractContextManager[None]:
-        """What an M-level CSR access needs: nothing on the patched engine, a brief
-        PRIV 3 on the wheel (docs/engine.md, E2 and P4)."""
-        return contextlib.nullcontext() if _CSRS_AT_ANY_PRIVILEGE else self._at_machine_level()
-
-    def read_mcsr(self, name: str) -> int:
-        with self._m_csr_access():
-            return self.uc.reg_read(MCSR[name])
-
-    def write_mcsr(self, name: str, value: int) -> None:
-        with self._m_csr_access():
-            self.uc.reg_write(MCSR[name], value)
-
-    def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
-        """Raise/lower pending interrupts; the CPU takes them architecturally
-        (docs/engine.md, E3).
-        This runs on every interrupt-line change: one access context for the read
-        and the write, and direct engine calls."""
-        if not _CSRS_AT_ANY_PRIVILEGE:  # the wheel: briefly PRIV 3 (docs/engine.md, E2)
-            saved = self._get(_PRIV)
-            self._set(_PRIV, PRIV_MACHINE)
-            try:
-                self._update_mip(set_bits, clear_bits)
-            finally:
-                self._set(_PRIV, saved)
-        else:
-            self._update_mip(set_bits, clear_bits)
-
-    def _update_mip(self, set_bits: int, clear_bits: int) -> None:
-        """The read-modify-write of mip, with the engine called directly."""
-        lib, handle, value, ref = self._lib, self._handle, self._value, self._value_ref
-        status = lib.uc_reg_read(handle, _MIP, ref)
-        if status:
-            raise uc_mod.UcError(status, _MIP)
-        mip = value.value
-        new = (mip | set_bits) & ~clear_bits
-        if new != mip:
-            value.value = new
-            status = lib.uc_reg_write(handle, _MIP, ref)
-            if status:
-                raise uc_mod.UcError(status, _MIP)
-
-    def interrupt_waiting(self) -> bool:
-        """Whether wfi would wake now: some interrupt is both pending and enabled."""
-        return bool(self.read_mcsr("mip") & self.csr("sie"))
-
-    # -- what the patched engine does natively (docs/engine.md, P7 and P8) ---------
-
     @property
     def native_features(self) -> int:
-        """NATIVE_TRAPS | NATIVE_TIMER as the loaded engine has them; 0 on the wheel."""
+        """The patched engine's NATIVE_* feature bits (vmsim_features()); 0 on the wheel."""
         return _NATIVE_FEATURES
-
-    def native_trap_count(self, cause: int) -> int:
-        """Exceptions of `cause` the engine delivered to S-mode itself."""
-        return self._get(_REG_TRAPS + cause) if _NATIVE_FEATURES & NATIVE_TRAPS else 0
-
-    def native_trap_repeats(self) -> int:
-        """How many times in a row the engine saw the same fault; it hands the fault to
-        the hook instead once this reaches the trap-loop limit."""
-        return self._get(_REG_TRAP_REPEATS) if _NATIVE_FEATURES & NATIVE_TRAPS else 0
-
-    def enable_native_timer(self) -> bool:
-        """Let the engine answer SBI set_timer and raise STIP itself; False where it
-        cannot (the wheel)."""
-        if not _NATIVE_FEATURES & NATIVE_TIMER:
-            return False
-        self._set(_REG_TIMER_ENABLE, 1)
-        return True
-
-    def native_timer_deadline(self) -> int:
-        """The deadline the guest last gave the engine's timer, in ticks (2^64 - 1:
-        none)."""
-        return self._get(_REG_TIMECMP)
-
-    def native_timer_counts(self) -> tuple[int, int]:
-        """(set_timer calls answered, timer interrupts raised) by the engine."""
-        if not _NATIVE_FEATURES & NATIVE_TIMER:
-            return 0, 0
-        return self._get(_REG_TIMER_SETS), self._get(_REG_TIMER_FIRES)
-
-    # -- guest-virtual memory and caches -----------------------------------------
 
     def read_virtual(self, address: int, size: int, execute: bool = False) -> bytes | None:
         """Bytes at a guest-virtual address under the current satp and PRIV; None if
@@ -278,17 +162,6 @@ class Cpu:
         if self._lib.uc_vmem_read(self._handle, address, prot, buf, size) != 0:
             return None
         return buf.raw
-
-    def read_instruction(self, address: int) -> int | None:
-        """The instruction bits at `address` (16 or 32), or None if not fetchable."""
-        low = self.read_virtual(address, 2, execute=True)
-        if low is None:
-            return None
-        half = int.from_bytes(low, "little")
-        if half & 0b11 != 0b11:
-            return half
-        high = self.read_virtual(address + 2, 2, execute=True)
-        return None if high is None else half | int.from_bytes(high, "little") << 16
 
     def is_fetchable(self, address: int) -> bool:
         out = ctypes.c_uint64()
@@ -313,36 +186,6 @@ class Cpu:
             else:
                 self._written_pages.update(range(first, last + 1))
 
-    def _forget_written_code(self) -> None:
-        """Invalidate the noted pages, one engine call per run of adjacent pages.
-
-        The patched engine takes physical addresses and skips pages without code
-        (docs/engine.md, P11). Elsewhere this runs at PRIV 3 so that the engine reads
-        the addresses as physical (E17), and a run may bridge one unwritten page: a
-        virtqueue's used ring spans three pages and a completion writes the first and
-        the last, so this makes one call of two (each costs a few µs: a TLB fill and a
-        page-collection lock in the engine). Dropping a page's translations is always
-        safe; it costs only a retranslation."""
-        if not self._written_pages:
-            return
-        pages = sorted(self._written_pages)
-        self._written_pages.clear()
-        if _NATIVE_FEATURES & NATIVE_INVALIDATE:
-            self._invalidate_physical(pages)
-            return
-        saved = self._get(_PRIV)
-        self._set(_PRIV, PRIV_MACHINE)
-        try:
-            start = previous = pages[0]
-            for page in pages[1:]:
-                if page > previous + 2:
-                    self._remove_cache(start, previous + 1)
-                    start = page
-                previous = page
-            self._remove_cache(start, previous + 1)
-        finally:
-            self._set(_PRIV, saved)
-
     def _invalidate_physical(self, pages: list[int]) -> None:
         """The patched engine's invalidation, by physical range (docs/engine.md, P11)."""
         start = previous = pages[0]
@@ -354,30 +197,6 @@ class Cpu:
             previous = page
         self._set(_REG_INVALIDATE_START, start << PAGE_SHIFT)
         self._set(_REG_INVALIDATE_END, (previous + 1) << PAGE_SHIFT)
-
-    def _remove_cache(self, first_page: int, end_page: int) -> None:
-        """ctl_remove_cache over whole pages, called directly."""
-        status = self._lib.uc_ctl(self._handle, _CTL_REMOVE_CACHE,
-                                  ctypes.c_uint64(first_page << PAGE_SHIFT),
-                                  ctypes.c_uint64(end_page << PAGE_SHIFT))
-        if status:
-            raise uc_mod.UcError(status)
-
-    # -- hooks and running ------------------------------------------------------
-
-    def on_exception(self, callback: Callable[[int], None]) -> None:
-        """Call `callback(cause)` for every synchronous exception except ebreak; pc is
-        already 4 past the faulting instruction (docs/engine.md, E1)."""
-        def hook(_uc: Any, cause: int, _data: Any) -> None:
-            callback(cause)
-            self._forget_written_code()
-
-        self.uc.hook_add(uc_mod.UC_HOOK_INTR, hook)
-
-    def on_invalid_instruction(self, callback: Callable[[], bool]) -> None:
-        """Call `callback()` for what Unicorn cannot translate (ebreak); pc is at the
-        instruction. Returning True makes `run` end with `EngineStop.EXCEPTION`."""
-        self.uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, lambda _uc, _data: callback())
 
     def map_ram(self, base: int, size: int, host_address: int) -> None:
         """Map host memory as guest RAM, zero-copy."""
@@ -443,7 +262,180 @@ class Cpu:
         docs/engine.md, E9)."""
         self.uc.emu_stop()
 
-    # -- diagnostics -------------------------------------------------------------
+    def _forget_written_code(self) -> None:
+        """Invalidate the noted pages, one engine call per run of adjacent pages: by
+        physical range on the patched engine (docs/engine.md, P11), which skips pages
+        without code; `_invalidate_without_patch` elsewhere. Dropping a page's
+        translations is always safe; it costs only a retranslation."""
+        if not self._written_pages:
+            return
+        pages = sorted(self._written_pages)
+        self._written_pages.clear()
+        if _NATIVE_FEATURES & NATIVE_INVALIDATE:
+            self._invalidate_physical(pages)
+        else:
+            self._invalidate_without_patch(pages)
+
+    def _invalidate_without_patch(self, pages: list[int]) -> None:
+        raise NotImplementedError
+
+
+class Cpu(EngineCpu):
+    """One riscv64 hart (SiFive U54 model: RV64IMAFDC, Sv39) on a fresh engine."""
+
+    def __init__(self) -> None:
+        _bind_engine()
+        super().__init__(uc_mod.UC_ARCH_RISCV, uc_mod.UC_MODE_RISCV64)
+
+    # The trap and SBI paths read a dozen registers per trap: straight to the engine.
+    def x(self, index: int) -> int:
+        return self._get(_X0 + index)
+
+    def set_x(self, index: int, value: int) -> None:
+        """Write x[index]; writes to x0 are dropped, as the ISA says."""
+        if index:
+            self._set(_X0 + index, value & ((1 << 64) - 1))
+
+    @property
+    def pc(self) -> int:
+        return self._get(_PC)
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        """A pc write also makes Unicorn leave the current translated block
+        (docs/engine.md, E1)."""
+        self.uc.reg_write(rv.UC_RISCV_REG_PC, value)
+
+    @property
+    def priv(self) -> int:
+        return self._get(_PRIV) & 0b11
+
+    @priv.setter
+    def priv(self, value: int) -> None:
+        self._set(_PRIV, value)
+
+    def csr(self, name: str) -> int:
+        return self.uc.reg_read(CSR[name])
+
+    def set_csr(self, name: str, value: int) -> None:
+        self.uc.reg_write(CSR[name], value)
+
+    @contextmanager
+    def _at_machine_level(self) -> Iterator[None]:
+        """Briefly run at PRIV 3, then restore the guest's privilege."""
+        saved = self.uc.reg_read(rv.UC_RISCV_REG_PRIV)
+        self.uc.reg_write(rv.UC_RISCV_REG_PRIV, PRIV_MACHINE)
+        try:
+            yield
+        finally:
+            self.uc.reg_write(rv.UC_RISCV_REG_PRIV, saved)
+
+    def _m_csr_access(self) -> contextlib.AbstractContextManager[None]:
+        """What an M-level CSR access needs: nothing on the patched engine, a brief
+        PRIV 3 on the wheel (docs/engine.md, E2 and P4)."""
+        return contextlib.nullcontext() if _CSRS_AT_ANY_PRIVILEGE else self._at_machine_level()
+
+    def read_mcsr(self, name: str) -> int:
+        with self._m_csr_access():
+            return self.uc.reg_read(MCSR[name])
+
+    def write_mcsr(self, name: str, value: int) -> None:
+        with self._m_csr_access():
+            self.uc.reg_write(MCSR[name], value)
+
+    def update_mip(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Raise/lower pending interrupts; the CPU takes them architecturally
+        (docs/engine.md, E3).
+        This runs on every interrupt-line change: one access context for the read
+        and the write, and direct engine calls."""
+        if not _CSRS_AT_ANY_PRIVILEGE:  # the wheel: briefly PRIV 3 (docs/engine.md, E2)
+            saved = self._get(_PRIV)
+            self._set(_PRIV, PRIV_MACHINE)
+            try:
+                self._update_mip(set_bits, clear_bits)
+            finally:
+                self._set(_PRIV, saved)
+        else:
+            self._update_mip(set_bits, clear_bits)
+
+    def _update_mip(self, set_bits: int, clear_bits: int) -> None:
+        """The read-modify-write of mip, with the engine called directly."""
+        lib, handle, value, ref = self._lib, self._handle, self._value, self._value_ref
+        status = lib.uc_reg_read(handle, _MIP, ref)
+        if status:
+            raise uc_mod.UcError(status, _MIP)
+        mip = value.value
+        new = (mip | set_bits) & ~clear_bits
+        if new != mip:
+            value.value = new
+            status = lib.uc_reg_write(handle, _MIP, ref)
+            if status:
+                raise uc_mod.UcError(status, _MIP)
+
+    def interrupt_waiting(self) -> bool:
+        """Whether wfi would wake now: some interrupt is both pending and enabled."""
+        return bool(self.read_mcsr("mip") & self.csr("sie"))
+
+    def native_trap_count(self, cause: int) -> int:
+        """Exceptions of `cause` the engine delivered to S-mode itself."""
+        return self._get(_REG_TRAPS + cause) if _NATIVE_FEATURES & NATIVE_TRAPS else 0
+
+    def native_trap_repeats(self) -> int:
+        """How many times in a row the engine saw the same fault; it hands the fault to
+        the hook instead once this reaches the trap-loop limit."""
+        return self._get(_REG_TRAP_REPEATS) if _NATIVE_FEATURES & NATIVE_TRAPS else 0
+
+    def enable_native_timer(self) -> bool:
+        """Let the engine answer SBI set_timer and raise STIP itself; False where it
+        cannot (the wheel)."""
+        if not _NATIVE_FEATURES & NATIVE_TIMER:
+            return False
+        self._set(_REG_TIMER_ENABLE, 1)
+        return True
+
+    def native_timer_deadline(self) -> int:
+        """The deadline the guest last gave the engine's timer, in ticks (2^64 - 1:
+        none)."""
+        return self._get(_REG_TIMECMP)
+
+    def native_timer_counts(self) -> tuple[int, int]:
+        """(set_timer calls answered, timer interrupts raised) by the engine."""
+        if not _NATIVE_FEATURES & NATIVE_TIMER:
+            return 0, 0
+        return self._get(_REG_TIMER_SETS), self._get(_REG_TIMER_FIRES)
+
+    def read_instruction(self, address: int) -> int | None:
+        """The instruction bits at `address` (16 or 32), or None if not fetchable."""
+        low = self.read_virtual(address, 2, execute=True)
+        if low is None:
+            return None
+        half = int.from_bytes(low, "little")
+        if half & 0b11 != 0b11:
+            return half
+        high = self.read_virtual(address + 2, 2, execute=True)
+        return None if high is None else half | int.from_bytes(high, "little") << 16
+
+    def _remove_cache(self, first_page: int, end_page: int) -> None:
+        """ctl_remove_cache over whole pages, called directly."""
+        status = self._lib.uc_ctl(self._handle, _CTL_REMOVE_CACHE,
+                                  ctypes.c_uint64(first_page << PAGE_SHIFT),
+                                  ctypes.c_uint64(end_page << PAGE_SHIFT))
+        if status:
+            raise uc_mod.UcError(status)
+
+    def on_exception(self, callback: Callable[[int], None]) -> None:
+        """Call `callback(cause)` for every synchronous exception except ebreak; pc is
+        already 4 past the faulting instruction (docs/engine.md, E1)."""
+        def hook(_uc: Any, cause: int, _data: Any) -> None:
+            callback(cause)
+            self._forget_written_code()
+
+        self.uc.hook_add(uc_mod.UC_HOOK_INTR, hook)
+
+    def on_invalid_instruction(self, callback: Callable[[], bool]) -> None:
+        """Call `callback()` for what Unicorn cannot translate (ebreak); pc is at the
+        instruction. Returning True makes `run` end with `EngineStop.EXCEPTION`."""
+        self.uc.hook_add(uc_mod.UC_HOOK_INSN_INVALID, lambda _uc, _data: callback())
 
     def register_dump(self) -> str:
         """All general registers and the S-mode trap CSRs, for a guest death report."""
@@ -452,6 +444,25 @@ class Cpu:
         lines += ["  ".join(regs[i:i + 4]) for i in range(0, 32, 4)]
         lines.append("  ".join(f"{name}={self.csr(name):#x}" for name in CSR))
         return "\n".join(lines)
+
+    def _invalidate_without_patch(self, pages: list[int]) -> None:
+        """The wheel's invalidation, at PRIV 3 so that the engine reads the addresses
+        as physical (E17). A run may bridge one unwritten page: a virtqueue's used ring
+        spans three pages and a completion writes the first and the last, so this
+        makes one call of two (each costs a few µs: a TLB fill and a page-collection
+        lock in the engine)."""
+        saved = self._get(_PRIV)
+        self._set(_PRIV, PRIV_MACHINE)
+        try:
+            start = previous = pages[0]
+            for page in pages[1:]:
+                if page > previous + 2:
+                    self._remove_cache(start, previous + 1)
+                    start = page
+                previous = page
+            self._remove_cache(start, previous + 1)
+        finally:
+            self._set(_PRIV, saved)
 
 
 def _native_features() -> int:

@@ -20,9 +20,9 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-from vmsim.devices.bus import HostResources, MmioDevice, Pollable
+from vmsim.devices.bus import HostResources, IrqLine, MmioDevice, Pollable
 from vmsim.devices.events import TraceSink, discard
 from vmsim.devices.memory import Ram
 from vmsim.devices.model import SlotContext
@@ -63,7 +63,7 @@ class MachineConfig:
     memory: int = DEFAULT_MEMORY
     dtb_out: Path | None = None
     virtio: Sequence[DeviceFactory] = field(default_factory=list)
-    board: RiscvVirtBoard = BOARD
+    board: Any = BOARD                    # a board of vmsim.boards (RiscvVirtBoard by default)
     trace: TraceSink = discard            # where devices send their trace events
     strict: bool = False                  # check the drivers' virtio rules (docs/strict.md)
 
@@ -106,8 +106,11 @@ class _WatchingWaker(_MachineWaker):
         self._watch(self, fds)
 
 
-class Machine:
-    """One riscv64 hart with RAM, PLIC, UART, power control and virtio-mmio slots."""
+class BaseMachine:
+    """What every board's machine shares: RAM, the CPU on its engine, the devices on
+    their windows, the run loop, the deadline watchdog and the console. A subclass
+    brings its architecture: the CPU, the interrupt controller and console, the
+    firmware, the loader, and how interrupts and the timer reach the CPU."""
 
     def __init__(self, config: MachineConfig,
                  output: Callable[[bytes], None] = write_stdout) -> None:
@@ -119,11 +122,9 @@ class Machine:
         # can no longer take its console output (ConsoleOutputError).
         self._death: VmsimError | None = None
         self._quit_status: int | None = None
-        self._sbi_input: deque[int] = deque(maxlen=4096)
         # A debugger (vmsim.gdb) the CLI attached: the run loop hands it the CPU thread
         # whenever it asks to halt, so it runs commands with the engine stopped.
         self.debugger: Debugger | None = None
-        self._input_to_sbi = "console=hvc" in config.append
 
         board = self.board = config.board
         check_text(config.append, "the kernel command line")  # it goes into the DTB as UTF-8
@@ -131,12 +132,12 @@ class Machine:
             raise VmsimError(f"{len(config.virtio)} virtio devices asked for; the {board.name} "
                              f"board has {len(board.virtio)} slots")
         self.ram = _allocate_ram(board.ram_base, config.memory)
-        self.cpu = Cpu()
+        self.cpu = self._make_cpu()
         self.cpu.map_ram(self.ram.base, self.ram.size, self.ram.host_address)
         self.ram.add_write_listener(self.cpu.note_written)
         self._stopper = make_stopper(self.cpu.uc)
 
-        self.clock = GuestClock(board.timebase_hz)
+        self.clock = GuestClock(self._timebase_hz())
         self.timer = SbiTimer(self.clock)
         self._idle = WakePipe()
         self._running = False
@@ -147,11 +148,7 @@ class Machine:
         self._watched: dict[object, tuple[int, ...]] = {}
 
         self._panic = PanicDetector(self._on_panic)
-        self.plic = Plic(board.plic_sources, board.plic_contexts, self._on_plic_output)
-        self.uart = Uart16550(self.plic.line(board.uart.irq), self._console_output, waker)
-        self.power = PowerControl(self._on_power_request)
-        self._devices: list[tuple[Window, MmioDevice]] = [
-            (board.plic, self.plic), (board.uart, self.uart), (board.power, self.power)]
+        self._devices: list[tuple[Window, MmioDevice]] = self._platform_devices(waker)
         self.virtio: list[MmioDevice] = []
         # --strict: the slots' checkers report here; the pc is exact only between blocks.
         self.strict = (StrictReport(self._access_pc, self._note, config.trace)
@@ -160,7 +157,7 @@ class Machine:
             slot = board.virtio[index]
             slot_waker = (waker if self._fd_watch is None
                           else _WatchingWaker(self.watchdog.wake, self._watch_fds))
-            device = factory(SlotContext(self.ram, self.plic.line(slot.irq), slot_waker,
+            device = factory(SlotContext(self.ram, self._slot_irq(slot), slot_waker,
                                          config.trace, strict=self.strict))
             self._devices.append((slot, device))
             self.virtio.append(device)
@@ -177,12 +174,60 @@ class Machine:
         except BaseException:
             self.close()
             raise
-
-        self.firmware = SbiFirmware(_FirmwarePlatform(self))
-        self.traps = TrapHandler(self.cpu, self.firmware, self.clock, self._raise_due,
-                                 self.cpu.stop, DELEGATED_EXCEPTIONS)
-        self.traps.install()
+        self._install_firmware()
         self.layout: BootLayout | None = None
+
+    # -- what a board's machine provides -----------------------------------------------
+
+    def _make_cpu(self) -> Any:
+        raise NotImplementedError
+
+    def _timebase_hz(self) -> int:
+        raise NotImplementedError
+
+    def _platform_devices(self, waker: _MachineWaker) -> list[tuple[Window, MmioDevice]]:
+        """The board's own devices (interrupt controller, console, ...) on their windows."""
+        raise NotImplementedError
+
+    def _slot_irq(self, slot: Window) -> IrqLine:
+        raise NotImplementedError
+
+    def _install_firmware(self) -> None:
+        raise NotImplementedError
+
+    def device_tree(self, initrd: tuple[int, int] | None) -> bytes:
+        raise NotImplementedError
+
+    def load(self) -> BootLayout:
+        raise NotImplementedError
+
+    def _raise_due(self) -> None:
+        """Raise the timer interrupt once its deadline has passed; called at every
+        hook and callback entry."""
+        raise NotImplementedError
+
+    def _after_wfi(self) -> bool:
+        """Whether the run just ended on the guest's wait-for-interrupt."""
+        raise NotImplementedError
+
+    def _interrupt_waiting(self) -> bool:
+        raise NotImplementedError
+
+    def _fatal_trap(self) -> VmsimError | None:
+        """A guest death the exception path found during the run, if any."""
+        return None
+
+    def push_input(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _write_dtb(self, blob: bytes) -> bytes:
+        if self.config.dtb_out is not None:
+            write_file(self.config.dtb_out, blob, "the device tree")
+        return blob
+
+    def _boot_info(self, initrd: tuple[int, int] | None) -> BootInfo:
+        return BootInfo(ram_size=self.ram.size, bootargs=self.config.append, initrd=initrd,
+                        virtio_slots=tuple(range(len(self.virtio))))
 
     # -- setup -----------------------------------------------------------------------
 
@@ -199,21 +244,6 @@ class Machine:
         if self.strict is not None and device in self.virtio:
             read, write = self.strict.noting(window.base, read, write)
         self.cpu.map_mmio(window.base, window.mapped_size, read, write)
-
-    def device_tree(self, initrd: tuple[int, int] | None) -> bytes:
-        boot = BootInfo(ram_size=self.ram.size, bootargs=self.config.append, initrd=initrd,
-                        virtio_slots=tuple(range(len(self.virtio))))
-        blob = device_tree(self.board, boot)
-        if self.config.dtb_out is not None:
-            write_file(self.config.dtb_out, blob, "the device tree")
-        return blob
-
-    def load(self) -> BootLayout:
-        """Put kernel, initrd and device tree in RAM and point the hart at the kernel."""
-        self.layout = load_boot(self.ram, self.config.kernel, self.config.initrd,
-                                self.device_tree)
-        boot_hart(self.cpu, self.layout.kernel.entry, self.layout.dtb_addr)
-        return self.layout
 
     # -- running -----------------------------------------------------------------------
 
@@ -259,8 +289,9 @@ class Machine:
             raise self._death
 
     def _after_run(self, reason: EngineStop) -> None:
-        if self.traps.fatal is not None:
-            raise self.traps.fatal
+        fatal = self._fatal_trap()
+        if fatal is not None:
+            raise fatal
         if self._death is not None:
             raise self._death
         if reason is EngineStop.OK:
@@ -276,16 +307,17 @@ class Machine:
     def _access_pc(self) -> int:
         """The pc of the guest's MMIO access in progress (or of the stopped guest), for
         --strict findings: inside a callback the engine's pc is its block's start."""
-        return locate_access(self.cpu, self.strict.access if self.strict else None)
+        return self._locate_access(self.strict.access if self.strict else None)
 
-    def _after_wfi(self) -> bool:
-        pc = self.cpu.pc
-        return self.cpu.read_instruction(pc - 4) == WFI
+    def _locate_access(self, access: Any) -> int:
+        """The pc of the instruction making `access`; the block's start where the
+        machine cannot decode its instructions."""
+        return self.cpu.pc
 
     def _wait_for_interrupt(self) -> None:
         """wfi: sleep on the host until an interrupt could be pending (docs/engine.md, E5)."""
         self._raise_due()
-        if self.cpu.interrupt_waiting() or self.watchdog.pending:
+        if self._interrupt_waiting() or self.watchdog.pending:
             return
         self._idle.wait(self.timer.seconds_left())
 
@@ -295,35 +327,15 @@ class Machine:
         if reason is EngineStop.FETCH_UNMAPPED:
             where = f"at pc {pc:#x} (address {pc:#x})"
         elif reason in (EngineStop.READ_UNMAPPED, EngineStop.WRITE_UNMAPPED):
-            insn = self.cpu.read_instruction(pc)
-            access = decode_memory_access(insn) if insn is not None else None
-            if access is not None:
-                where += f" (address {access.address(self.cpu.x(access.base)):#x})"
+            address = self._access_address(pc)
+            if address is not None:
+                where += f" (address {address:#x})"
         detail = reason.value if reason is not EngineStop.OTHER_ERROR else self.cpu.last_error
         return guest_error(f"guest died: {detail} {where}", self.cpu)
 
-    # -- interrupts ----------------------------------------------------------------------
-
-    def _raise_due(self) -> None:
-        """Raise STIP once the SBI deadline has passed. Called at every hook entry."""
-        if not self.timer.fired and self.timer.due():
-            self.timer.fired = True
-            self.cpu.update_mip(set_bits=STIP)
-
-    def set_timer(self, deadline: int) -> None:
-        self.timer.set(deadline)
-        if self.timer.due():
-            self.timer.fired = True
-            self.cpu.update_mip(set_bits=STIP)
-        else:
-            self.cpu.update_mip(clear_bits=STIP)
-
-    def set_software_interrupt(self, pending: bool) -> None:
-        self.cpu.update_mip(set_bits=SSIP if pending else 0, clear_bits=0 if pending else SSIP)
-
-    def _on_plic_output(self, context: int, level: bool) -> None:
-        if context == self.board.plic_s_mode_context:
-            self.cpu.update_mip(set_bits=SEIP if level else 0, clear_bits=0 if level else SEIP)
+    def _access_address(self, pc: int) -> int | None:
+        """The address the load or store at `pc` used, where the machine can decode it."""
+        return None
 
     # -- native fd watching ----------------------------------------------------------------
 
@@ -383,13 +395,6 @@ class Machine:
         self._finish(request.code if request.kind == "fail" else 0)
         self._stopper.request()
 
-    def system_reset(self, kind: str, reason: int) -> None:
-        """SBI SRST, from inside the ecall hook, where a direct stop is safe."""
-        if kind != "shutdown":
-            self._note(f"the guest asked for a {kind.replace('_', ' ')}; vmsim stops instead")
-        self._finish(0 if kind != "shutdown" or reason == RESET_REASON_NONE else 1)
-        self.cpu.stop()
-
     def _finish(self, status: int) -> None:
         if self.exit_status is None:
             self.exit_status = status
@@ -402,17 +407,6 @@ class Machine:
             print(f"\r\nvmsim: {text}", file=sys.stderr, flush=True)
         except (OSError, ValueError):
             pass                        # no stderr left to tell; the run goes on
-
-    def push_input(self, data: bytes) -> None:
-        """Host keyboard input (any thread): to the UART, or to SBI getchar for hvc0."""
-        if self._input_to_sbi:
-            self._sbi_input.extend(data)
-            self.watchdog.wake()
-        else:
-            self.uart.push_input(data)
-
-    def read_sbi_input(self) -> int:
-        return self._sbi_input.popleft() if self._sbi_input else -1
 
     def request_stop(self) -> None:
         """Any thread: end the current engine run at the next safe point; the run loop
@@ -451,6 +445,122 @@ class Machine:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+class Machine(BaseMachine):
+    """One riscv64 hart with RAM, PLIC, UART, power control and virtio-mmio slots."""
+
+    board: RiscvVirtBoard
+    cpu: Cpu
+
+    def __init__(self, config: MachineConfig,
+                 output: Callable[[bytes], None] = write_stdout) -> None:
+        self._sbi_input: deque[int] = deque(maxlen=4096)
+        self._input_to_sbi = "console=hvc" in config.append
+        super().__init__(config, output)
+
+    def _make_cpu(self) -> Cpu:
+        return Cpu()
+
+    def _timebase_hz(self) -> int:
+        return self.board.timebase_hz
+
+    def _platform_devices(self, waker: _MachineWaker) -> list[tuple[Window, MmioDevice]]:
+        board = self.board
+        self.plic = Plic(board.plic_sources, board.plic_contexts, self._on_plic_output)
+        self.uart = Uart16550(self.plic.line(board.uart.irq), self._console_output, waker)
+        self.power = PowerControl(self._on_power_request)
+        return [(board.plic, self.plic), (board.uart, self.uart), (board.power, self.power)]
+
+    def _slot_irq(self, slot: Window) -> IrqLine:
+        return self.plic.line(slot.irq)
+
+    def _install_firmware(self) -> None:
+        self.firmware = SbiFirmware(_FirmwarePlatform(self))
+        self.traps = TrapHandler(self.cpu, self.firmware, self.clock, self._raise_due,
+                                 self.cpu.stop, DELEGATED_EXCEPTIONS)
+        self.traps.install()
+
+    def _fatal_trap(self) -> VmsimError | None:
+        return self.traps.fatal
+
+    def device_tree(self, initrd: tuple[int, int] | None) -> bytes:
+        return self._write_dtb(device_tree(self.board, self._boot_info(initrd)))
+
+    def load(self) -> BootLayout:
+        """Put kernel, initrd and device tree in RAM and point the hart at the kernel."""
+        self.layout = load_boot(self.ram, self.config.kernel, self.config.initrd,
+                                self.device_tree)
+        boot_hart(self.cpu, self.layout.kernel.entry, self.layout.dtb_addr)
+        return self.layout
+
+    def _after_wfi(self) -> bool:
+        pc = self.cpu.pc
+        return self.cpu.read_instruction(pc - 4) == WFI
+
+    def _interrupt_waiting(self) -> bool:
+        return self.cpu.interrupt_waiting()
+
+    def _locate_access(self, access: Any) -> int:
+        return locate_access(self.cpu, access)
+
+    def _access_address(self, pc: int) -> int | None:
+        insn = self.cpu.read_instruction(pc)
+        access = decode_memory_access(insn) if insn is not None else None
+        return None if access is None else access.address(self.cpu.x(access.base))
+
+    # -- interrupts ----------------------------------------------------------------------
+
+    def _raise_due(self) -> None:
+        """Raise STIP once the SBI deadline has passed. Called at every hook entry."""
+        if not self.timer.fired and self.timer.due():
+            self.timer.fired = True
+            self.cpu.update_mip(set_bits=STIP)
+
+    def set_timer(self, deadline: int) -> None:
+        self.timer.set(deadline)
+        if self.timer.due():
+            self.timer.fired = True
+            self.cpu.update_mip(set_bits=STIP)
+        else:
+            self.cpu.update_mip(clear_bits=STIP)
+
+    def set_software_interrupt(self, pending: bool) -> None:
+        self.cpu.update_mip(set_bits=SSIP if pending else 0, clear_bits=0 if pending else SSIP)
+
+    def _on_plic_output(self, context: int, level: bool) -> None:
+        if context == self.board.plic_s_mode_context:
+            self.cpu.update_mip(set_bits=SEIP if level else 0, clear_bits=0 if level else SEIP)
+
+    # -- SBI console and reset ------------------------------------------------------------
+
+    def system_reset(self, kind: str, reason: int) -> None:
+        """SBI SRST, from inside the ecall hook, where a direct stop is safe."""
+        if kind != "shutdown":
+            self._note(f"the guest asked for a {kind.replace('_', ' ')}; vmsim stops instead")
+        self._finish(0 if kind != "shutdown" or reason == RESET_REASON_NONE else 1)
+        self.cpu.stop()
+
+    def push_input(self, data: bytes) -> None:
+        """Host keyboard input (any thread): to the UART, or to SBI getchar for hvc0."""
+        if self._input_to_sbi:
+            self._sbi_input.extend(data)
+            self.watchdog.wake()
+        else:
+            self.uart.push_input(data)
+
+    def read_sbi_input(self) -> int:
+        return self._sbi_input.popleft() if self._sbi_input else -1
+
+
+def create_machine(config: MachineConfig,
+                   output: Callable[[bytes], None] = write_stdout) -> BaseMachine:
+    """The machine of the board `config` names."""
+    if isinstance(config.board, RiscvVirtBoard):
+        return Machine(config, output)
+    from vmsim.core.arm64_machine import Arm64Machine
+
+    return Arm64Machine(config, output)
 
 
 class Debugger(Protocol):
