@@ -72,3 +72,41 @@ def test_attaching_to_nothing_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["tui", "--attach", str(tmp_path / "nope.sock")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot attach to" in err[0]
+
+
+def test_an_attached_viewer_adds_and_lists_fault_rules(tmp_path: Path) -> None:
+    from vmsim.devices.virtio.crypto.faults import FaultControl
+
+    hub, gate = TraceHub(), MachineGate()
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    server = TraceServer(tmp_path / "vm.sock", hub, gate, lambda: CRYPTO, lambda: b"",
+                         lambda data: None, lambda: "running",
+                         faults=FaultControl([rig.device]).command)
+    feed = None
+    try:
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))
+        feed = SocketFeed(str(tmp_path / "vm.sock"))
+        assert feed.can_fault
+        wait_for(lambda: feed.fault_state()[0] == "no fault rules\n")
+        feed.fault("op=CIPHER_ENCRYPT,status=NOSPC")
+        wait_for(lambda: feed.fault_state()[1] == "fault rule added: op=CIPHER_ENCRYPT,status=NOSPC\n")
+        assert rig.cipher(sid, bytes(16), b"x" * 16).status == 5            # NOSPC
+        wait_for(lambda: "(matched 1, fired 1)" in feed.fault_state()[0])
+        feed.fault("clear")
+        wait_for(lambda: feed.fault_state() == ("no fault rules\n", "cleared 1 fault rule\n"))
+    finally:
+        if feed is not None:
+            feed.close()
+        server.close()
+        rig.close()
+
+
+def test_a_machine_without_fault_rules_says_so_in_its_hello(tmp_path: Path) -> None:
+    server = TraceServer(tmp_path / "vm.sock", TraceHub(), MachineGate(), lambda: CRYPTO,
+                         lambda: b"", lambda data: None, lambda: "running")
+    feed = SocketFeed(str(tmp_path / "vm.sock"))
+    try:
+        assert not feed.can_fault
+    finally:
+        feed.close()
+        server.close()

@@ -177,3 +177,58 @@ def test_live_breakpoint_stops_the_device_until_resumed() -> None:
     finally:
         gate.close()
         rig.close()
+
+
+def test_i_injects_a_fault_into_the_live_device_and_the_status_line_lists_it() -> None:
+    """`i` takes a rule (GDB's `monitor fault` grammar) for the machine being watched:
+    the next requests get the fault, the status line shows the rule with how often it
+    fired, the request's detail says what was injected, and `clear` drops it."""
+    from vmsim.devices.virtio.crypto.faults import FaultControl
+
+    hub, gate = TraceHub(), MachineGate()
+    hub.listen(gate.listener)
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))
+    feed = HubFeed(hub, gate, ConsoleBuffer(), [{"name": "virtio-crypto", "device_id": 20,
+                                                 "num_queues": 2, "queue_names": ["dataq0", "controlq"]}],
+                   lambda data: None, lambda: "running", title="rig",
+                   faults=FaultControl([rig.device]).command)
+
+    async def run() -> None:
+        app = VmsimApp(feed)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("i", *"color=red", "enter")
+            await wait_for(pilot, lambda: "fault: unknown key 'color'" in text_of(app, "#status"))
+            assert "faults:" not in text_of(app, "#status")
+            await pilot.press("i", *"op=CIPHER_ENCRYPT,every=2,status=BADMSG", "enter")
+            await wait_for(pilot, lambda: "fault rule added" in text_of(app, "#status"))
+            assert ("faults: op=CIPHER_ENCRYPT,every=2,status=BADMSG (fired 0 of 0)"
+                    in text_of(app, "#status"))
+            replies = [rig.cipher(sid, bytes(16), b"s" * 32) for _ in range(2)]
+            assert [reply.status for reply in replies] == [0, 2]          # OK, BADMSG
+            await wait_for(pilot, lambda: "(fired 1 of 2)" in text_of(app, "#status"))
+            await wait_for(pilot, lambda: any(r.status == "BADMSG" for r in app.model.requests))
+            faulted = next(r for r in app.model.requests if r.status == "BADMSG")
+            assert app.model.faults_injected == 1 and faulted.fault == "status=BADMSG"
+            app._show_detail(str(faulted.seq))
+            assert "fault injected: status=BADMSG" in text_of(app, "#detail")
+            await pilot.press("i", *"clear", "enter")
+            await wait_for(pilot, lambda: "cleared 1 fault rule" in text_of(app, "#status"))
+            assert "faults:" not in text_of(app, "#status") and not rig.device.faults.active
+            await pilot.press("q")
+    try:
+        asyncio.run(run())
+    finally:
+        gate.close()
+        rig.close()
+
+
+def test_a_recorded_trace_takes_no_fault_rules(trace) -> None:
+    async def run() -> None:
+        app = VmsimApp(TraceFeed(trace))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("i")
+            await pilot.pause()
+            assert app.screen is app.screen_stack[0]          # no prompt opened
+            assert app.check_action("fault", ()) is False      # and no key in the footer
+    asyncio.run(run())

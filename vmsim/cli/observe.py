@@ -37,6 +37,15 @@ def add_observer_options(parser: argparse.ArgumentParser) -> None:
                             "where the spec says so; space goes on")
 
 
+def _fault_commands(machine: Any) -> Callable[[str], str] | None:
+    """GDB's `monitor fault` grammar on this machine's fault plans, for the TUI (None if
+    no device takes fault rules)."""
+    from vmsim.devices.virtio.crypto.faults import FaultControl
+
+    control = FaultControl(machine.virtio)
+    return control.command if control.plans else None
+
+
 @dataclass
 class Observers:
     """What observes one run; `sink()` is the MachineConfig's trace sink."""
@@ -150,7 +159,8 @@ class Observers:
                 self.observe, self.hub, self.gate, lambda: device_info(machine.virtio),
                 console.history, machine.push_input,
                 lambda: "running" if machine.exit_status is None
-                else f"the guest exited with status {machine.exit_status}")
+                else f"the guest exited with status {machine.exit_status}",
+                faults=_fault_commands(machine))
             self._closers.append(self.server.close)
 
     def run_tui_process(self, machine: Any, headless: bool = False) -> int:
@@ -173,7 +183,8 @@ class Observers:
             folder / "tui.sock", self.hub, self.gate, lambda: device_info(machine.virtio),
             self.console.history, machine.push_input,
             lambda: (f"the guest exited with status {exit_status[0]} (q quits)"
-                     if exit_status else "running"))
+                     if exit_status else "running"),
+            faults=_fault_commands(machine))
         vmsim = Path(sys.executable).with_name("vmsim")
         command = [str(vmsim)] if vmsim.exists() else [sys.executable, "-m", "vmsim.cli.main"]
         command += ["tui", "--attach", str(folder / "tui.sock")]
@@ -237,7 +248,7 @@ class Observers:
             return "running"
 
         feed = HubFeed(self.hub, self.gate, self.console, device_info(machine.virtio),
-                       machine.push_input, state, title=title)
+                       machine.push_input, state, title=title, faults=_fault_commands(machine))
         app = VmsimApp(feed, explain=self.explain)
         thread.start()
         try:

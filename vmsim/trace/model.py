@@ -98,6 +98,7 @@ class Request:
     t_irq: float | None = None
     irq_seq: int | None = None
     worker: int | None = None
+    fault: str = ""          # what an injected fault did to it (docs/faults.md)
 
     @property
     def latency_us(self) -> float | None:
@@ -158,6 +159,7 @@ class TraceModel:
         self._await_irq: dict[tuple[str, int], list[Request]] = {}
         self._kick: dict[tuple[str, int], Record] = {}
         self.sessions: dict[int, Session] = {}
+        self.faults_injected = 0
         self.ops: dict[str, OpStats] = {}
         self.events = 0
         self.last: Record | None = None
@@ -324,6 +326,14 @@ class TraceModel:
         self.requests.append(req)
         if self.all_requests is not None:
             self.all_requests.append(req)
+
+    def _on_fault(self, r: Record) -> None:
+        """A fault rule fired on a request: counted, and noted on the request."""
+        self.faults_injected += 1
+        req = self._open.get((r.device, r.queue or 0, int(r.fields.get("head", -1))))
+        if req is not None:
+            req.fault = " ".join(f"{key}={value}" for key, value in r.fields.items()
+                                 if key not in ("head", "opcode", "rules"))
 
     def _on_request(self, r: Record) -> None:
         f = r.fields

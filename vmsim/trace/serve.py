@@ -8,7 +8,11 @@ hello {"hello": "vmsim-trace", "devices": [...]}, the history it kept (so a late
 sees the negotiation and the queue setup), then every new record as a tuple, console
 output as {"console": text} and the guest's state as {"state": text} when it changes.
 From the viewer come JSON lines: {"cmd": "pause" | "resume" | "step"},
-{"cmd": "break", "conditions": "opcode=..."} and {"input": text} for the console.
+{"cmd": "break", "conditions": "opcode=..."}, {"input": text} for the console and,
+where the machine takes fault rules (the hello says "faults": true),
+{"cmd": "fault", "rule": "..."}, GDB's `monitor fault` grammar (docs/faults.md): its
+answer goes back to that viewer as {"fault_reply": text}, and every viewer gets the
+rules with their counts as {"faults": text} when they change.
 Only a vmsim viewer on the same host connects (the socket is the user's, mode 0600).
 Each client reads from its own bounded subscription, sent in small frames with a yield
 between them, and a client that stops reading is dropped: the emulator never waits.
@@ -42,8 +46,10 @@ class TraceServer:
     def __init__(self, path: Path, hub: TraceHub, gate: MachineGate,
                  devices: Callable[[], list[dict[str, Any]]],
                  console_history: Callable[[], bytes],
-                 push_input: Callable[[bytes], None], state: Callable[[], str]) -> None:
+                 push_input: Callable[[bytes], None], state: Callable[[], str],
+                 faults: Callable[[str], str] | None = None) -> None:
         self.path = path
+        self._faults = faults
         self._hub, self._gate = hub, gate
         self._devices, self._console_history = devices, console_history
         self._push, self._state = push_input, state
@@ -98,7 +104,7 @@ class TraceServer:
             early = [item for item in self._structural if item[0] < first]
         return early + history
 
-    def command(self, message: dict[str, Any]) -> None:
+    def command(self, message: dict[str, Any], client: _Client | None = None) -> None:
         if "input" in message:
             self._push(str(message["input"]).encode())
         cmd = message.get("cmd")
@@ -113,6 +119,13 @@ class TraceServer:
                 self._gate.set_breakpoints(parse_conditions(str(message.get("conditions", ""))))
             except ConditionError:
                 pass
+        elif cmd == "fault" and self._faults is not None:
+            reply = self._faults(str(message.get("rule", "")))
+            if client is not None:
+                client.replies.append(reply)
+
+    def fault_listing(self) -> str:
+        return self._faults("list") if self._faults is not None else ""
 
     def state(self) -> str:
         if self._gate.paused:
@@ -139,6 +152,7 @@ class _Client:
         self.conn = conn
         self.sub = server._hub.subscribe(capacity=1 << 16)
         self.console: deque[str] = deque(maxlen=10_000)
+        self.replies: deque[str] = deque(maxlen=100)      # to this viewer's fault commands
         self.closed = threading.Event()
 
     def start(self) -> None:
@@ -156,10 +170,11 @@ class _Client:
         try:
             snapshot = server.snapshot()
             last = snapshot[-1][0] if snapshot else 0
-            self._send([{"hello": "vmsim-trace", "devices": server._devices()}])
+            self._send([{"hello": "vmsim-trace", "devices": server._devices(),
+                         "faults": server._faults is not None}])
             self._send([{"console": server._console_history().decode(errors="replace")}])
             self._send(snapshot)
-            state = ""
+            state = listing = ""
             while not self.closed.wait(_SEND_EVERY):
                 # A chunk at a time, yielding between them (in _send): never a long
                 # stretch of Python while the CPU thread may want the GIL.
@@ -173,6 +188,12 @@ class _Client:
                 if now != state:
                     state = now
                     items.append({"state": now})
+                rules = server.fault_listing()
+                if rules != listing:
+                    listing = rules
+                    items.append({"faults": rules})
+                while self.replies:
+                    items.append({"fault_reply": self.replies.popleft()})
                 self._send(items)
         except OSError:
             pass
@@ -190,7 +211,7 @@ class _Client:
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     try:
-                        self.server.command(json.loads(line))
+                        self.server.command(json.loads(line), self)
                     except (ValueError, AttributeError):
                         continue
         except OSError:

@@ -4,8 +4,9 @@ sessions, workers and rates, from one Feed (a live machine, a trace file, a sock
 The app pulls: a timer drains the feed 20 times a second into a TraceModel and redraws,
 so the emulator never waits for the screen. Keys: p pause/resume, n step to the next
 ring event, b break on a condition, f filter the rings and requests by queue or
-opcode, [ and ] (or ← →) scrub a recorded trace, { } by 100, < > to either end, tab
-between panes, ? help, q quit. Typing in the console pane goes to the guest.
+opcode, i inject a fault (a rule of docs/faults.md, on a live machine), [ and ] (or
+← →) scrub a recorded trace, { } by 100, < > to either end, tab between panes, ? help,
+q quit. Typing in the console pane goes to the guest.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ HELP = """\
   b        break when an event matches: opcode=AKCIPHER_SIGN, status!=OK,
            queue=0, kind=irq, latency... (all conditions must hold; empty clears)
   f        filter rings and requests: queue=1, opcode=CIPHER_ENCRYPT (empty clears)
+  i        inject a fault (live): op=CIPHER_ENCRYPT,every=3,status=ERR
+           (docs/faults.md); clear drops them; the status line lists them
   [  ]     step back / forward one event in a recorded trace (← → too)
   {  }     jump 100 events back / forward;  <  >  the start / the end
   tab      next pane; in the console pane keys go to the guest (escape leaves it)
@@ -60,6 +63,19 @@ HELP = """\
 
 Colours in the ring grid: · free  A available  D at the device  U used, not yet reclaimed
 """
+
+
+def fault_summary(listing: str) -> str:
+    """The rules of `monitor fault`'s listing on one line: `rule (fired F of M)`; ''
+    when there are none."""
+    out = []
+    for line in listing.splitlines():
+        rule, sep, counts = line.partition("  (matched ")
+        if not sep:
+            continue
+        matched, _, fired = counts.rstrip(")").partition(", fired ")
+        out.append(f"{rule.split(': ', 1)[-1].strip()} (fired {fired} of {matched})")
+    return "; ".join(out)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -147,6 +163,7 @@ class VmsimApp(App[int]):
         Binding("n", "step", "step"),
         Binding("b", "break", "break on"),
         Binding("f", "filter", "filter"),
+        Binding("i", "fault", "inject fault"),
         Binding("left_square_bracket,left", "scrub(-1)", "back", show=False, priority=True),
         Binding("right_square_bracket,right", "scrub(1)", "forward", show=False, priority=True),
         Binding("left_curly_bracket", "scrub(-100)", "back 100", show=False, priority=True),
@@ -172,6 +189,7 @@ class VmsimApp(App[int]):
         self.filter_text = ""
         self.break_text = ""
         self.message = ""
+        self._v_fault_reply = ""
         self.explain = explain          # --explain: the panel explains where the guest stopped
         self.lesson = lesson            # vmsim learn: the panel shows the lesson's step
         self.TITLE = feed.title
@@ -282,6 +300,14 @@ class VmsimApp(App[int]):
             parts.append(f"break: {self.break_text}")
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
+        if self.feed.can_fault:
+            listing, reply = self.feed.fault_state()
+            if reply and reply != self._v_fault_reply:       # the answer to the last `i`
+                self._v_fault_reply = reply
+                self.message = reply.strip()
+            rules = fault_summary(listing)
+            if rules:
+                parts.append(f"faults: {rules}")
         if self.message:
             parts.append(self.message)
         self._main("#status", TextPane).set(Text("  │  ".join(parts)))
@@ -439,6 +465,22 @@ class VmsimApp(App[int]):
             self.redraw()
         self.push_screen(AskScreen("Show only (queue=N, opcode=NAME); empty shows all:",
                                    self.filter_text), done)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`i` only where the feed takes fault rules (hidden from the footer elsewhere)."""
+        return self.feed.can_fault if action == "fault" else True
+
+    def action_fault(self) -> None:
+        if not self.feed.can_fault:
+            return
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.feed.fault(text)
+                self._show_status()
+        self.push_screen(AskScreen("Inject a fault (e.g. op=CIPHER_ENCRYPT,every=3,status=ERR "
+                                   "or queue=0,once,irq=drop; docs/faults.md); clear drops every "
+                                   "rule:"), done)
 
     # ---- scrubbing a recorded trace ---------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Where the TUI's events come from. A Feed hands the app new trace records and console
 bytes when asked (the app asks 10-30 times a second; nothing is pushed into the UI), and
-says what the guest can be told: pause, step, break, input."""
+says what the guest can be told: pause, step, break, input, fault rules."""
 from __future__ import annotations
 
 import threading
@@ -73,6 +73,16 @@ class Feed:
 
     def close(self) -> None: ...
 
+    # fault rules of a live machine (docs/faults.md); a feed that takes none has can_fault False
+    can_fault = False
+
+    def fault(self, text: str) -> None:
+        """A `monitor fault` command: a rule to add, `clear`, or nothing to list."""
+
+    def fault_state(self) -> tuple[str, str]:
+        """(the rules with their counts, the answer to the last fault())."""
+        return "", ""
+
 
 class HubFeed(Feed):
     """A machine in this process: its hub, gate and console."""
@@ -81,7 +91,8 @@ class HubFeed(Feed):
 
     def __init__(self, hub: TraceHub, gate: MachineGate, console: ConsoleBuffer,
                  devices: list[dict[str, Any]], push_input: Callable[[bytes], None],
-                 state: Callable[[], str], title: str = "vmsim run") -> None:
+                 state: Callable[[], str], title: str = "vmsim run",
+                 faults: Callable[[str], str] | None = None) -> None:
         super().__init__(devices)
         self.title = title
         self._sub: Subscription = hub.subscribe(capacity=1 << 16)
@@ -89,6 +100,9 @@ class HubFeed(Feed):
         self._console = console
         self._push = push_input
         self._state = state
+        self._faults = faults
+        self._fault_reply = ""
+        self.can_fault = faults is not None
 
     @property
     def lost(self) -> int:
@@ -123,6 +137,13 @@ class HubFeed(Feed):
 
     def stopped_at(self) -> Record | None:
         return self._gate.stopped_at if self._gate.paused else None
+
+    def fault(self, text: str) -> None:
+        if self._faults is not None:
+            self._fault_reply = self._faults(text)
+
+    def fault_state(self) -> tuple[str, str]:
+        return (self._faults("list") if self._faults is not None else ""), self._fault_reply
 
     def close(self) -> None:
         self._gate.close()
@@ -177,6 +198,8 @@ class SocketFeed(Feed):
         self._recent: dict[int, Record] = {}
         self._console = ConsoleBuffer()
         self._state = "attached"
+        self.can_fault = bool(hello.get("faults"))
+        self._fault_listing = self._fault_reply = ""
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read, name="vmsim-attach", daemon=True).start()
 
@@ -205,6 +228,10 @@ class SocketFeed(Feed):
                         self._console.write(str(item["console"]).encode())
                     elif "state" in item:
                         self._state = str(item["state"])
+                    elif "faults" in item:
+                        self._fault_listing = str(item["faults"])
+                    elif "fault_reply" in item:
+                        self._fault_reply = str(item["fault_reply"])
         except (OSError, ValueError, EOFError):
             pass
         self._state = "the machine is gone"
@@ -243,6 +270,12 @@ class SocketFeed(Feed):
 
     def set_breakpoints(self, conditions: list[Condition]) -> None:
         self._command({"cmd": "break", "conditions": ", ".join(map(str, conditions))})
+
+    def fault(self, text: str) -> None:
+        self._command({"cmd": "fault", "rule": text})
+
+    def fault_state(self) -> tuple[str, str]:
+        return self._fault_listing, self._fault_reply
 
     def stopped_at(self) -> Record | None:
         """The event the machine is held at, from its state line ("paused at #N ...")."""

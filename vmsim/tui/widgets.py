@@ -200,6 +200,8 @@ def request_detail(req: Request, model: TraceModel) -> Text:
                + (f" (worker {req.worker})" if req.worker is not None else "") + "\n")
     if req.session is not None:
         out.append(f"session {req.session}   algo {req.algo}   mode {req.mode}\n")
+    if req.fault:
+        out.append(f"fault injected: {req.fault}\n", style="bold red")
     writable = 0
     for desc in req.chain:
         if "more" in desc:
