@@ -7,7 +7,11 @@ Prints two figures for each emulator:
 - the host CPU the whole process tree uses while the guest sleeps in wfi for 10 s
   (`vmsim.run=idle`), read from /proc; target: vmsim under 1% of one core.
 
+With --arch arm64 the default arm64 guest runs on vmsim's arm64 board and on
+`qemu-system-aarch64 -M virt -cpu cortex-a72`.
+
 Usage: .venv/bin/python bench/boot.py [--runs N] [--idle-seconds S] [--only vmsim|qemu]
+                                      [--arch riscv64|arm64]
 """
 from __future__ import annotations
 
@@ -21,29 +25,34 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from vmsim.boards import default_append, for_arch
 from vmsim.build.guest import GuestPaths
 from vmsim.harness.qemu import qemu_command
 from vmsim.harness.results import parse_result_lines
 from vmsim.harness.runs import default_guest_for_bench
 
 MARKER = b"@vmsim event=init-start"
-APPEND = "console=ttyS0"
 BOOT_TARGET_RATIO = 1.0
 IDLE_TARGET_PERCENT = 1.0
 IDLE_SETTLE_S = 1.0          # from the marker until the idle program is surely asleep
 IDLE_MARGIN_S = 2.0          # the guest sleeps this much longer than the window
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-Command = Callable[[GuestPaths, str], list[str]]
+Command = Callable[[GuestPaths, str, str], list[str]]
 
 
-def vmsim_command(paths: GuestPaths, append: str) -> list[str]:
+def vmsim_command(paths: GuestPaths, append: str, _arch: str) -> list[str]:
+    """The board follows from the kernel file."""
     vmsim = Path(sys.executable).parent / "vmsim"
     return [str(vmsim), "run", "--kernel", str(paths.kernel), "--initrd", str(paths.initrd),
             "--append", append]
 
 
-EMULATORS: dict[str, Command] = {"qemu": qemu_command, "vmsim": vmsim_command}
+def qemu_for(paths: GuestPaths, append: str, arch: str) -> list[str]:
+    return qemu_command(paths, append, arch=arch)
+
+
+EMULATORS: dict[str, Command] = {"qemu": qemu_for, "vmsim": vmsim_command}
 
 
 class GuestProcess:
@@ -121,9 +130,9 @@ def _failure(name: str, guest: GuestProcess, code: int, why: str) -> BootFailed:
     return BootFailed(f"{name}: {why} (exit status {code})\n{tail}")
 
 
-def boot_to_marker(name: str, paths: GuestPaths, timeout: float = 120.0) -> float:
+def boot_to_marker(name: str, paths: GuestPaths, arch: str, timeout: float = 120.0) -> float:
     """Seconds from process start to the init marker; the guest then powers off."""
-    guest = GuestProcess(EMULATORS[name](paths, APPEND))
+    guest = GuestProcess(EMULATORS[name](paths, default_append(for_arch(arch)), arch))
     guest.marker.wait(timeout)
     code = guest.finish(timeout)
     if guest.marker_s is None:
@@ -133,10 +142,11 @@ def boot_to_marker(name: str, paths: GuestPaths, timeout: float = 120.0) -> floa
     return guest.marker_s
 
 
-def idle_cpu_percent(name: str, paths: GuestPaths, window_s: float) -> float:
+def idle_cpu_percent(name: str, paths: GuestPaths, arch: str, window_s: float) -> float:
     """Host CPU of the emulator while the guest sleeps, in percent of one core."""
     idle_ms = int((IDLE_SETTLE_S + window_s + IDLE_MARGIN_S) * 1000)
-    guest = GuestProcess(EMULATORS[name](paths, f"{APPEND} vmsim.run=idle vmsim.idle_ms={idle_ms}"))
+    append = f"{default_append(for_arch(arch))} vmsim.run=idle vmsim.idle_ms={idle_ms}"
+    guest = GuestProcess(EMULATORS[name](paths, append, arch))
     guest.marker.wait(120)
     if guest.marker_s is None:
         raise _failure(name, guest, guest.finish(1), "no init marker")
@@ -151,13 +161,14 @@ def idle_cpu_percent(name: str, paths: GuestPaths, window_s: float) -> float:
     return 100.0 * (cpu1 - cpu0) / (t1 - t0)
 
 
-def _boot_times(names: list[str], paths: GuestPaths, runs: int) -> dict[str, list[float]]:
+def _boot_times(names: list[str], paths: GuestPaths, arch: str,
+                runs: int) -> dict[str, list[float]]:
     """Alternate the emulators run by run, so a burst of host load hits both alike."""
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(runs):
         for name in list(times):
             try:
-                times[name].append(boot_to_marker(name, paths))
+                times[name].append(boot_to_marker(name, paths, arch))
             except BootFailed as failed:
                 print(f"  {failed}")
                 del times[name]
@@ -173,13 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="boots per emulator")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--only", choices=sorted(EMULATORS))
+    parser.add_argument("--arch", choices=("riscv64", "arm64"), default="riscv64")
     args = parser.parse_args(argv)
     names = [args.only] if args.only else ["qemu", "vmsim"]
-    paths = default_guest_for_bench("bench/boot.py")
+    paths = default_guest_for_bench("bench/boot.py", args.arch)
     if paths is None:
         return 2
     print(f"boot to the init marker (median of {args.runs}, min in brackets)")
-    times = _boot_times(names, paths, args.runs)
+    times = _boot_times(names, paths, args.arch, args.runs)
     for name, samples in times.items():
         print(f"  {name:<6} {statistics.median(samples):6.3f} s ({min(samples):.3f})")
     if {"qemu", "vmsim"} <= times.keys():
@@ -190,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host CPU while the guest idles in wfi ({args.idle_seconds:g} s window)")
     for name in list(times):
         try:
-            percent = idle_cpu_percent(name, paths, args.idle_seconds)
+            percent = idle_cpu_percent(name, paths, args.arch, args.idle_seconds)
         except BootFailed as failed:
             print(f"  {failed}")
             del times[name]

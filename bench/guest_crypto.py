@@ -17,7 +17,7 @@ Target: every pattern, size and process count at least 1.2x QEMU.
 
 Usage: .venv/bin/python bench/guest_crypto.py [--ms 2000] [--procs 4] [--queues 1]
                                               [--runs 2] [--pattern both]
-                                              [--only vmsim|qemu]
+                                              [--only vmsim|qemu] [--arch riscv64|arm64]
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from vmsim.boards import default_append, for_arch
 from vmsim.harness.guest_crypto import BenchPoint, bench_points
 from vmsim.harness.results import GuestRun, check_result
 from vmsim.harness.runs import run_qemu, run_vmsim
@@ -41,21 +42,21 @@ SIZES = 4
 Key = tuple[str, int, int]     # pattern, size, procs
 
 
-def bench_append(ms: int, procs: int, pattern: str) -> str:
-    return (f"console=ttyS0 vmsim.run=afalg-bench vmsim.bench_ms={ms} vmsim.procs={procs} "
+def bench_append(ms: int, procs: int, pattern: str, arch: str = "riscv64") -> str:
+    return (f"{default_append(for_arch(arch))} vmsim.run=afalg-bench vmsim.bench_ms={ms} vmsim.procs={procs} "
             f"vmsim.bench_pattern={pattern}")
 
 
 def run_bench(name: str, paths: GuestPaths, ms: int, procs: int, queues: int,
-              pattern: str) -> list[BenchPoint]:
+              pattern: str, arch: str = "riscv64") -> list[BenchPoint]:
     """Boot one emulator through the benchmark; the points, or SystemExit on failure."""
-    append = bench_append(ms, procs, pattern)
+    append = bench_append(ms, procs, pattern, arch)
     points_run = SIZES * (2 if procs > 1 else 1) * (2 if pattern == "both" else 1)
     timeout = BOOT_SLACK_S + points_run * ms / 1000
     if name == "vmsim":
         run: GuestRun = run_vmsim(paths, append, ("--crypto-queues", str(queues)), timeout)
     else:
-        run = run_qemu(paths, append, timeout)
+        run = run_qemu(paths, append, timeout, arch=arch)
     problems = check_result(run, "afalg-bench")
     points = bench_points(run)
     if problems or not points or not all(p.ok for p in points):
@@ -114,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="runs per emulator, alternated")
     parser.add_argument("--pattern", choices=("persistent", "oneshot", "both"), default="both")
     parser.add_argument("--only", choices=("vmsim", "qemu"))
+    parser.add_argument("--arch", choices=("riscv64", "arm64"), default="riscv64",
+                        help="the default guest of this architecture, on vmsim's board and "
+                        "QEMU's virt for it")
     args = parser.parse_args(argv)
-    paths = default_guest_for_bench("bench/guest_crypto.py")
+    paths = default_guest_for_bench("bench/guest_crypto.py", args.arch)
     if paths is None:
         return 2
     print(f"afalg-bench: AES-128-CBC encrypt via virtio_crypto_aes_cbc, {args.ms} ms per "
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         for name in (names if i % 2 == 0 else names[::-1]):
             results[name].append(run_bench(name, paths, args.ms, args.procs, args.queues,
-                                           args.pattern))
+                                           args.pattern, args.arch))
     met = print_table(results)
     return 0 if met else 1
 

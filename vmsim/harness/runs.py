@@ -47,11 +47,12 @@ def run_qemu(paths: GuestPaths, append: str, timeout: float = 120.0,
     return run_command(qemu_command(paths, append, arch=arch), timeout)
 
 
-def default_guest_for_bench(tool: str) -> GuestPaths | None:
-    """The default guest for a side-by-side benchmark, named on stdout so every table
-    says what it ran; None after one `tool: error` line on stderr if it cannot be had."""
+def default_guest_for_bench(tool: str, arch: str = "riscv64") -> GuestPaths | None:
+    """The default guest of `arch` for a side-by-side benchmark, named on stdout so every
+    table says what it ran; None after one `tool: error` line on stderr if it cannot be
+    had."""
     try:
-        paths = ensure_default_guest()
+        paths = ensure_default_guest(arch=arch)
     except VmsimError as error:
         print(f"{tool}: {error}", file=sys.stderr)
         return None
