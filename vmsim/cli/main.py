@@ -347,7 +347,12 @@ def _kernel_arch(kernel: Path | None, asked: str | None) -> str:
         return asked or "riscv64"
     from vmsim.core.kernel_format import detect_arch
 
-    arch = detect_arch(kernel)
+    try:
+        arch = detect_arch(kernel)
+    except VmsimError:
+        # Not a kernel either board knows: the loader of the board asked for (riscv64
+        # by default) says what is wrong with the file (its kind, its size, its format).
+        return asked or "riscv64"
     if asked is not None and asked != arch:
         raise UsageError(f"--kernel {kernel} is a {arch} kernel, but --arch {asked} was given")
     return arch
