@@ -31,8 +31,9 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from vmsim.core.engine import PATCHED, engine_kind, load_unicorn
+from vmsim.firmware.boot import PRIV_SUPERVISOR
 
-PRIV_USER, PRIV_SUPERVISOR, PRIV_MACHINE = 0, 1, 3
+PRIV_USER, PRIV_MACHINE = 0, 3         # PRIV_SUPERVISOR (1) is the firmware's, which enters S-mode
 
 # Interrupt-pending bits of mip/sip the machine drives.
 SSIP, STIP, SEIP = 1 << 1, 1 << 5, 1 << 9
