@@ -5,6 +5,8 @@ import signal
 
 import pytest
 
+from tests.support.guest import BOARD_ARCHES, BoardGuest, board_guest
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tests send SIGINT, SIGTERM and SIGHUP to vmsim (in process and as a child) and
@@ -15,3 +17,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_IGN:
             signal.signal(signum, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="module", params=BOARD_ARCHES)
+def board(request: pytest.FixtureRequest) -> BoardGuest:
+    """The board a Linux end-to-end test runs on, with its default guest: every test
+    that takes it runs once per board, with ids `[riscv64]` and `[arm64]`."""
+    return board_guest(request.param)

@@ -1,14 +1,15 @@
 """The unmodified Linux 6.1 guest drives the device: every algorithm its virtio_crypto
 driver registers (cbc(aes), rsa, pkcs1pad(rsa)) must pass the kernel's own self-tests
-(CRYPTO_MANAGER_DISABLE_TESTS=n in the guest config). QEMU 7.2 fails the raw RSA one.
+(CRYPTO_MANAGER_DISABLE_TESTS=n in the guest config), on every board. QEMU 7.2 fails
+the raw RSA one.
 
-Boots the cached default guest on the vmsim machine; skipped when it is not built yet.
+Boots each board's cached default guest on the vmsim machine (tests/support/guest.py).
 """
 from __future__ import annotations
 
 import pytest
 
-from tests.support.guest import built_default_guest
+from tests.support.guest import BoardGuest, init_exit
 
 from vmsim.devices.virtio.crypto import CryptoDevice
 from vmsim.devices.virtio.mmio import MmioTransport
@@ -16,11 +17,10 @@ from vmsim.devices.virtio.mmio import MmioTransport
 pytestmark = pytest.mark.linux
 
 
-def test_linux_registers_every_algorithm_and_its_self_tests_pass():
+def test_linux_registers_every_algorithm_and_its_self_tests_pass(board: BoardGuest):
     from vmsim.harness.results import parse_result_lines
-    from vmsim.core.machine import Machine, MachineConfig
+    from vmsim.core.machine import MachineConfig, create_machine
 
-    paths = built_default_guest()
     devices: list[CryptoDevice] = []
 
     def crypto(ctx):
@@ -29,9 +29,10 @@ def test_linux_registers_every_algorithm_and_its_self_tests_pass():
         return MmioTransport(device, ctx.memory, ctx.irq)
 
     output: list[bytes] = []
-    machine = Machine(MachineConfig(kernel=paths.kernel, initrd=paths.initrd,
-                                    append="console=ttyS0 vmsim.run=virtio-algs", virtio=[crypto]),
-                      output=output.append)
+    machine = create_machine(MachineConfig(kernel=board.paths.kernel, initrd=board.paths.initrd,
+                                           append=board.append("vmsim.run=virtio-algs"),
+                                           virtio=[crypto], board=board.board),
+                             output=output.append)
     try:
         status = machine.run()
     finally:
@@ -39,9 +40,11 @@ def test_linux_registers_every_algorithm_and_its_self_tests_pass():
         for device in devices:
             device.close()
     text = b"".join(output).decode(errors="replace")
-    algs = {r["driver"]: r["selftest"] for r in parse_result_lines(text) if r.get("event") == "alg"}
+    lines = parse_result_lines(text)
+    algs = {r["driver"]: r["selftest"] for r in lines if r.get("event") == "alg"}
     assert algs == {"virtio_crypto_aes_cbc": "passed", "virtio-crypto-rsa": "passed",
                     "virtio-pkcs1-rsa": "passed"}, text[-3000:]
+    assert init_exit(lines) == 0, text[-3000:]
     assert status == 0
     control, data = devices[0].stats[1], devices[0].stats[0]
     assert control.requests and data.requests

@@ -1,4 +1,4 @@
-"""What the tests need from the machine they run on: the built default guest and host tools.
+"""What the tests need from the machine they run on: the built default guests and host tools.
 
 A quick local run skips a test whose guest or tool is missing. `make test` installs
 everything first and sets VMSIM_REQUIRE_GUEST=1, and then a missing piece fails the test
@@ -7,9 +7,11 @@ with a clear message instead: a silent skip there would hide whole suites.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import pytest
 
+from vmsim.boards import Board, default_append, for_arch
 from vmsim.build.cache import Requirement, require
 from vmsim.build.guest import DEFAULT_ARCH, GuestPaths, guest_paths
 from vmsim.errors import VmsimError
@@ -72,3 +74,55 @@ def require_patched_engine() -> None:
 
     if cached_patched_unicorn() is None:
         missing("the patched libunicorn is not built (run `make unicorn`)")
+
+
+# ------------------------------------------------------------ one test, every board
+
+# The boards the Linux end-to-end tests run on, each with its default guest (built by
+# `make guest`, which `make test` runs first). A test that takes the `board` fixture
+# (tests/conftest.py) runs once per board, with the board's name as its id.
+BOARD_ARCHES = ("riscv64", "arm64")
+
+
+@dataclass(frozen=True)
+class BoardGuest:
+    """A board and its default guest, as the tests that run on every board see it."""
+
+    arch: str
+    paths: GuestPaths
+
+    @property
+    def board(self) -> Board:
+        return for_arch(self.arch)
+
+    def append(self, options: str = "") -> str:
+        """A kernel command line with the console on this board's UART (ttyS0 on
+        riscv64, ttyAMA0 on arm64), then `options`."""
+        return f"{default_append(self.board)} {options}".strip()
+
+    @property
+    def exit_code_from_guest(self) -> bool:
+        """Whether vmsim's exit status carries the init's exit code. riscv64 `virt` has
+        the sifive-test finisher the init writes its code to; arm64 `virt` powers off
+        through PSCI SYSTEM_OFF, which carries none, so vmsim exits 0 and the code is
+        only in the init's `@vmsim event=done exit=N` line."""
+        return self.arch == "riscv64"
+
+    def host_status(self, init_exit: int) -> int:
+        """What vmsim exits with when the guest's init ends with `init_exit`."""
+        return init_exit if self.exit_code_from_guest else 0
+
+
+def board_guest(arch: str) -> BoardGuest:
+    """The default guest of `arch`'s board; arm64 also needs the patched engine (its
+    aarch64 target is vmsim's own, vmsim.core.arm64_cpu)."""
+    if arch != DEFAULT_ARCH:
+        require_patched_engine()
+    return BoardGuest(arch, built_default_guest(arch))
+
+
+def init_exit(lines: list[dict[str, str]]) -> int | None:
+    """The init's exit code from its last `@vmsim event=done exit=N` line (the status
+    of the programs it ran, on every board), or None when it never got there."""
+    done = [line for line in lines if line.get("event") == "done"]
+    return int(done[-1]["exit"]) if done else None
