@@ -1,11 +1,16 @@
-"""The unmodified Linux virtio_crypto driver drives the device inside vmsim, end to end.
+"""The unmodified Linux virtio_crypto driver drives the device inside vmsim, end to end,
+on every board (the `board` fixture, tests/conftest.py: riscv64 and arm64).
 
 The guest programs (guests/initramfs/programs/) report what the kernel registered and
-what AF_ALG and keyctl computed through the device; tests/e2e/guest_crypto.py checks
+what AF_ALG and keyctl computed through the device; vmsim/harness/guest_crypto.py checks
 their lines against `cryptography`. One boot runs the whole suite, once with one data
 queue and once with four; two more boots check that no virtio algorithm appears
 without the device or when it withholds HW_READY. The same suite under QEMU 7.2 is the
 reference (its raw RSA fails the kernel self-test by design).
+
+Results are read from the console on every board: the init's `@vmsim event=done exit=N`
+line carries the programs' status, which only riscv64 also passes out as vmsim's exit
+status (BoardGuest.host_status).
 
 The first tests need no guest: they pin the host's copies of the guest's generator,
 test tables and key to the C sources, and show that the checks can fail.
@@ -19,23 +24,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.guest import HOST_CC, built_default_guest, require_tools
+from tests.support.guest import HOST_CC, BoardGuest, init_exit, require_tools
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from vmsim.harness import guest_crypto as gc
 from vmsim.harness.results import GuestRun, check_result, kernel_problems
-from vmsim.harness.qemu import QEMU_REQUIREMENTS
+from vmsim.harness.qemu import qemu_machine
 from vmsim.harness.runs import run_qemu, run_vmsim
-from vmsim.build.guest import INITRAMFS_SOURCES, GuestPaths
+from vmsim.build.guest import INITRAMFS_SOURCES
 
 PROGRAMS = INITRAMFS_SOURCES / "programs"
 STRESS_PROCS, STRESS_OPS = 4, 128
 BENCH_MS = 50          # just enough to show the benchmark program works; bench/ measures
-SUITE = (f"console=ttyS0 vmsim.run=crypto-reg,afalg-kat,rsa-keyctl,afalg-stress,afalg-bench "
+# Kernel command-line options after the board's console= (BoardGuest.append).
+SUITE = (f"vmsim.run=crypto-reg,afalg-kat,rsa-keyctl,afalg-stress,afalg-bench "
          f"vmsim.procs={STRESS_PROCS} vmsim.ops={STRESS_OPS} vmsim.bench_ms={BENCH_MS} "
          f"vmsim.bench_pattern=both")
-NO_ALGS = "console=ttyS0 vmsim.run=crypto-reg vmsim.expect_algs=none"
+NO_ALGS = "vmsim.run=crypto-reg vmsim.expect_algs=none"
 BOOT_TIMEOUT = 180.0
 
 
@@ -153,12 +159,6 @@ def test_rsa_check_recomputes_every_output() -> None:
 # ------------------------------------------------------------------ real boots
 
 
-@pytest.fixture(scope="module")
-def guest() -> GuestPaths:
-    paths = built_default_guest()
-    return paths
-
-
 def _require_run_flags(*flags: str) -> None:
     """Fail (naming them) if `vmsim run` does not offer these options: a renamed or
     removed flag is a bug to fix here or in the CLI, never a reason to skip."""
@@ -180,12 +180,12 @@ def _explain(run: GuestRun, problems: list[str]) -> str:
 
 
 @pytest.fixture(scope="module", params=[1, 4], ids=["1-queue", "4-queues"])
-def suite_run(request: pytest.FixtureRequest, guest: GuestPaths) -> GuestRun:
+def suite_run(request: pytest.FixtureRequest, board: BoardGuest) -> GuestRun:
     queues = request.param
     extra = () if queues == 1 else ("--crypto-queues", str(queues))
     if extra:
         _require_run_flags(extra[0])
-    return run_vmsim(guest, SUITE, extra, timeout=BOOT_TIMEOUT)
+    return run_vmsim(board.paths, board.append(SUITE), extra, timeout=BOOT_TIMEOUT)
 
 
 @pytest.mark.linux
@@ -229,21 +229,23 @@ def test_vmsim_benchmark_program_measures_every_point(suite_run: GuestRun) -> No
 @pytest.mark.linux
 def test_vmsim_suite_powers_off_with_success(suite_run: GuestRun) -> None:
     assert not suite_run.timed_out, suite_run.tail()
+    assert init_exit(suite_run.lines) == 0, suite_run.tail()
     assert suite_run.status == 0, suite_run.tail()
 
 
 @pytest.mark.linux
 @pytest.mark.parametrize("flag", ["--no-crypto", "--crypto-not-ready"])
-def test_vmsim_without_a_ready_device_registers_nothing(guest: GuestPaths, flag: str) -> None:
+def test_vmsim_without_a_ready_device_registers_nothing(board: BoardGuest, flag: str) -> None:
     _require_run_flags(flag)
-    run = run_vmsim(guest, NO_ALGS, (flag,), timeout=BOOT_TIMEOUT)
+    run = run_vmsim(board.paths, board.append(NO_ALGS), (flag,), timeout=BOOT_TIMEOUT)
     problems = gc.check_no_algorithms(run) + kernel_problems(run.console)
     assert not problems, _explain(run, problems)
+    assert init_exit(run.lines) == 0, run.tail()
     assert run.status == 0
 
 
 @pytest.mark.linux
-def test_a_request_the_device_refuses_gets_an_error_not_a_hang(guest: GuestPaths,
+def test_a_request_the_device_refuses_gets_an_error_not_a_hang(board: BoardGuest,
                                                                tmp_path: Path) -> None:
     """A 1 MiB AF_ALG request spliced in 16-byte pieces makes Linux 6.1 build an
     indirect table of more than 65536 descriptors, which the device refuses. It answers
@@ -251,7 +253,7 @@ def test_a_request_the_device_refuses_gets_an_error_not_a_hang(guest: GuestPaths
     wait forever): the program gets EINVAL, then sets a new key and round-trips data on
     the same device. The device logs the refusal once."""
     log = tmp_path / "vmsim.log"
-    run = run_vmsim(guest, "console=ttyS0 vmsim.run=afalg-huge",
+    run = run_vmsim(board.paths, board.append("vmsim.run=afalg-huge"),
                     ("-d", "guest_errors", "-D", str(log)), timeout=BOOT_TIMEOUT)
     problems = check_result(run, "afalg-huge") + kernel_problems(run.console)
     assert not problems, _explain(run, problems)
@@ -260,28 +262,33 @@ def test_a_request_the_device_refuses_gets_an_error_not_a_hang(guest: GuestPaths
     assert [e["ok"] for e in run.events("after")] == ["1", "1"], run.tail()
     refusals = [line for line in log.read_text().splitlines() if "answered ERR" in line]
     assert len(refusals) == 1 and "65536 entries" in refusals[0], log.read_text()
+    assert init_exit(run.lines) == 0, run.tail()
     assert run.status == 0
 
 
 @pytest.mark.linux
-def test_stress_program_reports_processes_that_outlive_its_deadline(guest: GuestPaths) -> None:
+def test_stress_program_reports_processes_that_outlive_its_deadline(board: BoardGuest) -> None:
     """With a zero timeout every stress process is still running at the deadline: the
     program must say so and fail, which is what a request that never completes shows."""
-    run = run_vmsim(guest, "console=ttyS0 vmsim.run=afalg-stress vmsim.stress_timeout_s=0",
-                       timeout=BOOT_TIMEOUT)
+    run = run_vmsim(board.paths, board.append("vmsim.run=afalg-stress vmsim.stress_timeout_s=0"),
+                    timeout=BOOT_TIMEOUT)
     assert check_result(run, "afalg-stress", "fail") == [], run.tail()
     assert run.events("stress-hang") and run.result("afalg-stress")["hung"] == "4", run.tail()
-    assert run.status != 0
+    code = init_exit(run.lines)
+    assert code is not None and code != 0, run.tail()
+    # vmsim's exit status is that code only on riscv64; arm64 powers off through PSCI,
+    # which carries no code (BoardGuest.host_status).
+    assert run.status == board.host_status(code), run.tail()
 
 
 @pytest.mark.linux
 def test_qemu_reference_passes_everything_but_its_raw_rsa_self_test(
-        guest: GuestPaths) -> None:
-    """The programs and checks agree with QEMU 7.2, whose builtin backend rejects raw
-    RSA: exactly virtio-crypto-rsa fails its self-test, and the kernel warns about it
-    at boot (before the stress test's log window)."""
-    require_tools(*QEMU_REQUIREMENTS)
-    run = run_qemu(guest, SUITE, timeout=BOOT_TIMEOUT)
+        board: BoardGuest) -> None:
+    """The programs and checks agree with QEMU 7.2 (`virt` of the same board), whose
+    builtin backend rejects raw RSA: exactly virtio-crypto-rsa fails its self-test, and
+    the kernel warns about it at boot (before the stress test's log window)."""
+    require_tools(*qemu_machine(board.arch).requirements)
+    run = run_qemu(board.paths, board.append(SUITE), timeout=BOOT_TIMEOUT, arch=board.arch)
     problems = gc.check_registration(run, failing=("virtio-crypto-rsa",))
     problems += gc.check_kat(run) + gc.check_rsa(run)
     assert gc.check_rsa_on_device(run) != []        # its raw RSA cannot serve keyctl
