@@ -55,6 +55,12 @@ class Arm64Cpu(EngineCpu):
         self._x = [getattr(a, f"UC_ARM64_REG_X{i}") for i in range(31)]
         self._pc_reg = a.UC_ARM64_REG_PC
         self._irq_level = False
+        # The first access to unmapped memory of a run, (pc, address), recorded by the
+        # engine's unmapped-memory hook: there pc is the access's own, where the run
+        # then ends at the next block (docs/engine.md, P1). The hook costs nothing until
+        # an access misses every region.
+        self.unmapped_access: tuple[int, int] | None = None
+        self.uc.hook_add(engine.uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
 
     # -- registers ---------------------------------------------------------------
 
@@ -113,6 +119,12 @@ class Arm64Cpu(EngineCpu):
             self._forget_written_code()
 
         self.uc.hook_add(engine.uc_mod.UC_HOOK_INTR, hook)
+
+    def _on_unmapped(self, _uc: Any, _access: int, address: int, _size: int, _value: int,
+                     _data: Any) -> bool:
+        if self.unmapped_access is None:
+            self.unmapped_access = (self.pc, address)
+        return False                      # not handled: the run ends with the engine's error
 
     def _invalidate_without_patch(self, pages: list[int]) -> None:
         raise AssertionError("Arm64Cpu exists only on the patched engine")
