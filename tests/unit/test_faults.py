@@ -359,3 +359,24 @@ def test_fault_control_finds_each_plan_through_wrappers_and_adds_to_all():
     assert control.command("clear") == "cleared 1 fault rule\n" and not shared.active
     assert FaultControl([SimpleNamespace()]).command("status=ERR") == \
         "no device here takes fault rules\n"
+
+
+def test_the_docs_name_every_key_status_and_action():
+    """docs/faults.md's tables keep up with the language: every key, every status,
+    every irq action, and a row of what Linux 6.1 does for each action."""
+    from pathlib import Path
+
+    from vmsim.devices.virtio.crypto.fault_rules import IRQ_ACTIONS, KEYS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "faults.md").read_text()
+    tables = [line for line in text.splitlines() if line.startswith("| `")]
+    rows = {line.split("|")[1].strip() for line in tables}
+    for key in KEYS:
+        assert any(row.startswith(f"`{key}") for row in rows), key
+    linux = text.split("## What Linux 6.1's driver does", 1)[1]
+    for status in Status:
+        if status != Status.OK:
+            assert f"`{status.name}`" in text and f"`status={status.name}`" in linux, status
+    for action in [f"irq={a}" for a in IRQ_ACTIONS] + ["delay=MS", "used-len=N", "hw-ready=off",
+                                                       "needs-reset", "kill-worker"]:
+        assert f"| `{action}` |" in linux, action
