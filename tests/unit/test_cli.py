@@ -70,3 +70,63 @@ def test_guest_path_names_the_kernel_and_initramfs_of_the_arch(capsys, argv, ker
     paths = guest_paths(argv[3] if len(argv) > 2 else "riscv64")
     assert (kernel, initrd) == (f"kernel {paths.kernel}", f"initrd {paths.initrd}")
     assert paths.kernel.parent.name.startswith(kernel_dir)
+
+
+# -- -M, as in QEMU -----------------------------------------------------------------------
+
+def _image(tmp_path, magic: bytes):
+    """A file with just the 64-byte header of a Linux Image whose magic is `magic`."""
+    header = bytearray(64)
+    header[0x38:0x3C] = magic
+    path = tmp_path / f"Image-{magic[:3].decode()}"
+    path.write_bytes(bytes(header))
+    return path
+
+
+def test_machine_help_lists_the_boards_and_exits_0(capsys) -> None:
+    assert main(["run", "-M", "help"]) == 0
+    captured = capsys.readouterr()
+    names = [line.split()[0] for line in captured.out.splitlines()[1:]]
+    assert names == ["virt", "riscv64-virt", "arm64-virt"] and captured.err == ""
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "-M", "vexpress-a9"], "-M vexpress-a9: no such machine (there are virt, "
+                                   "riscv64-virt, arm64-virt; -M help lists them)"),
+    (["run", "-M", "virt,gic-version=3"], "-M virt,gic-version=3: no such machine"),
+    (["run", "-M", "arm64-virt", "--arch", "riscv64"],
+     "-M arm64-virt runs arm64 kernels, but --arch riscv64 was given"),
+    (["run", "-M"], "-M/--machine: expected one argument"),
+])
+def test_a_bad_machine_is_one_error_line(capsys, argv, words) -> None:
+    assert main(argv) == 2
+    assert words in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("board, magic, arch", [
+    ("riscv64-virt", b"ARM\x64", "arm64"), ("arm64-virt", b"RSC\x05", "riscv64"),
+])
+def test_a_kernel_of_the_other_arch_than_the_forced_board_is_one_error_line(
+        capsys, tmp_path, board, magic, arch) -> None:
+    kernel = _image(tmp_path, magic)
+    assert main(["run", "-M", board, "--kernel", str(kernel)]) == 2
+    line = one_error_line(capsys)
+    assert line == (f"vmsim: error: --kernel {kernel} is for {arch}, but -M {board} runs "
+                    f"{board.split('-')[0]} kernels (-M virt picks the board from the kernel)")
+
+
+@pytest.mark.parametrize("machine, kernel_magic, asked, expected", [
+    (None, None, None, "riscv64"), ("virt", None, None, "riscv64"),
+    ("virt", None, "arm64", "arm64"), ("arm64-virt", None, None, "arm64"),
+    ("riscv64-virt", None, "riscv64", "riscv64"),
+    ("virt", b"ARM\x64", None, "arm64"), ("virt", b"RSC\x05", None, "riscv64"),
+    ("arm64-virt", b"ARM\x64", "arm64", "arm64"), ("riscv64-virt", b"RSC\x05", None, "riscv64"),
+])
+def test_the_machine_option_picks_the_arch_to_boot(tmp_path, machine, kernel_magic, asked,
+                                                   expected) -> None:
+    """`-M virt` leaves the choice to the kernel (or --arch, for the default guest); a
+    board name forces its own arch, also for the default guest."""
+    from vmsim.cli.main import _kernel_arch, _machine_option
+
+    kernel = None if kernel_magic is None else _image(tmp_path, kernel_magic)
+    assert _kernel_arch(kernel, asked, _machine_option(machine)) == expected

@@ -1,6 +1,7 @@
 """The `vmsim` command line.
 
-    vmsim run [--kernel IMAGE] [--initrd CPIO] [--append CMDLINE] [--mem 256M] [--dtb-out FILE]
+    vmsim run [--kernel IMAGE] [-M virt|riscv64-virt|arm64-virt|help] [--arch riscv64|arm64]
+              [--initrd CPIO] [--append CMDLINE] [--mem 256M] [--dtb-out FILE]
               [-device MODEL[,opt=value...]]... [-d CATEGORY,...] [-D LOGFILE]
               [--crypto-queues N] [--crypto-workers N] [--crypto-not-ready] [--no-crypto]
     vmsim demo [--crypto-queues N] [--console]
@@ -33,6 +34,7 @@ from vmsim import __version__
 from vmsim.errors import ConsoleOutputError, VmsimError, text_problem
 
 if TYPE_CHECKING:
+    from vmsim.boards import Board
     from vmsim.core.machine import Machine
     from vmsim.gdb.stub import GdbStub
 
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--arch", default=None, metavar="ARCH", choices=("riscv64", "arm64"),
                      help="with no --kernel: boot the default guest of ARCH, riscv64 "
                      "(default) or arm64")
+    run.add_argument("-M", "--machine", default=None, metavar="BOARD", type=_text("-M"),
+                     help="the board, as in QEMU: virt (the default: the kernel's architecture, "
+                     "or --arch, picks it), riscv64-virt or arm64-virt; -M help lists them")
     run.add_argument("--initrd", type=Path, help="initramfs (cpio, optionally compressed)")
     run.add_argument("--append", default=None, type=_text("--append"), help="kernel command line "
                      "(default: console=ttyS0, or console=ttyAMA0 on arm64)")
@@ -305,12 +310,13 @@ def _run(args: argparse.Namespace) -> int:
     from vmsim.core.machine import MachineConfig, create_machine
 
     _check_standard_fds()
+    forced_board = _machine_option(args.machine)
     gdb_port = _gdb_port(args)
     factories = with_faults(device_factories(args), fault_plan(args))
     configure_logging(args)
     ensure_native_library()
     kernel, initrd = args.kernel, args.initrd
-    arch = _kernel_arch(kernel, args.arch)
+    arch = _kernel_arch(kernel, args.arch, forced_board)
     if kernel is None:
         from vmsim.build.guest import ensure_default_guest
 
@@ -341,8 +347,43 @@ def _run(args: argparse.Namespace) -> int:
         log.close()
 
 
-def _kernel_arch(kernel: Path | None, asked: str | None) -> str:
-    """The architecture to boot: the kernel file's own, or --arch for the default guest."""
+# `-M virt` is QEMU's name; vmsim's two virt boards are told apart by the kernel.
+GENERIC_MACHINE = "virt"
+_BOARD_TEXT = {
+    "riscv64-virt": "one riscv64 hart, PLIC, 16550 UART, sifive-test power, SBI firmware",
+    "arm64-virt": "one Cortex-A72, GICv2, PL011 UART, architected timer, PSCI",
+}
+
+
+def _machine_option(machine: str | None) -> Board | None:
+    """-M: the board it forces, or None when the kernel's architecture (or --arch)
+    picks it (no -M, or `-M virt`). `-M help` lists the boards."""
+    if machine is None:
+        return None
+    from vmsim.boards import BOARDS
+
+    name = machine.strip()
+    boards = {board.name: board for board in BOARDS.values()}
+    if name in ("help", "?"):
+        rows = [(GENERIC_MACHINE, "the virt board of the kernel's architecture (default)")]
+        rows += [(board.name, _BOARD_TEXT.get(board.name, board.arch))
+                 for board in boards.values()]
+        raise HelpShown("Supported machines (-M):\n" + "\n".join(
+            f"  {board:<14} {text}" for board, text in rows))
+    if name == GENERIC_MACHINE:
+        return None
+    if name not in boards:
+        raise UsageError(f"-M {machine}: no such machine (there are "
+                         f"{', '.join([GENERIC_MACHINE, *boards])}; -M help lists them)")
+    return boards[name]
+
+
+def _kernel_arch(kernel: Path | None, asked: str | None, board: Board | None = None) -> str:
+    """The architecture to boot: the kernel file's own, or --arch (or the board -M
+    names) for the default guest. A board -M names runs only kernels of its arch."""
+    if board is not None and asked is not None and asked != board.arch:
+        raise UsageError(f"-M {board.name} runs {board.arch} kernels, but --arch {asked} was given")
+    asked = asked or (board.arch if board is not None else None)
     if kernel is None:
         return asked or "riscv64"
     from vmsim.core.kernel_format import detect_arch
@@ -353,6 +394,9 @@ def _kernel_arch(kernel: Path | None, asked: str | None) -> str:
         # Not a kernel either board knows: the loader of the board asked for (riscv64
         # by default) says what is wrong with the file (its kind, its size, its format).
         return asked or "riscv64"
+    if board is not None and arch != board.arch:
+        raise UsageError(f"--kernel {kernel} is for {arch}, but -M {board.name} runs "
+                         f"{board.arch} kernels (-M virt picks the board from the kernel)")
     if asked is not None and asked != arch:
         raise UsageError(f"--kernel {kernel} is a {arch} kernel, but --arch {asked} was given")
     return arch
