@@ -4,7 +4,7 @@
               [--initrd CPIO] [--append CMDLINE] [--mem 256M] [--dtb-out FILE]
               [-device MODEL[,opt=value...]]... [-d CATEGORY,...] [-D LOGFILE]
               [--crypto-queues N] [--crypto-workers N] [--crypto-not-ready] [--no-crypto]
-    vmsim demo [--crypto-queues N] [--console]
+    vmsim demo [--arch riscv64|arm64] [--crypto-queues N] [--console]
     vmsim guest build | path [--arch riscv64|arm64] [--distro]
     vmsim --version
 
@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "and show what the guest and the device did")
     demo.add_argument("--crypto-queues", type=int, default=1, metavar="N",
                       help="data queues the device offers (default 1)")
+    demo.add_argument("--arch", default="riscv64", choices=("riscv64", "arm64"),
+                      help="the board and its default guest: riscv64 (default) or arm64")
     demo.add_argument("--console", action="store_true", help="also show the guest console")
     demo.add_argument("--tui", action="store_true", help="watch it in the TUI (the summary "
                       "follows when you quit it)")
@@ -441,7 +443,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--crypto-queues: {error}") from None
     ensure_native_library()
     return run_demo(Console(), queues=args.crypto_queues, show_console=args.console,
-                    tui=args.tui)
+                    tui=args.tui, arch=args.arch)
 
 
 def _check_standard_fds() -> None:
