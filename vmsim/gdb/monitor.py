@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from vmsim.core import strict
-from vmsim.core.machine import Machine
+from vmsim.core.machine import BaseMachine
 from vmsim.devices.virtio.crypto.faults import FaultControl
 from vmsim.gdb.target import Target
 
@@ -39,7 +39,7 @@ def _transport(device: Any) -> Any:
 
 
 class Monitor:
-    def __init__(self, machine: Machine, target: Target) -> None:
+    def __init__(self, machine: BaseMachine, target: Target) -> None:
         self.machine = machine
         self.target = target
 

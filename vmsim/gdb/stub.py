@@ -10,7 +10,9 @@ received packets from a queue and answers them until GDB resumes the guest.
 Breakpoints are code hooks on their address and watchpoints memory hooks on their
 range, never patched guest memory; both exist only while GDB has some set, so an idle
 stub costs the guest nothing (a memory hook slows the whole guest, E13). Memory
-addresses are guest-virtual, translated through satp by `Target`.
+addresses are guest-virtual. Everything that differs per architecture (registers, the
+target description, translation, interrupt masking around a step) is the machine's
+board's `Target` (vmsim.gdb.target); the stub itself is the same on every board.
 """
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ import threading
 from typing import Any, Callable
 
 from vmsim.core import cpu as cpu_module
-from vmsim.core.machine import Machine
+from vmsim.core.machine import BaseMachine
 from vmsim.gdb.monitor import Monitor
 from vmsim.gdb.packets import Packet, Reader, frame
-from vmsim.gdb.target import PC_REGNUM, Target, target_xml
+from vmsim.gdb.target import target_for
 
 _NEVER_REACHED = (1 << 64) - 1
 SIGINT, SIGTRAP, SIGSEGV = 2, 5, 11
@@ -34,10 +36,10 @@ _RESUME = object()            # a handler's answer: the guest runs; no reply yet
 class GdbStub:
     """Serves one GDB at a time on localhost:port for `machine` (port 0: any free one)."""
 
-    def __init__(self, machine: Machine, port: int, wait: bool = False,
+    def __init__(self, machine: BaseMachine, port: int, wait: bool = False,
                  host: str = "127.0.0.1") -> None:
         self.machine = machine
-        self.target = Target(machine.cpu, machine.ram)
+        self.target = target_for(machine)
         self.monitor = Monitor(machine, self.target)
         self._listener = socket.create_server((host, port))
         self.port: int = self._listener.getsockname()[1]
@@ -223,7 +225,7 @@ class GdbStub:
             if annex != "target.xml":
                 return b"E00"
             offset, length = (int(x, 16) for x in span.split(","))
-            xml = target_xml()
+            xml = self.target.target_xml()
             part = xml[offset:offset + length]
             return (b"l" if offset + length >= len(xml) else b"m") + part
         if text == "qAttached":
@@ -250,13 +252,10 @@ class GdbStub:
         return self._stop_reply.encode()
 
     def _read_all(self, _text: str) -> bytes:
-        return b"".join((self.target.read_register(n) or b"").hex().encode()
-                        for n in range(PC_REGNUM + 1))
+        return self.target.read_g().hex().encode()
 
     def _write_all(self, text: str) -> bytes:
-        raw = bytes.fromhex(text[1:])
-        for n in range(min(PC_REGNUM + 1, len(raw) // 8)):
-            self.target.write_register(n, raw[8 * n:8 * n + 8])
+        self.target.write_g(bytes.fromhex(text[1:]))
         return b"OK"
 
     def _read_one(self, text: str) -> bytes:
@@ -321,21 +320,19 @@ class GdbStub:
         return self._stop_reply.encode()
 
     def step(self) -> int:
-        """One instruction with interrupts masked (sie = 0 around it, as QEMU masks them
-        by default), so `stepi` does not land in a trap handler; returns the signal."""
+        """One instruction with interrupts masked as the target does it (riscv: sie = 0
+        around it; arm64: the IRQ line held low), as QEMU masks them by default, so
+        `stepi` does not land in a trap handler; returns the signal."""
         cpu = self.target.cpu
-        sie = cpu.csr("sie")
-        cpu.set_csr("sie", 0)
         self._stepping = True
         try:
-            cpu.uc.emu_start(cpu.pc, _NEVER_REACHED, count=1)
+            with self.target.interrupts_masked():
+                cpu.uc.emu_start(cpu.pc, _NEVER_REACHED, count=1)
             signal = SIGTRAP
         except cpu_module.uc_mod.UcError:
             signal = SIGSEGV
         finally:
             self._stepping = False
-            if cpu.csr("sie") == 0:
-                cpu.set_csr("sie", sie)
         return signal
 
     # -- breakpoints and watchpoints -----------------------------------------------------

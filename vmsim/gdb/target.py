@@ -1,47 +1,26 @@
-"""The hart as GDB sees it: register numbers, the target description, guest memory.
+"""The CPU as GDB sees it: what is the same on every architecture, and the choice of
+the per-architecture target.
 
-Register numbers follow GDB's RISC-V layout (and QEMU's): x0-x31 are 0-31, pc 32,
-f0-f31 33-64, a CSR is 65 + its CSR number, and the virtual `priv` register is
-65 + 4096. GDB finds CSRs by their standard names, so only those are used.
+A target gives the stub (vmsim.gdb.stub) register access by GDB register number, the
+target description GDB reads as target.xml, guest memory at guest-virtual addresses
+(as GDB expects) and physical ones (for `monitor xp`/`wp`), and the interrupt masking
+around a single step. What differs per architecture lives in one subclass each:
+`RiscvTarget` (vmsim.gdb.riscv) and `Arm64Target` (vmsim.gdb.arm64): the register
+layout and description, the virtual-to-physical translation, and how a step keeps
+interrupts out. `target_for` picks the one of the machine's board.
 
-Memory is guest-virtual, as GDB expects: the stub walks the page tables itself from
-satp (Sv39, Sv48 or Sv57) with the debugger's rights (no U/SUM or R/W/X checks), because
-the engine's own accessors are physical or apply the guest's privilege. Only RAM is reachable: reading a device
-register from the debugger would have side effects.
+Only RAM is reachable: reading a device register from the debugger would have side
+effects.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from vmsim.core.cpu import PRIV_MACHINE, Cpu
 from vmsim.devices.memory import Ram
 
-PC_REGNUM = 32
-FP_BASE = 33
-CSR_BASE = 65
-PRIV_REGNUM = CSR_BASE + 4096
-
-ABI = ("zero ra sp gp tp t0 t1 t2 fp s1 a0 a1 a2 a3 a4 a5 a6 a7 "
-       "s2 s3 s4 s5 s6 s7 s8 s9 s10 s11 t3 t4 t5 t6").split()
-FP_ABI = ("ft0 ft1 ft2 ft3 ft4 ft5 ft6 ft7 fs0 fs1 fa0 fa1 fa2 fa3 fa4 fa5 fa6 fa7 "
-          "fs2 fs3 fs4 fs5 fs6 fs7 fs8 fs9 fs10 fs11 ft8 ft9 ft10 ft11").split()
-
-# (standard name, CSR number, needs M-level access on the wheel engine)
-CSRS: tuple[tuple[str, int, bool], ...] = (
-    ("sstatus", 0x100, False), ("sie", 0x104, False), ("stvec", 0x105, False),
-    ("scounteren", 0x106, False), ("sscratch", 0x140, False), ("sepc", 0x141, False),
-    ("scause", 0x142, False), ("stval", 0x143, False), ("sip", 0x144, False),
-    ("satp", 0x180, False),
-    ("mstatus", 0x300, True), ("misa", 0x301, True), ("medeleg", 0x302, True),
-    ("mideleg", 0x303, True), ("mie", 0x304, True), ("mtvec", 0x305, True),
-    ("mcounteren", 0x306, True), ("mscratch", 0x340, True), ("mepc", 0x341, True),
-    ("mcause", 0x342, True), ("mtval", 0x343, True), ("mip", 0x344, True),
-    ("mvendorid", 0xF11, True), ("marchid", 0xF12, True), ("mimpid", 0xF13, True),
-    ("mhartid", 0xF14, True),
-)
-FP_CSRS = (("fflags", 0x1), ("frm", 0x2), ("fcsr", 0x3))
+PAGE = 4096          # both architectures' smallest page: translation is per page
 
 
 @dataclass(frozen=True)
@@ -53,124 +32,89 @@ class Register:
     machine_level: bool = False
 
 
-def registers() -> dict[int, Register]:
-    """Every register GDB may ask for, by GDB register number."""
-    from unicorn import riscv_const as rv     # the engine is bound by then (Cpu exists)
-
-    regs = [Register(ABI[i], i, rv.UC_RISCV_REG_X0 + i, 8) for i in range(32)]
-    regs.append(Register("pc", PC_REGNUM, rv.UC_RISCV_REG_PC, 8))
-    regs += [Register(FP_ABI[i], FP_BASE + i, rv.UC_RISCV_REG_F0 + i, 8) for i in range(32)]
-    regs += [Register(name, CSR_BASE + num, getattr(rv, f"UC_RISCV_REG_{name.upper()}"), 4)
-             for name, num in FP_CSRS]
-    regs += [Register(name, CSR_BASE + num, getattr(rv, f"UC_RISCV_REG_{name.upper()}"), 8,
-                      machine) for name, num, machine in CSRS]
-    regs.append(Register("priv", PRIV_REGNUM, rv.UC_RISCV_REG_PRIV, 8))
-    return {reg.regnum: reg for reg in regs}
-
-
-def target_xml() -> bytes:
-    """One target description with the cpu, fpu, virtual and csr features."""
-    lines = ['<?xml version="1.0"?>', '<!DOCTYPE target SYSTEM "gdb-target.dtd">',
-             '<target version="1.0">', "<architecture>riscv:rv64</architecture>",
-             '<feature name="org.gnu.gdb.riscv.cpu">']
-    for i, name in enumerate(ABI):
-        kind = "code_ptr" if name == "ra" else "data_ptr" if name in ("sp", "gp", "tp", "fp") else "int"
-        lines.append(f'<reg name="{name}" bitsize="64" type="{kind}" regnum="{i}"/>')
-    lines.append(f'<reg name="pc" bitsize="64" type="code_ptr" regnum="{PC_REGNUM}"/>')
-    lines += ["</feature>", '<feature name="org.gnu.gdb.riscv.fpu">']
-    lines += [f'<reg name="{name}" bitsize="64" type="ieee_double" regnum="{FP_BASE + i}"/>'
-              for i, name in enumerate(FP_ABI)]
-    lines += [f'<reg name="{name}" bitsize="32" type="int" regnum="{CSR_BASE + num}"/>'
-              for name, num in FP_CSRS]
-    lines += ["</feature>", '<feature name="org.gnu.gdb.riscv.virtual">',
-              f'<reg name="priv" bitsize="64" type="int" regnum="{PRIV_REGNUM}"/>',
-              "</feature>", '<feature name="org.gnu.gdb.riscv.csr">']
-    lines += [f'<reg name="{name}" bitsize="64" type="int" regnum="{CSR_BASE + num}" group="csr"/>'
-              for name, num, _ in CSRS]
-    lines += ["</feature>", "</target>"]
-    return "\n".join(lines).encode()
-
-
-_LEVELS = {8: 3, 9: 4, 10: 5}     # satp.MODE: Sv39, Sv48, Sv57 -> page-table levels
-
-
 class Target:
     """Register and memory access for the stub; CPU thread only, engine stopped."""
 
-    def __init__(self, cpu: Cpu, ram: Ram) -> None:
+    arch = ""
+    pc_regnum = 0
+    g_regnums: tuple[int, ...] = ()      # the registers of a `g` packet, in order
+
+    def __init__(self, cpu: Any, ram: Ram) -> None:
         self.cpu = cpu
         self.ram = ram
-        self.regs = registers()
+        self.regs = self.registers()
+        self._xml: bytes | None = None
 
-    @contextlib.contextmanager
-    def _access(self, reg: Register) -> Iterator[None]:
-        """M-level CSRs are readable only at PRIV 3 on the wheel (docs/engine.md, E2);
-        the patched engine takes them at any privilege, and the brief switch is harmless."""
-        if not reg.machine_level:
-            yield
-            return
-        saved = self.cpu.priv
-        self.cpu.priv = PRIV_MACHINE
-        try:
-            yield
-        finally:
-            self.cpu.priv = saved
+    # -- what each architecture provides ----------------------------------------------
+
+    def registers(self) -> dict[int, Register]:
+        """Every register GDB may ask for, by GDB register number."""
+        raise NotImplementedError
+
+    def describe(self) -> bytes:
+        """The target description (target.xml)."""
+        raise NotImplementedError
+
+    def translate(self, address: int) -> int | None:
+        """Guest-virtual to physical as the CPU stands; None where nothing is mapped."""
+        raise NotImplementedError
+
+    def interrupts_masked(self) -> contextlib.AbstractContextManager[None]:
+        """Around a single step: no interrupt is taken, so `stepi` does not land in a
+        handler (QEMU masks them by default too)."""
+        raise NotImplementedError
+
+    def _read(self, reg: Register) -> int:
+        return int(self.cpu.uc.reg_read(reg.reg_id))
+
+    def _write(self, reg: Register, value: int) -> bool:
+        """Write one register; False where the target refuses the value."""
+        if reg.regnum == self.pc_regnum:
+            self.cpu.pc = value
+        else:
+            self.cpu.uc.reg_write(reg.reg_id, value)
+        return True
+
+    # -- registers ---------------------------------------------------------------------
+
+    def target_xml(self) -> bytes:
+        if self._xml is None:
+            self._xml = self.describe()
+        return self._xml
 
     def read_register(self, regnum: int) -> bytes | None:
         reg = self.regs.get(regnum)
         if reg is None:
             return None
-        with self._access(reg):
-            value: Any = self.cpu.uc.reg_read(reg.reg_id)
-        return (int(value) & ((1 << (8 * reg.size)) - 1)).to_bytes(reg.size, "little")
+        return (self._read(reg) & ((1 << (8 * reg.size)) - 1)).to_bytes(reg.size, "little")
 
     def write_register(self, regnum: int, data: bytes) -> bool:
         reg = self.regs.get(regnum)
-        if reg is None or len(data) != reg.size or regnum == 0:
-            return reg is not None and regnum == 0         # x0 stays zero
-        value = int.from_bytes(data, "little")
-        with self._access(reg):
-            if regnum == PC_REGNUM:
-                self.cpu.pc = value
-            else:
-                self.cpu.uc.reg_write(reg.reg_id, value)
-        return True
+        if reg is None or len(data) != reg.size:
+            return False
+        return self._write(reg, int.from_bytes(data, "little"))
 
-    # -- memory --------------------------------------------------------------------
+    def read_g(self) -> bytes:
+        """The `g` packet's registers, concatenated; GDB asks for the others with `p`."""
+        return b"".join(self.read_register(n) or b"" for n in self.g_regnums)
 
-    def translate(self, address: int) -> int | None:
-        """Guest-virtual to physical under the current satp, with the debugger's rights;
-        None for an unmapped or non-canonical address. Sv48 and Sv57 too: Linux 6.1
-        asks for the deepest mode the hart takes, and this engine takes Sv57."""
-        satp = self.cpu.csr("satp")
-        levels = _LEVELS.get(satp >> 60)
-        if levels is None or self.cpu.priv == PRIV_MACHINE:
-            return address if address < 1 << 64 else None
-        top_bit = 12 + 9 * levels - 1                 # 38 for Sv39: sign-extended above
-        if address >> top_bit not in (0, (1 << (64 - top_bit)) - 1):
-            return None
-        table = (satp & ((1 << 44) - 1)) << 12
-        for level in range(levels - 1, -1, -1):
-            entry_at = table + ((address >> (12 + 9 * level)) & 0x1FF) * 8
-            if not self.ram.contains(entry_at, 8):
-                return None
-            pte = self.ram.read_u64(entry_at)
-            if not pte & 1 or (pte & 0b110) == 0b100:          # invalid, or W without R
-                return None
-            ppn = pte >> 10 & ((1 << 44) - 1)
-            if pte & 0b1010:                                    # R or X: a leaf
-                offset_bits = 12 + 9 * level
-                if ppn & ((1 << (9 * level)) - 1):
-                    return None                                 # misaligned superpage
-                return (ppn << 12) | (address & ((1 << offset_bits) - 1))
-            table = ppn << 12
-        return None
+    def write_g(self, raw: bytes) -> None:
+        """A `G` packet: as many of the `g` registers as its bytes cover."""
+        offset = 0
+        for regnum in self.g_regnums:
+            size = self.regs[regnum].size
+            if offset + size > len(raw):
+                break
+            self.write_register(regnum, raw[offset:offset + size])
+            offset += size
+
+    # -- memory ------------------------------------------------------------------------
 
     def _pieces(self, address: int, size: int, virtual: bool) -> list[tuple[int, int]] | None:
         """(physical address, length) runs, split at pages; None if any is not RAM."""
         runs = []
         while size > 0:
-            chunk = min(size, 4096 - (address & 0xFFF))
+            chunk = min(size, PAGE - (address & (PAGE - 1)))
             phys = self.translate(address) if virtual else address
             if phys is None or not self.ram.contains(phys, chunk):
                 return None
@@ -195,3 +139,17 @@ class Target:
             done += length
         self.cpu.flush_code()       # a changed instruction must not run from a stale block
         return True
+
+
+def target_for(machine: Any) -> Target:
+    """The target of the machine's board (its `arch`: riscv64 or arm64)."""
+    arch = machine.board.arch
+    if arch == "riscv64":
+        from vmsim.gdb.riscv import RiscvTarget
+
+        return RiscvTarget(machine.cpu, machine.ram)
+    if arch == "arm64":
+        from vmsim.gdb.arm64 import Arm64Target
+
+        return Arm64Target(machine.cpu, machine.ram)
+    raise ValueError(f"the GDB stub has no target for the {arch} board")
