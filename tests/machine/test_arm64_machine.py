@@ -370,8 +370,9 @@ def run(program: Built):
         running.close()
 
 
-def _vmsim_run(elf: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VMSIM), "run", "--kernel", str(elf), "--mem", "16M", "--no-crypto"],
+def _vmsim_run(elf: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VMSIM), "run", *options, "--kernel", str(elf), "--mem", "16M",
+                           "--no-crypto"],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -403,6 +404,22 @@ def test_psci_version_is_1_0_and_system_off_ends_the_run_with_status_0(program: 
     done = _vmsim_run(program.elves["psci_main"])
     assert (done.returncode, done.stdout, done.stderr) == (
         0, "psci version 0x0000000000010000\n", "")
+
+
+@pytest.mark.parametrize("machine", ["virt", "arm64-virt"])
+def test_minus_m_virt_and_arm64_virt_run_an_arm64_program(program: Built, machine: str) -> None:
+    done = _vmsim_run(program.elves["psci_main"], "-M", machine)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "psci version 0x0000000000010000\n", "")
+
+
+def test_minus_m_riscv64_virt_refuses_an_arm64_program(program: Built) -> None:
+    elf = program.elves["psci_main"]
+    done = _vmsim_run(elf, "-M", "riscv64-virt")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        f"vmsim: error: --kernel {elf} is for arm64, but -M riscv64-virt runs riscv64 "
+        "kernels (-M virt picks the board from the kernel)"]
 
 
 def test_system_reset_ends_the_run_with_a_note(program: Built) -> None:
