@@ -7,7 +7,8 @@ numbering scheme as the riscv engine's.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from vmsim.core import cpu as engine
 from vmsim.core.cpu import NATIVE_ARM64, EngineCpu
@@ -55,6 +56,7 @@ class Arm64Cpu(EngineCpu):
         self._x = [getattr(a, f"UC_ARM64_REG_X{i}") for i in range(31)]
         self._pc_reg = a.UC_ARM64_REG_PC
         self._irq_level = False
+        self._irq_held = False            # a debugger's step holds the engine's line low
         # The first access to unmapped memory of a run, (pc, address), recorded by the
         # engine's unmapped-memory hook: there pc is the access's own, where the run
         # then ends at the next block (docs/engine.md, P1). The hook costs nothing until
@@ -89,7 +91,21 @@ class Arm64Cpu(EngineCpu):
         """Drive the CPU's IRQ input (the GIC's output); CPU thread only."""
         if level != self._irq_level:
             self._irq_level = level
-            self._set(REG_IRQ, int(level))
+            if not self._irq_held:
+                self._set(REG_IRQ, int(level))
+
+    @contextmanager
+    def irq_held_low(self) -> Iterator[None]:
+        """The engine's IRQ input stays low inside, whatever the GIC drives, so no IRQ
+        is taken (a debugger's single step); the GIC's level is driven again after.
+        PSTATE.I is left alone: a host write of PSTATE skips the engine's hflags rebuild."""
+        self._irq_held = True
+        self._set(REG_IRQ, 0)
+        try:
+            yield
+        finally:
+            self._irq_held = False
+            self._set(REG_IRQ, int(self._irq_level))
 
     @property
     def irq_raised(self) -> bool:

@@ -165,9 +165,17 @@ class EngineCpu:
         return buf.raw
 
     def is_fetchable(self, address: int) -> bool:
+        return self.translate_virtual(address, execute=True) is not None
+
+    def translate_virtual(self, address: int, execute: bool = False) -> int | None:
+        """The physical address a guest-virtual one maps to for a load (or a fetch)
+        under the current translation regime and privilege; None if that faults."""
         out = ctypes.c_uint64()
-        return self._lib.uc_vmem_translate(self._handle, address, _PROT_EXEC,
-                                           ctypes.byref(out)) == 0
+        if self._lib.uc_vmem_translate(self._handle, address,
+                                       _PROT_EXEC if execute else _PROT_READ,
+                                       ctypes.byref(out)) != 0:
+            return None
+        return out.value
 
     def flush_tlb(self) -> None:
         """Drop cached address translations (SBI remote sfence.vma on one hart)."""
