@@ -1,4 +1,5 @@
-"""`vmsim learn`: the guided lesson on the default guest (vmsim.trace.lesson).
+"""`vmsim learn`: the guided lesson on the default guest (vmsim.trace.lesson), of
+either board (`--arch riscv64|arm64`, the console on the board's UART).
 
 In a terminal it runs under the TUI: the guest stops at each step's event and the
 lesson panel explains it; space goes on. With --headless (or without a terminal) each
@@ -23,25 +24,30 @@ def add_learn_command(commands: argparse._SubParsersAction) -> None:
                                 "session, each explained from the real event")
     learn.add_argument("--headless", action="store_true",
                        help="print each step and go straight on (no TUI, no key presses)")
+    learn.add_argument("--arch", default="riscv64", choices=("riscv64", "arm64"),
+                       help="the board and its default guest: riscv64 (default) or arm64")
     # Dispatched with the trace commands: vmsim/cli/trace_cmd.py
     learn.set_defaults(command="trace", trace_command="learn")
 
 
 def run_learn(args: argparse.Namespace, say=print) -> int:
+    from vmsim.boards import default_append, for_arch
     from vmsim.build.guest import ensure_default_guest
     from vmsim.build.unicorn import ensure_native_library
-    from vmsim.core.machine import DEFAULT_APPEND, Machine, MachineConfig
+    from vmsim.core.machine import MachineConfig, create_machine
     from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO
     from vmsim.tui.feeds import ConsoleBuffer
 
     headless = args.headless or not sys.stdout.isatty()
     ensure_native_library()
-    paths = ensure_default_guest()
+    arch = getattr(args, "arch", "riscv64")
+    board = for_arch(arch)
+    paths = ensure_default_guest(arch=arch)
     hub, gate = TraceHub(), MachineGate()
     console = ConsoleBuffer()
-    config = MachineConfig(kernel=paths.kernel, initrd=paths.initrd, append=DEFAULT_APPEND,
-                           virtio=[gated(CRYPTO.configure(), gate)], trace=hub)
-    machine = Machine(config, output=console.write)
+    config = MachineConfig(kernel=paths.kernel, initrd=paths.initrd, append=default_append(board),
+                           board=board, virtio=[gated(CRYPTO.configure(), gate)], trace=hub)
+    machine = create_machine(config, output=console.write)
     quit_after = threading.Event()
 
     def on_step(reached: Reached) -> None:
@@ -72,7 +78,7 @@ def run_learn(args: argparse.Namespace, say=print) -> int:
     try:
         machine.load()
         if headless:
-            say(f"vmsim learn: {len(STEPS)} steps on the default guest\n")
+            say(f"vmsim learn: {len(STEPS)} steps on the default {arch} guest\n")
             machine.run()
         else:
             from vmsim.tui.app import VmsimApp
