@@ -25,6 +25,7 @@ REG_COUNTER = _REG_BASE + 0x12
 REG_TIMER_DEADLINE = _REG_BASE + 0x13
 REG_CNTV_CTL = _REG_BASE + 0x14
 REG_CNTP_CTL = _REG_BASE + 0x16
+REG_INVALID_ADDR = _REG_BASE + 0x18
 REG_TRAPS = _REG_BASE + 0x100
 
 # Exception indexes the hook can see (QEMU's EXCP_*).
@@ -57,12 +58,6 @@ class Arm64Cpu(EngineCpu):
         self._pc_reg = a.UC_ARM64_REG_PC
         self._irq_level = False
         self._irq_held = False            # a debugger's step holds the engine's line low
-        # The first access to unmapped memory of a run, (pc, address), recorded by the
-        # engine's unmapped-memory hook: there pc is the access's own, where the run
-        # then ends at the next block (docs/engine.md, P1). The hook costs nothing until
-        # an access misses every region.
-        self.unmapped_access: tuple[int, int] | None = None
-        self.uc.hook_add(engine.uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
 
     # -- registers ---------------------------------------------------------------
 
@@ -136,11 +131,11 @@ class Arm64Cpu(EngineCpu):
 
         self.uc.hook_add(engine.uc_mod.UC_HOOK_INTR, hook)
 
-    def _on_unmapped(self, _uc: Any, _access: int, address: int, _size: int, _value: int,
-                     _data: Any) -> bool:
-        if self.unmapped_access is None:
-            self.unmapped_access = (self.pc, address)
-        return False                      # not handled: the run ends with the engine's error
+    def unmapped_address(self) -> int:
+        """The physical address of the access to unmapped memory that ended the run. The
+        engine ends such a run with pc at the access itself (docs/engine.md, P17), so no
+        memory hook is needed, which would slow every access (E13)."""
+        return self._get(REG_INVALID_ADDR)
 
     def _invalidate_without_patch(self, pages: list[int]) -> None:
         raise AssertionError("Arm64Cpu exists only on the patched engine")

@@ -22,19 +22,17 @@ from vmsim.core.arm64_cpu import EXCP_HVC, EXCP_SMC, WFI, Arm64Cpu
 from vmsim.core.arm64_loader import boot_registers, load_arm64_boot
 from vmsim.core.clock import NEVER
 from vmsim.core.console import write_stdout
-from vmsim.core.cpu import EngineStop
 from vmsim.core.loader import BootLayout
 from vmsim.core.machine import BaseMachine, MachineConfig, _MachineWaker
 from vmsim.core.traps import guest_error
 from vmsim.devices.bus import IrqLine, MmioDevice
 from vmsim.devices.gic import Gicv2
 from vmsim.devices.pl011 import Pl011
-from vmsim.errors import GuestError, VmsimError
+from vmsim.errors import VmsimError
 from vmsim.firmware.psci import NOT_SUPPORTED, psci_call
 
 COUNTER_HZ = 62_500_000          # CNTFRQ: the engine's counter ticks every 16 ns
 MASK64 = (1 << 64) - 1
-_UNMAPPED = (EngineStop.READ_UNMAPPED, EngineStop.WRITE_UNMAPPED)   # a fetch: pc is the address
 
 
 class Arm64Machine(BaseMachine):
@@ -142,15 +140,9 @@ class Arm64Machine(BaseMachine):
     def _fatal_trap(self) -> VmsimError | None:
         return self._fatal
 
-    def _engine_failure(self, reason: EngineStop) -> GuestError:
-        """An access to unmapped memory names the pc and address the engine's hook saw
-        (the run itself ends later, at the next block)."""
-        access, self.cpu.unmapped_access = self.cpu.unmapped_access, None
-        if access is None or reason not in _UNMAPPED:
-            return super()._engine_failure(reason)
-        pc, address = access
-        return guest_error(f"guest died: {reason.value} at pc {pc:#x} (address {address:#x})",
-                           self.cpu)
+    def _access_address(self, pc: int) -> int | None:
+        """The engine keeps the address of the unmapped access that ended the run."""
+        return self.cpu.unmapped_address()
 
     # -- host input --------------------------------------------------------------------
 
