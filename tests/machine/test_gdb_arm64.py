@@ -140,13 +140,40 @@ l1_table:
 """
 
 
+# Identifies slot 0's device, then writes InterruptACK with an undefined bit, twice (a
+# --strict finding, reported once). The first store starts a block, so the finding's pc
+# is its own; a jump ends the block after it, so the stop lands right after it.
+BREAKS_A_RULE = r"""
+    .equ SYSTEM_OFF, 0x84000008
+    .text
+    .globl _start, bad, after
+_start:
+    mov     x9, #0x0a000000         // virtio-mmio slot 0
+    ldr     w10, [x9, #0]
+    ldr     w10, [x9, #4]
+    ldr     w10, [x9, #8]
+    mov     w10, #0x10
+    b       bad
+bad:
+    str     w10, [x9, #0x64]
+    b       after
+after:
+    mov     w10, #0x20
+    str     w10, [x9, #0x64]
+    ldr     x0, =SYSTEM_OFF
+    hvc     #0
+    b       .
+    .ltorg
+"""
+
+
 class Program:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, name: str = "prog", text: str = PROGRAM) -> None:
         from elftools.elf.elffile import ELFFile
 
-        source, obj = workdir / "prog.S", workdir / "prog.o"
-        self.elf = workdir / "prog.elf"
-        source.write_text(PROGRAM)
+        source, obj = workdir / f"{name}.S", workdir / f"{name}.o"
+        self.elf = workdir / f"{name}.elf"
+        source.write_text(text)
         subprocess.run([CROSS_AARCH64_AS.name, "-o", str(obj), str(source)], check=True)
         subprocess.run([CROSS_AARCH64_LD.name, "-N", "--no-warn-rwx-segments",
                         f"-Ttext={RAM_BASE:#x}", "-e", "_start", "-o", str(self.elf), str(obj)],
@@ -300,3 +327,33 @@ def test_gdb_break_stepi_registers_memory_watchpoints_and_power_off(program: Pro
     assert "monitor commands:" in out, out
     assert "exited normally" in out, out
     assert proc.wait(timeout=20) == 0
+
+
+def test_gdb_stops_at_a_strict_finding_and_monitor_strict_shows_it(
+        program: Program, tmp_path: Path) -> None:
+    """--strict with GDB attached, as on riscv64: the guest stops with SIGTRAP right
+    after the store that broke a rule, and `monitor strict` names the store's pc."""
+    require_tools(GDB)
+    breaks = Program(tmp_path, "breaks", BREAKS_A_RULE)
+    proc = subprocess.Popen(
+        VMSIM + ["run", "--kernel", str(breaks.elf), "--mem", "16M", "--crypto-workers", "0",
+                 "--strict", "--gdb", "0", "--wait"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        match = re.search(r"gdb stub on localhost:(\d+)", proc.stderr.readline())
+        assert match
+        out = run_gdb(breaks.elf, int(match.group(1)), [
+            "monitor strict", "continue", "print/x $pc", "monitor strict", "monitor virtio",
+            "continue"])
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "strict: no rule broken so far" in out, out
+    assert "Program received signal SIGTRAP" in out, out
+    assert f"$1 = {breaks.symbols['after']:#x}" in out, out
+    assert re.search(r"1x virtio-crypto: mmio-interrupt-ack-bits: .* at pc "
+                     f"{breaks.symbols['bad']:#x}: value=0x10", out), out
+    assert re.search(r"slot 0: virtio-crypto \(device id 20\)", out), out
+    assert "exited normally" in out, out
