@@ -16,6 +16,12 @@ exception level would see it: what the guest has mapped (any granule, TTBR0 or T
 the MMU on or off), as QEMU's stub does. So while the CPU is stopped at EL0 the
 kernel's half is not readable.
 
+Breakpoints and watchpoints are the stub's engine hooks, as on riscv64; a memory hook
+sees physical addresses on this engine too, so a watchpoint watches the RAM its virtual
+range maps to when it is set. The stub stops right after the watched access; GDB,
+which expects an AArch64 watchpoint to stop before the access, then steps one more
+instruction before it reports.
+
 A single step holds the engine's IRQ line low (Arm64Cpu.irq_held_low), so `stepi`
 does not land in the IRQ vector while the GIC has an interrupt for the CPU; PSTATE.I
 itself is not touched. FIQs are not used on this board.
