@@ -302,6 +302,8 @@ def test_gdb_break_stepi_registers_memory_watchpoints_and_power_off(program: Pro
         f"monitor xp {sym['marker']:#x} 8", "x/2i $pc",
         # A watchpoint on the alias catches the store through it.
         f"watch *(long *){alias:#x}", "continue", "print/x $pc", "delete",
+        # A vector register by lane, and the q view GDB builds on it.
+        "set var $v1.d.u[1] = 7", "print $v1.d.u", "print $q1.u",
         "monitor help", "continue"])
     assert "Hardware watchpoint 1: *(long *)&counter" in out, out
     assert "Old value = 0\nNew value = 1" in out and "Old value = 1\nNew value = 2" in out, out
@@ -324,6 +326,7 @@ def test_gdb_break_stepi_registers_memory_watchpoints_and_power_off(program: Pro
     # more instruction, since AArch64 watchpoints stop before the access and GDB steps
     # over it before it reports (the value shown is the new one either way).
     assert f"$5 = {sym['stored'] + 4:#x}" in out, out
+    assert "$6 = {0, 7}" in out and f"$7 = {7 << 64}" in out, out
     assert "monitor commands:" in out, out
     assert "exited normally" in out, out
     assert proc.wait(timeout=20) == 0

@@ -44,10 +44,15 @@ _CPSR_FIELDS = (("SP", 0, 0), ("EL", 2, 3), ("nRW", 4, 4), ("F", 6, 6), ("I", 7,
                 ("A", 8, 8), ("D", 9, 9), ("SS", 21, 21), ("V", 28, 28), ("C", 29, 29),
                 ("Z", 30, 30), ("N", 31, 31))
 
-# The views of a 128-bit vector register GDB offers (print $v0.d, $v0.s.f, ...).
-_VECTOR_VIEWS = (("d", "v2d", "ieee_double", 2), ("du", "v2u", "uint64", 2),
-                 ("s", "v4f", "ieee_single", 4), ("su", "v4u", "uint32", 4),
-                 ("h", "v8u", "uint16", 8), ("b", "v16u", "uint8", 16))
+# The views of a 128-bit vector register, as GDB names them on AArch64: by lane size
+# (d, s, h, b, q), then as floats, unsigned or signed (print $v0.d.u[1], $v0.s.f).
+_VECTOR_VIEWS: tuple[tuple[str, tuple[tuple[str, str, int], ...]], ...] = (
+    ("d", (("f", "ieee_double", 2), ("u", "uint64", 2), ("s", "int64", 2))),
+    ("s", (("f", "ieee_single", 4), ("u", "uint32", 4), ("s", "int32", 4))),
+    ("h", (("u", "uint16", 8), ("s", "int16", 8))),
+    ("b", (("u", "uint8", 16), ("s", "int8", 16))),
+    ("q", (("u", "uint128", 1), ("s", "int128", 1))),
+)
 
 
 class Arm64Target(Target):
@@ -86,11 +91,16 @@ class Arm64Target(Target):
                   f'<reg name="pc" bitsize="64" type="code_ptr" regnum="{PC_REGNUM}"/>',
                   f'<reg name="cpsr" bitsize="32" type="cpsr_bits" regnum="{CPSR_REGNUM}"/>',
                   "</feature>", '<feature name="org.gnu.gdb.aarch64.fpu">']
-        lines += [f'<vector id="{vid}" type="{element}" count="{count}"/>'
-                  for _, vid, element, count in _VECTOR_VIEWS]
+        for view, kinds in _VECTOR_VIEWS:
+            lines += [f'<vector id="v{count}{kind}" type="{element}" count="{count}"/>'
+                      for kind, element, count in kinds if count > 1]
+            lines.append(f'<union id="vn{view}">')
+            lines += [f'<field name="{kind}" type="{element if count == 1 else f"v{count}{kind}"}"/>'
+                      for kind, element, count in kinds]
+            lines.append("</union>")
         lines.append('<union id="vreg">')
-        lines += [f'<field name="{name}" type="{vid}"/>' for name, vid, _, _ in _VECTOR_VIEWS]
-        lines += ['<field name="q" type="uint128"/>', "</union>"]
+        lines += [f'<field name="{view}" type="vn{view}"/>' for view, _ in _VECTOR_VIEWS]
+        lines.append("</union>")
         lines += [f'<reg name="v{i}" bitsize="128" type="vreg" regnum="{V_BASE + i}"/>'
                   for i in range(32)]
         lines += [f'<reg name="fpsr" bitsize="32" type="int" regnum="{FPSR_REGNUM}"/>',
