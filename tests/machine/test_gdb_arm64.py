@@ -2,8 +2,8 @@
 bare-metal AArch64 program): the AArch64 target description and register numbers over
 a raw socket, and the real gdb-multiarch in batch mode (break, stepi with an interrupt
 pending, info registers, x/ under the MMU, watchpoints on a physical and a virtual
-address, monitor commands, continue to PSCI SYSTEM_OFF). Every wait is on a reply or
-on gdb's exit, never a sleep.
+address, a vector register, monitor commands, continue to PSCI SYSTEM_OFF), and the
+stop at a --strict finding. Every wait is on a reply or on gdb's exit, never a sleep.
 """
 from __future__ import annotations
 
