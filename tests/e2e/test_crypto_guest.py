@@ -8,6 +8,10 @@ queue and once with four; two more boots check that no virtio algorithm appears
 without the device or when it withholds HW_READY. The same suite under QEMU 7.2 is the
 reference (its raw RSA fails the kernel self-test by design).
 
+Debian's own arm64 kernel (its virtio_crypto and AF_ALG are modules, loaded by the
+initramfs's first program) runs the same boots on the arm64 board, as `[arm64-debian]`:
+this module's `board` fixture adds it to the boards' default guests.
+
 Results are read from the console on every board: the init's `@vmsim event=done exit=N`
 line carries the programs' status, which only riscv64 also passes out as vmsim's exit
 status (BoardGuest.host_status).
@@ -24,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.guest import HOST_CC, BoardGuest, init_exit, require_tools
+from tests.support.guest import (ARM64_DEBIAN, BOARD_ARCHES, HOST_CC, BoardGuest, board_guest,
+                                 init_exit, require_tools)
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
@@ -157,6 +162,12 @@ def test_rsa_check_recomputes_every_output() -> None:
 
 
 # ------------------------------------------------------------------ real boots
+
+
+@pytest.fixture(scope="module", params=[*BOARD_ARCHES, ARM64_DEBIAN])
+def board(request: pytest.FixtureRequest) -> BoardGuest:
+    """tests/conftest.py's boards, and Debian's own arm64 kernel on the arm64 board."""
+    return board_guest(request.param)
 
 
 def _require_run_flags(*flags: str) -> None:

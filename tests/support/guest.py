@@ -82,14 +82,19 @@ def require_patched_engine() -> None:
 # `make guest`, which `make test` runs first). A test that takes the `board` fixture
 # (tests/conftest.py) runs once per board, with the board's name as its id.
 BOARD_ARCHES = ("riscv64", "arm64")
+# Debian's own arm64 kernel (`vmsim guest build --arch arm64 --distro`) on the arm64
+# board: a guest a test may add to the boards' default ones, named as in
+# tests/e2e/test_guest_qemu.py.
+ARM64_DEBIAN = "arm64-debian"
 
 
 @dataclass(frozen=True)
 class BoardGuest:
-    """A board and its default guest, as the tests that run on every board see it."""
+    """A board and its guest, as the tests that run on every board see it."""
 
     arch: str
     paths: GuestPaths
+    distro: bool = False          # Debian's own kernel instead of the default guest
 
     @property
     def board(self) -> Board:
@@ -113,12 +118,15 @@ class BoardGuest:
         return init_exit if self.exit_code_from_guest else 0
 
 
-def board_guest(arch: str) -> BoardGuest:
-    """The default guest of `arch`'s board; arm64 also needs the patched engine (its
-    aarch64 target is vmsim's own, vmsim.core.arm64_cpu)."""
+def board_guest(name: str) -> BoardGuest:
+    """The default guest of the board of arch `name`, or ARM64_DEBIAN; arm64 also needs
+    the patched engine (its aarch64 target is vmsim's own, vmsim.core.arm64_cpu)."""
+    distro = name == ARM64_DEBIAN
+    arch = "arm64" if distro else name
     if arch != DEFAULT_ARCH:
         require_patched_engine()
-    return BoardGuest(arch, built_default_guest(arch))
+    paths = built_distro_guest(arch) if distro else built_default_guest(arch)
+    return BoardGuest(arch, paths, distro)
 
 
 def init_exit(lines: list[dict[str, str]]) -> int | None:
