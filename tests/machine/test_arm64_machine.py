@@ -5,8 +5,10 @@ prog.elf` loads it; it prints markers on the PL011 (a byte to its DR at 0x0900_0
 which the tests wait for. Together they cross every piece the machine adds around the
 engine: the virtual timer's deadline and PPI 27 through the GICv2 to the IRQ vector,
 PSCI over HVC (version, SYSTEM_OFF, SYSTEM_RESET), exceptions taken inside the engine
-(SVC, a data abort under the MMU, with ESR and FAR) and a store to unmapped physical
-memory, which ends the run with one `guest died` line naming the pc and the address.
+(SVC, a data abort under the MMU, with ESR and FAR), virtio-crypto's DMA to physical
+addresses while the guest reaches them only through an MMU alias, a store to unmapped
+physical memory, which ends the run with one `guest died` line naming the pc and the
+address, and `vmsim run -M`.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -27,6 +30,8 @@ TIMER_ITERATIONS = 3
 TIMER_TICKS = 125_000                # 2 ms of the 62.5 MHz counter
 UNMAPPED_VA = 0x8000_1234            # above the two 1 GiB blocks the MMU program maps
 UNMAPPED_PA = 0x0400_0010            # no device and no RAM at this physical address
+BUF_PA = 0x4080_0000                 # the DMA program's rings and buffers (8 MiB into RAM)
+BUF_VA = 0x8080_0000                 # ... and where it reaches them
 TIMEOUT = 60.0
 VMSIM = Path(sys.executable).parent / "vmsim"
 
@@ -256,14 +261,164 @@ unmapped_insn:
     say     "the store went on\n"
     b       power_off
 
+// (c) virtio-crypto's DMA under the MMU. The program reaches RAM through an alias
+// (VA 0x80000000 + x is PA 0x40000000 + x) and maps only its own first 2 MiB at their
+// physical addresses, so the physical addresses the device is given for the rings and
+// buffers are not mapped as virtual ones: a device that translated them through the
+// CPU's MMU would miss. It sets up the control queue and creates an AES-CBC session.
+    .equ VIRTIO, 0x0a000000         // slot 0
+    .equ BUF_PA, {BUF_PA:#x}
+    .equ BUF_VA, {BUF_VA:#x}
+    .equ QSIZE, 8
+    .globl dma_main
+dma_main:
+    bl      setup
+    mov     x9, #0xff00             // MAIR: attr 0 device nGnRnE, attr 1 normal write-back
+    msr     mair_el1, x9
+    ldr     x9, =0x200803519
+    msr     tcr_el1, x9
+    adr     x9, l2_table
+    ldr     x10, =0x40000705        // 2 MiB block: the program, at its physical address
+    str     x10, [x9]
+    adr     x11, l1_table
+    ldr     x10, =0x00000401        // 1 GiB device block at 0: GIC, PL011, virtio-mmio
+    str     x10, [x11]
+    orr     x10, x9, #3             // VA 0x40000000: the L2 table
+    str     x10, [x11, #8]
+    ldr     x10, =0x40000705        // VA 0x80000000: an alias of the RAM
+    str     x10, [x11, #16]
+    msr     ttbr0_el1, x11
+    isb
+    mrs     x9, sctlr_el1
+    orr     x9, x9, #1
+    msr     sctlr_el1, x9
+    isb
+    say     "mmu on\n"
+    ldr     x10, =BUF_PA            // the buffers' physical address as a VA: a fault
+    ldr     x11, [x10]
+
+    ldr     x9, =VIRTIO
+    ldr     w10, [x9, #0x000]       // MagicValue
+    ldr     w11, =0x74726976
+    cmp     w10, w11
+    b.ne    no_device
+    ldr     w10, [x9, #0x008]       // DeviceID
+    cmp     w10, #20
+    b.ne    no_device
+    str     wzr, [x9, #0x070]       // Status: reset
+    mov     w10, #1
+    str     w10, [x9, #0x070]       // ACKNOWLEDGE
+    mov     w10, #3
+    str     w10, [x9, #0x070]       // | DRIVER
+    mov     w10, #1
+    str     w10, [x9, #0x024]       // DriverFeaturesSel 1
+    str     w10, [x9, #0x020]       // VIRTIO_F_VERSION_1 (feature bit 32) only
+    str     wzr, [x9, #0x024]
+    str     wzr, [x9, #0x020]
+    mov     w10, #11
+    str     w10, [x9, #0x070]       // | FEATURES_OK
+    ldr     w10, [x9, #0x070]
+    tbz     w10, #3, no_device
+    ldr     w12, [x9, #0x104]       // max_dataqueues: the control queue's index
+    str     w12, [x9, #0x030]       // QueueSel
+    ldr     w10, [x9, #0x034]       // QueueNumMax
+    cmp     w10, #QSIZE
+    b.lo    no_device
+    mov     w10, #QSIZE
+    str     w10, [x9, #0x038]       // QueueNum
+    ldr     x10, =BUF_PA
+    str     w10, [x9, #0x080]       // QueueDesc: BUF_PA
+    str     wzr, [x9, #0x084]
+    add     x11, x10, #0x100
+    str     w11, [x9, #0x090]       // QueueDriver (avail): BUF_PA + 0x100
+    str     wzr, [x9, #0x094]
+    add     x11, x10, #0x200
+    str     w11, [x9, #0x0a0]       // QueueDevice (used): BUF_PA + 0x200
+    str     wzr, [x9, #0x0a4]
+    mov     w10, #1
+    str     w10, [x9, #0x044]       // QueueReady
+    mov     w10, #15
+    str     w10, [x9, #0x070]       // | DRIVER_OK
+
+    ldr     x13, =BUF_VA            // everything below through the alias
+    add     x14, x13, #0x400        // CIPHER_CREATE_SESSION, AES-CBC, a 16-byte key, encrypt
+    mov     w10, #2
+    str     w10, [x14, #0]
+    mov     w10, #3
+    str     w10, [x14, #4]
+    str     w10, [x14, #16]
+    mov     w10, #16
+    str     w10, [x14, #20]
+    mov     w10, #1
+    str     w10, [x14, #24]
+    str     w10, [x14, #64]         // op_type: plain cipher
+    add     x15, x13, #0x480        // the key: 00 01 .. 0f
+    mov     x10, #0
+1:  strb    w10, [x15, x10]
+    add     x10, x10, #1
+    cmp     x10, #16
+    b.lo    1b
+    mov     x10, #-1                // the session input, until the device writes it
+    str     x10, [x13, #0x500]
+    str     x10, [x13, #0x508]
+    ldr     x10, =BUF_PA + 0x400    // desc 0: the request, 72 bytes, NEXT 1
+    str     x10, [x13, #0]
+    mov     w10, #72
+    str     w10, [x13, #8]
+    ldr     w10, =0x00010001
+    str     w10, [x13, #12]
+    ldr     x10, =BUF_PA + 0x480    // desc 1: the key, NEXT 2
+    str     x10, [x13, #16]
+    mov     w10, #16
+    str     w10, [x13, #24]
+    ldr     w10, =0x00020001
+    str     w10, [x13, #28]
+    ldr     x10, =BUF_PA + 0x500    // desc 2: the session input, WRITE
+    str     x10, [x13, #32]
+    mov     w10, #16
+    str     w10, [x13, #40]
+    mov     w10, #2
+    str     w10, [x13, #44]
+    add     x14, x13, #0x100        // avail.ring[0] = 0, then avail.idx = 1
+    strh    wzr, [x14, #4]
+    dmb     ish
+    mov     w10, #1
+    strh    w10, [x14, #2]
+    dmb     sy
+    str     w12, [x9, #0x050]       // QueueNotify
+    add     x14, x13, #0x200
+2:  ldrh    w10, [x14, #2]          // used.idx
+    cmp     w10, #1
+    b.ne    2b
+    dmb     ish
+    say     "used id="
+    ldr     w25, [x14, #4]
+    bl      puthex
+    say     " len="
+    ldr     w25, [x14, #8]
+    bl      puthex
+    say     " status="
+    ldr     w25, [x13, #0x508]
+    bl      puthex
+    say     " session="
+    ldr     x25, [x13, #0x500]
+    bl      puthex
+    say     "\n"
+    b       power_off
+no_device:
+    say     "no virtio-crypto device\n"
+    b       die
+
     .ltorg
     .data
     .balign 4096
 l1_table:
     .skip   4096
+l2_table:
+    .skip   4096
 """
 
-ENTRIES = ("timer_main", "psci_main", "reset_main", "abort_main", "unmapped_main")
+ENTRIES = ("timer_main", "psci_main", "reset_main", "abort_main", "unmapped_main", "dma_main")
 
 
 class Built:
@@ -307,22 +462,32 @@ class Console:
             self.data.extend(data)
             self._changed.notify_all()
 
-    def wait_for(self, marker: bytes, timeout: float = TIMEOUT) -> None:
+    def wake(self) -> None:
         with self._changed:
-            if not self._changed.wait_for(lambda: marker in self.data, timeout):
-                raise AssertionError(f"no {marker!r} on the console within {timeout:.0f} s; "
+            self._changed.notify_all()
+
+    def wait_for(self, marker: bytes, timeout: float = TIMEOUT,
+                 ended: Callable[[], bool] = lambda: False) -> None:
+        """Until `marker` is on the console; an end of the run (`ended`) without it, or
+        the timeout, fails the test."""
+        with self._changed:
+            self._changed.wait_for(lambda: marker in self.data or ended(), timeout)
+            if marker not in self.data:
+                when = "when the run ended" if ended() else f"within {timeout:.0f} s"
+                raise AssertionError(f"no {marker!r} on the console {when}; "
                                      f"it shows {bytes(self.data)!r}")
 
 
 class Running:
     """A machine running a program on a thread of its own."""
 
-    def __init__(self, elf: Path) -> None:
+    def __init__(self, elf: Path, virtio: list | None = None) -> None:
         from vmsim.boards import ARM64_VIRT
         from vmsim.core.machine import MachineConfig, create_machine
 
         self.console = Console()
-        self.machine = create_machine(MachineConfig(kernel=elf, memory=MEMORY, board=ARM64_VIRT),
+        self.machine = create_machine(MachineConfig(kernel=elf, memory=MEMORY, board=ARM64_VIRT,
+                                                    virtio=virtio or []),
                                       output=self.console.write)
         self.status: int | None = None
         self.error: BaseException | None = None
@@ -337,6 +502,15 @@ class Running:
             self.error = error
         finally:
             self.finished.set()
+            self.console.wake()
+
+    def wait_for(self, marker: bytes, timeout: float = TIMEOUT) -> None:
+        try:
+            self.console.wait_for(marker, timeout, self.finished.is_set)
+        except AssertionError as failure:
+            if self.error is not None:
+                raise AssertionError(f"{failure}; the run failed: {self.error}") from self.error
+            raise
 
     def wait_finished(self, timeout: float = TIMEOUT) -> int:
         if not self.finished.wait(timeout):
@@ -360,8 +534,8 @@ class Running:
 def run(program: Built):
     started: list[Running] = []
 
-    def _run(entry: str) -> Running:
-        running = Running(program.elves[entry])
+    def _run(entry: str, virtio: list | None = None) -> Running:
+        running = Running(program.elves[entry], virtio)
         started.append(running)
         return running
 
@@ -387,8 +561,8 @@ def test_the_virtual_timer_interrupts_through_the_gic_at_the_irq_vector(run) -> 
     interrupt reaches VBAR_EL1 + 0x280, where GICC_IAR reads 27 with ISTATUS set; the
     handler re-arms the timer (the last time it masks it) and writes GICC_EOIR."""
     running = run("timer_main")
-    running.console.wait_for(b"timer armed\n")
-    running.console.wait_for(b"irq 27\n" * TIMER_ITERATIONS + b"timer done\n")
+    running.wait_for(b"timer armed\n")
+    running.wait_for(b"irq 27\n" * TIMER_ITERATIONS + b"timer done\n")
     assert running.wait_finished() == 0
     assert bytes(running.console.data) == (b"timer armed\n" + b"irq 27\n" * TIMER_ITERATIONS
                                            + b"timer done\n")
@@ -434,7 +608,7 @@ def test_system_reset_ends_the_run_with_a_note(program: Built) -> None:
 def test_an_svc_and_a_data_abort_under_the_mmu_reach_the_guest_with_esr_and_far(
         run, program: Built) -> None:
     running = run("abort_main")
-    running.console.wait_for(b"after abort\n")
+    running.wait_for(b"after abort\n")
     assert running.wait_finished() == 0
     lines = bytes(running.console.data).decode().splitlines()
     assert lines[1:3] == ["after svc", "mmu on"] and lines[4:] == ["after abort"], lines
@@ -447,6 +621,30 @@ def test_an_svc_and_a_data_abort_under_the_mmu_reach_the_guest_with_esr_and_far(
     assert abort["esr"] == (0x25 << 26) | (1 << 25) | (1 << 6) | 0b000101
     assert abort["far"] == UNMAPPED_VA
     assert abort["elr"] == program.symbols["abort_insn"]
+
+
+def test_virtio_crypto_dma_under_the_mmu_reaches_the_physical_addresses(run) -> None:
+    """The rings and buffers are at physical addresses that are not mapped as virtual
+    ones (the guest's own load from there faults): the device still reads the request
+    and key and writes the session input and used ring there, which the guest sees
+    through its alias."""
+    from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO, find_crypto_device
+
+    running = run("dma_main", [CRYPTO.configure(queues=1, workers=0)])
+    running.wait_for(b" session=")
+    assert running.wait_finished() == 0
+    lines = bytes(running.console.data).decode().splitlines()
+    assert lines[0] == "mmu on" and len(lines) == 3, lines
+    fault = _hex_fields(lines[1])
+    # A data abort on a read (WnR clear), translation fault at level 2, at BUF_PA.
+    assert fault["esr"] == (0x25 << 26) | (1 << 25) | 0b000110 and fault["far"] == BUF_PA
+    done = _hex_fields(lines[2])
+    assert done["id"] == 0 and done["len"] == 16        # the chain's head; 16 bytes written
+    assert done["status"] == 0                           # VIRTIO_CRYPTO_OK
+    assert done["session"] != (1 << 64) - 1              # the device wrote a session id
+    device = find_crypto_device(running.machine.virtio)
+    control = device.stats[device.control_queue]
+    assert (control.requests, dict(control.statuses)) == (1, {"OK": 1})
 
 
 def test_a_store_to_unmapped_physical_memory_is_one_guest_died_line(program: Built) -> None:
