@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.guest import built_default_guest, require_tools
+from tests.support.guest import board_guest, built_default_guest, require_tools
 from vmsim.build.cache import Requirement
 
 TMUX = Requirement("tmux", "tmux")
@@ -76,14 +76,15 @@ def test_run_tui_shows_both_queues_working(tmp_path: Path) -> None:
 
 
 @pytest.mark.linux
-def test_demo_tui_summarises_after_quitting(tmp_path: Path) -> None:
-    """`vmsim demo --tui`: the guest's programs run under the TUI; once it says the
-    guest exited, q closes it and the demo's usual summary follows."""
+@pytest.mark.parametrize("arch", ["riscv64", "arm64"])
+def test_demo_tui_summarises_after_quitting(tmp_path: Path, arch: str) -> None:
+    """`vmsim demo --tui` on each board: the guest's programs run under the TUI; once it
+    says the guest exited, q closes it and the demo's usual summary follows."""
     require_tools(TMUX)
-    built_default_guest()
+    board_guest(arch)
     session = f"vmsim-demo-{uuid.uuid4().hex[:8]}"
     out, status = tmp_path / "out", tmp_path / "status"
-    command = (f"env -u COLUMNS -u LINES {VMSIM} demo --tui; echo $? > {status}; "
+    command = (f"env -u COLUMNS -u LINES {VMSIM} demo --arch {arch} --tui; echo $? > {status}; "
                f"tmux capture-pane -p -S -200 > {out}.part; mv {out}.part {out}; sleep 30")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50",
                     "-e", "TERM=xterm-256color", command], check=True)
