@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from vmsim.trace.control import MachineGate, gated
-from vmsim.trace.hub import TraceHub
-from vmsim.trace.lesson import STEPS, Lesson, Reached
-from vmsim.trace.record import device_info
+if TYPE_CHECKING:
+    from vmsim.trace.lesson import Reached
 
 
 def add_learn_command(commands: argparse._SubParsersAction) -> None:
@@ -36,6 +35,10 @@ def run_learn(args: argparse.Namespace, say=print) -> int:
     from vmsim.build.unicorn import ensure_native_library
     from vmsim.core.machine import MachineConfig, create_machine
     from vmsim.devices.virtio.crypto.model import MODEL as CRYPTO
+    from vmsim.trace.control import MachineGate, gated
+    from vmsim.trace.hub import TraceHub
+    from vmsim.trace.lesson import STEPS, Lesson
+    from vmsim.trace.record import device_info
     from vmsim.tui.feeds import ConsoleBuffer
 
     headless = args.headless or not sys.stdout.isatty()
