@@ -20,7 +20,7 @@ from vmsim.devices.virtio.crypto.constants import (
     Op,
     Service,
 )
-from vmsim.devices.virtio.queue import PREVIEW_BYTES, DescriptorChain
+from vmsim.devices.virtio.queue import MAX_LISTED, PREVIEW_BYTES, DescriptorChain
 
 _DATA_HEADER = struct.Struct("<IIQII")     # opcode, algo, session_id, flag, padding
 _CTRL_HEADER = struct.Struct("<IIII")      # opcode, algo, flag, queue_id
@@ -93,9 +93,16 @@ def control_request(chain: DescriptorChain) -> dict[str, Any]:
 
 
 def written(mem: GuestMemory, chain: DescriptorChain) -> list[str]:
-    """The start of each writable buffer after the device wrote it, as hex."""
+    """The start of each writable buffer after the device wrote it, as hex: one per
+    writable descriptor the chain's listing in the pop event shows (describe_chain
+    lists a long indirect table's first MAX_LISTED entries and its last), so a 64 KiB
+    request costs a few previews instead of one per page."""
+    buffers = chain.writable
+    if chain.indirect and len(chain.readable) + len(buffers) > MAX_LISTED + 1:
+        listed_writable = max(0, MAX_LISTED - len(chain.readable))
+        buffers = buffers[:listed_writable] + buffers[-1:]
     out = []
-    for addr, length in chain.writable:
+    for addr, length in buffers:
         try:
             out.append(mem.read(addr, min(length, PREVIEW_BYTES)).hex())
         except GuestMemoryError:
