@@ -26,6 +26,11 @@ from typing import Callable
 
 import pytest
 
+# The engine's pseudo-registers and exception numbers (qemu/target/arm/vmsim.h in the patch).
+from vmsim.core.arm64_cpu import (EXCP_DATA_ABORT, EXCP_HVC, EXCP_SWI, EXCP_UDEF, REG_CNTV_CTL,
+                                  REG_CNTV_CVAL, REG_COUNTER, REG_IRQ, REG_TIMER_DEADLINE,
+                                  REG_TIMER_WRITES, REG_TRAP_REPEATS, REG_TRAPS)
+
 REPO = Path(__file__).resolve().parents[2]
 RAM_BASE = 0x4000_0000
 RAM_SIZE = 0x20_0000
@@ -33,17 +38,6 @@ MMIO_BASE = 0x0900_0000
 COUNTER = RAM_BASE + 0x10_0000      # the exclusive counter, on a page of its own
 UNMAPPED_VA = 0x8000_1234           # outside the one 1 GiB block the MMU program maps
 
-# The engine's pseudo-registers (qemu/target/arm/vmsim.h in the patch).
-REG_BASE = 0x76000
-REG_TRAP_REPEATS = REG_BASE + 4
-REG_IRQ = REG_BASE + 0x10
-REG_TIMER_WRITES = REG_BASE + 0x11
-REG_COUNTER = REG_BASE + 0x12
-REG_TIMER_DEADLINE = REG_BASE + 0x13
-REG_CNTV_CTL = REG_BASE + 0x14
-REG_CNTV_CVAL = REG_BASE + 0x15
-REG_TRAPS = REG_BASE + 0x100
-EXCP_SWI, EXCP_DATA_ABORT, EXCP_HVC = 2, 4, 11
 NEVER = (1 << 64) - 1
 
 # Every vector records its offset in x20 and the exception registers in x21-x25, then
@@ -318,7 +312,7 @@ def test_the_same_fault_a_thousand_times_reaches_the_hook(program: Program) -> N
     program.uc.mem_map(0x7000_0000, 0x1000)
     program.uc.mem_write(0x7000_0200, bytes(4))     # udf #0 at its own vector, +0x200
     program.run(0x7000_0200)
-    assert program.interrupts and program.interrupts[-1][0] == 1   # EXCP_UDEF
+    assert program.interrupts and program.interrupts[-1][0] == EXCP_UDEF
     assert program.reg(REG_TRAP_REPEATS) == 1000
 
 
