@@ -18,7 +18,7 @@ from typing import Callable
 
 from vmsim.boards.arm64_virt import Arm64VirtBoard, device_tree, timer_interrupt_id
 from vmsim.boards.layout import Window
-from vmsim.core.arm64_cpu import EXCP_HVC, EXCP_SMC, WFI, Arm64Cpu
+from vmsim.core.arm64_cpu import COUNTER_HZ, EXCP_HVC, EXCP_SMC, WFI, Arm64Cpu
 from vmsim.core.arm64_loader import boot_registers, load_arm64_boot
 from vmsim.core.clock import NEVER
 from vmsim.core.console import write_stdout
@@ -29,10 +29,7 @@ from vmsim.devices.bus import IrqLine, MmioDevice
 from vmsim.devices.gic import Gicv2
 from vmsim.devices.pl011 import Pl011
 from vmsim.errors import VmsimError
-from vmsim.firmware.psci import NOT_SUPPORTED, psci_call
-
-COUNTER_HZ = 62_500_000          # CNTFRQ: the engine's counter ticks every 16 ns
-MASK64 = (1 << 64) - 1
+from vmsim.firmware.psci import MASK64, NOT_SUPPORTED, psci_call
 
 
 class Arm64Machine(BaseMachine):

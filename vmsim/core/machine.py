@@ -1,13 +1,17 @@
-"""The machine: RAM, the hart, the devices on their addresses, and the run loop.
+"""The machine: RAM, the CPU, the devices on their addresses, and the run loop.
 
     loop:
-      poll devices; raise STIP if the SBI deadline passed      (CPU thread only)
+      poll devices; raise the timer interrupt if its deadline passed  (CPU thread only)
       run the engine until wfi, a stop request, or a guest error
       on wfi: sleep on the host until the deadline or a device wakes us
 
+`BaseMachine` is that loop and what every board shares; `Machine` is the riscv64 board
+(PLIC, 16550, SBI firmware) and `vmsim.core.arm64_machine.Arm64Machine` the arm64 one;
+`create_machine` picks by the board in the config.
+
 Nothing Python runs per instruction or per block (docs/engine.md, E6 and E13): the
-engine calls back only for traps, MMIO accesses and ecalls, and every one of those
-raises what is due before returning. Other threads (the deadline watchdog, device
+engine calls back only for traps, MMIO accesses and firmware calls, and every one of
+those raises what is due before returning. Other threads (the deadline watchdog, device
 helpers, stdin) never touch the engine: they ask the watchdog for the CPU thread's
 attention, which stops the engine safely through `vmsim.core.preempt`. Devices that wait on
 file descriptors (the crypto worker pool's result pipes) name them instead, and a native
