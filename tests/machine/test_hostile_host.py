@@ -245,6 +245,8 @@ def test_a_hung_up_terminal_ends_the_run_cleanly(build, tmp_path) -> None:
     ("--append", b"console=ttyS0 \xff\xfe"),
     ("-device", b"virtio-crypto,queues=\xff"),
     ("-d", b"guest_errors,\xfe"),
+    ("--fault", b"op=CIPHER_ENCRYPT,status=\xff"),
+    ("-M", b"virt\xff"),
 ])
 def test_text_that_is_not_utf8_is_one_error_line(build, option) -> None:
     name, value = option

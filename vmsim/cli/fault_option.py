@@ -11,12 +11,14 @@ import argparse
 from dataclasses import replace
 from typing import Any, Callable
 
+from vmsim.cli.text_option import text_option
 from vmsim.errors import VmsimError
 
 
 def add_fault_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fault injection (docs/faults.md)")
     group.add_argument("--fault", action="append", default=[], metavar="RULE",
+                       type=text_option("--fault"),
                        help="inject a fault, e.g. op=CIPHER_ENCRYPT,every=3,status=ERR "
                             "(repeatable)")
     group.add_argument("--fault-file", action="append", default=[], metavar="FILE",

@@ -28,10 +28,11 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Iterator, NoReturn, Sequence
 
 from vmsim import __version__
-from vmsim.errors import ConsoleOutputError, VmsimError, text_problem
+from vmsim.cli.text_option import text_option
+from vmsim.errors import ConsoleOutputError, VmsimError
 
 if TYPE_CHECKING:
     from vmsim.boards import Board
@@ -87,19 +88,6 @@ def _signals_unwind() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _text(option: str) -> Callable[[str], str]:
-    """An argparse type for a text option: argv bytes that are not UTF-8 (which Python
-    keeps as lone surrogates) get one error line here, not an exception deep inside
-    whatever encodes the text later."""
-    def check(value: str) -> str:
-        problem = text_problem(value)
-        if problem is not None:
-            raise argparse.ArgumentTypeError(f"not valid UTF-8 text ({problem})")
-        return value
-    check.__name__ = option                  # what argparse names in other errors
-    return check
-
-
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that reports errors as one line instead of a usage dump."""
 
@@ -128,10 +116,10 @@ def parse_memory_size(text: str) -> int:
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-device", "--device", action="append", default=[], metavar="MODEL[,opt=v]",
-                        type=_text("-device"),
+                        type=text_option("-device"),
                         help="add a device in the next virtio-mmio slot (-device help lists "
                              "the models, -device MODEL,help their options)")
-    parser.add_argument("-d", dest="log_items", metavar="ITEM,...", type=_text("-d"),
+    parser.add_argument("-d", dest="log_items", metavar="ITEM,...", type=text_option("-d"),
                         help="log these: guest_errors, unimp, trace:PATTERN (-d help)")
     parser.add_argument("-D", dest="log_file", type=Path, metavar="LOGFILE",
                         help="write the log to LOGFILE instead of stderr")
@@ -210,11 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--arch", default=None, metavar="ARCH", choices=("riscv64", "arm64"),
                      help="with no --kernel: boot the default guest of ARCH, riscv64 "
                      "(default) or arm64")
-    run.add_argument("-M", "--machine", default=None, metavar="BOARD", type=_text("-M"),
+    run.add_argument("-M", "--machine", default=None, metavar="BOARD", type=text_option("-M"),
                      help="the board, as in QEMU: virt (the default: the kernel's architecture, "
                      "or --arch, picks it), riscv64-virt or arm64-virt; -M help lists them")
     run.add_argument("--initrd", type=Path, help="initramfs (cpio, optionally compressed)")
-    run.add_argument("--append", default=None, type=_text("--append"), help="kernel command line "
+    run.add_argument("--append", default=None, type=text_option("--append"), help="kernel command line "
                      "(default: console=ttyS0, or console=ttyAMA0 on arm64)")
     run.add_argument("--mem", type=parse_memory_size, default=DEFAULT_MEMORY,
                      help="RAM size, e.g. 256M (default) or 1G")
