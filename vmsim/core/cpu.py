@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from vmsim.core.engine import PATCHED, engine_kind, load_unicorn
-from vmsim.firmware.boot import PRIV_SUPERVISOR
+from vmsim.firmware.boot import PRIV_SUPERVISOR as PRIV_SUPERVISOR  # re-exported
 
 PRIV_USER, PRIV_MACHINE = 0, 3         # PRIV_SUPERVISOR (1) is the firmware's, which enters S-mode
 
