@@ -1,5 +1,5 @@
 """CoreSplit: the CPU thread gets a core of its own, every other thread and child process
-of ours the remaining ones, and release gives the CPU thread its cores back.
+of ours the remaining ones, and release gives every thread its cores back.
 
 The split is real: each test reads the masks with os.sched_getaffinity on the thread
 ids in /proc/self/task. The CPU thread is a thread of the test's own, and a fixture
@@ -99,6 +99,7 @@ def test_the_cpu_thread_gets_one_core_and_everything_else_the_others(allowed) ->
         finally:
             split.release()
         seen["released"] = os.sched_getaffinity(me)
+        seen["main released"] = os.sched_getaffinity(main_thread)
         seen["splitter left"] = [t.name for t in threading.enumerate() if t.name == "vmsim-cores"]
         return seen
 
@@ -107,6 +108,7 @@ def test_the_cpu_thread_gets_one_core_and_everything_else_the_others(allowed) ->
     assert seen["late moved"] and seen["child moved"]
     assert seen["cpu after"] == cpu_core                 # the splitter never moves it
     assert seen["released"] == allowed and seen["splitter left"] == []
+    assert seen["main released"] == allowed              # the whole process, as it was
 
 
 def test_with_one_allowed_cpu_the_split_does_nothing(allowed) -> None:

@@ -82,13 +82,16 @@ class CoreSplit:
         return True
 
     def release(self) -> None:
-        """Stop watching and give the CPU thread its original cores back."""
+        """Stop watching and give every thread of the process the cores it had before:
+        where the CPU thread is not the main thread (a machine run by a test or an
+        embedding program), the main thread was moved too and must not stay there."""
         if self._watcher is not None:
             self._stop.set()
             self._watcher.join()
             self._watcher = None
         if self._active:
-            _set(self._cpu_thread, self._original)
+            for tid in _listing(_TASKS) | {self._cpu_thread}:
+                _set(tid, self._original)
             self._placed = set()
 
 
