@@ -188,7 +188,7 @@ def configure_logging(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vmsim", description="A small riscv64 full-system emulator.")
+    parser = _Parser(prog="vmsim", description="A small full-system emulator: riscv64 and arm64 virt boards with virtio-crypto.")
     parser.add_argument("--version", action="store_true", help="print version and engine")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
