@@ -167,11 +167,88 @@ after_stxr:
 atomics_done:
     b       atomics_done
 
+    .globl asid_switch, asid_done
+asid_switch:                        // two processes with one VA each, switched as Linux does
+    bl      setup
+    mov     x9, #0xff
+    msr     mair_el1, x9
+    ldr     x9, =0x2b5593519        // both halves walked, 39-bit VAs, the ASID in TTBR1
+    msr     tcr_el1, x9
+    ldr     x9, =t1_l1
+    mov     x10, #1
+    orr     x9, x9, x10, lsl #48    // ASID 1
+    msr     ttbr1_el1, x9
+    ldr     x9, =a_l1
+    msr     ttbr0_el1, x9
+    isb
+    mrs     x9, sctlr_el1
+    orr     x9, x9, #1
+    msr     sctlr_el1, x9
+    isb
+    ldr     x11, =0x80000000        // the per-process page
+    add     x12, x11, #0x100        // its code
+    ldr     x13, =0xffffff8000000000 + shared   // a global upper-half alias of RAM
+    ldr     x1, [x11]
+    blr     x12
+    mov     x2, x0
+    ldr     x3, [x13]
+    ldr     x9, =t1_l1              // the switch: a new ASID in TTBR1, then TTBR0
+    mov     x10, #2
+    orr     x9, x9, x10, lsl #48
+    msr     ttbr1_el1, x9
+    isb
+    ldr     x9, =b_l1
+    msr     ttbr0_el1, x9
+    isb
+    ldr     x4, [x11]
+    blr     x12
+    mov     x5, x0
+    ldr     x6, [x13]
+asid_done:
+    b       done
+
     .ltorg
     .data
     .balign 4096
 l1_table:
     .skip   4096
+// Process A's and B's tables: RAM identity-mapped by a global 1 GiB block, and a
+// non-global 4 KiB page of their own at 0x80000000. TTBR1's: RAM at 0xffffff8040000000.
+a_l1:
+    .quad   0, 0x40000000 + 0x701, a_l2 + 3
+    .skip   4096 - 24
+a_l2:
+    .quad   a_l3 + 3
+    .skip   4096 - 8
+a_l3:
+    .quad   page_a + 0xf03          // page, AF, inner shareable, nG
+    .skip   4096 - 8
+b_l1:
+    .quad   0, 0x40000000 + 0x701, b_l2 + 3
+    .skip   4096 - 24
+b_l2:
+    .quad   b_l3 + 3
+    .skip   4096 - 8
+b_l3:
+    .quad   page_b + 0xf03
+    .skip   4096 - 8
+t1_l1:
+    .quad   0, 0x40000000 + 0x701
+    .skip   4096 - 16
+page_a:
+    .quad   0xaaaa
+    .skip   0x100 - 8
+    mov     x0, #1
+    ret
+    .balign 4096
+page_b:
+    .quad   0xbbbb
+    .skip   0x100 - 8
+    mov     x0, #2
+    ret
+    .balign 4096
+shared:
+    .quad   0x5151
 """
 
 ATOMIC_ITERATIONS = 3_000_000
@@ -314,6 +391,18 @@ def test_the_same_fault_a_thousand_times_reaches_the_hook(program: Program) -> N
     program.run(0x7000_0200)
     assert program.interrupts and program.interrupts[-1][0] == EXCP_UDEF
     assert program.reg(REG_TRAP_REPEATS) == 1000
+
+
+def test_an_asid_switch_drops_the_lower_half_and_keeps_the_upper_half(program: Program) -> None:
+    """docs/engine.md P17: a new ASID in TTBR1 with the same tables drops only what TTBR0
+    maps. After the switch the per-process VA reads and runs process B's page, not a
+    translation or a block kept from A (a kept one fails this), and the global upper
+    half still reads the same RAM."""
+    assert program.run("asid_switch") == program.symbols["done"], program.interrupts
+    assert (program.x(1), program.x(2)) == (0xAAAA, 1)               # process A
+    assert (program.x(4), program.x(5)) == (0xBBBB, 2)               # process B
+    assert program.x(3) == program.x(6) == 0x5151
+    assert program.interrupts == []
 
 
 def test_hvc_reaches_the_hook_with_pc_past_it(program: Program) -> None:
