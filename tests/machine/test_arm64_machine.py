@@ -249,6 +249,23 @@ on_sync:
     msr     elr_el1, x23
 1:  eret
 
+// --strict: InterruptACK written with an undefined bit, in the middle of a block and
+// through another register than the one that identified the device.
+    .globl strict_main, strict_insn
+strict_main:
+    mov     x9, #0x0a000000         // virtio-mmio slot 0
+    ldr     w10, [x9, #0]
+    ldr     w10, [x9, #4]
+    ldr     w10, [x9, #8]
+    mov     w10, #0x10
+    add     x11, x9, #0x60
+strict_insn:
+    str     w10, [x11, #4]
+    mov     x0, #0x0008             // PSCI SYSTEM_OFF
+    movk    x0, #0x8400, lsl #16
+    hvc     #0
+    b       .
+
 // A store to unmapped physical memory with the MMU off.
     .globl unmapped_main, unmapped_insn
 unmapped_main:
@@ -418,7 +435,8 @@ l2_table:
     .skip   4096
 """
 
-ENTRIES = ("timer_main", "psci_main", "reset_main", "abort_main", "unmapped_main", "dma_main")
+ENTRIES = ("timer_main", "psci_main", "reset_main", "abort_main", "unmapped_main", "dma_main",
+           "strict_main")
 
 
 class Built:
@@ -653,3 +671,16 @@ def test_a_store_to_unmapped_physical_memory_is_one_guest_died_line(program: Bui
     assert done.stderr.splitlines() == [
         f"vmsim: error: guest died: store to unmapped memory at pc "
         f"{program.symbols['unmapped_insn']:#x} (address {UNMAPPED_PA:#x})"]
+
+
+def test_a_strict_finding_names_the_store_inside_its_block(program: Built) -> None:
+    """The engine's pc in an MMIO callback is its block's start (docs/engine.md, E11):
+    --strict decodes the block's AArch64 loads and stores to name the store itself."""
+    done = subprocess.run([str(VMSIM), "run", "--kernel", str(program.elves["strict_main"]),
+                           "--mem", "16M", "--crypto-workers", "0", "--strict"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    reported = [line for line in done.stderr.splitlines() if line.startswith("vmsim: strict:")]
+    assert len(reported) == 1 and "mmio-interrupt-ack-bits" in reported[0], done.stderr
+    assert f" at pc {program.symbols['strict_insn']:#x}: value=0x10" in reported[0], reported

@@ -14,16 +14,18 @@ shared machine's (vmsim.core.machine). What is arm64's:
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from vmsim.boards.arm64_virt import Arm64VirtBoard, device_tree, timer_interrupt_id
 from vmsim.boards.layout import Window
 from vmsim.core.arm64_cpu import COUNTER_HZ, EXCP_HVC, EXCP_SMC, WFI, Arm64Cpu
+from vmsim.core.arm64_decode import decode_memory_access
 from vmsim.core.arm64_loader import boot_registers, load_arm64_boot
 from vmsim.core.clock import NEVER
 from vmsim.core.console import write_stdout
 from vmsim.core.loader import BootLayout
 from vmsim.core.machine import BaseMachine, MachineConfig, _MachineWaker
+from vmsim.core.strict import locate_access
 from vmsim.core.traps import guest_error
 from vmsim.devices.bus import IrqLine, MmioDevice
 from vmsim.devices.gic import Gicv2
@@ -136,6 +138,10 @@ class Arm64Machine(BaseMachine):
 
     def _fatal_trap(self) -> VmsimError | None:
         return self._fatal
+
+    def _locate_access(self, access: Any) -> int:
+        """--strict: the load or store in the running block that made `access`."""
+        return locate_access(self.cpu, access, decode_memory_access, lambda _insn: 4)
 
     def _access_address(self, pc: int) -> int | None:
         """The engine keeps the address of the unmapped access that ended the run."""

@@ -30,7 +30,15 @@ class Access(NamedTuple):
     store: bool
 
 
-def locate_access(cpu: Any, access: Access | None) -> int:
+Decoder = Callable[[int], Any]          # instruction bits -> MemoryAccess | None
+
+
+def _riscv_length(insn: int) -> int:
+    return instruction_length(insn & 0xFFFF)
+
+
+def locate_access(cpu: Any, access: Access | None, decode: Decoder = decode_memory_access,
+                  length: Callable[[int], int] = _riscv_length) -> int:
     """The pc of the instruction making `access`, or cpu.pc when none is in progress.
 
     Inside an MMIO callback the engine's pc is the start of the running block
@@ -38,7 +46,8 @@ def locate_access(cpu: Any, access: Access | None) -> int:
     there: the first load or store of the access's width and direction whose address,
     from the registers, falls at the same offset in its page (the instruction's
     address is virtual, the window's physical) is the one. If none matches, the
-    block's start is the best there is.
+    block's start is the best there is. `decode` and `length` are the architecture's
+    (riscv64 by default; vmsim.core.arm64_decode for arm64).
     """
     pc = cpu.pc
     if access is None:
@@ -48,11 +57,11 @@ def locate_access(cpu: Any, access: Access | None) -> int:
         insn = cpu.read_instruction(at)
         if insn is None:
             break
-        found = decode_memory_access(insn)
+        found = decode(insn)
         if (found is not None and found.store == access.store and found.size == access.width
                 and (found.address(cpu.x(found.base)) ^ access.address) & _PAGE_MASK == 0):
             return at
-        at += instruction_length(insn & 0xFFFF)
+        at += length(insn)
     return pc
 
 
