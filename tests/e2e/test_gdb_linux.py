@@ -9,12 +9,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 
 import pytest
 
-from tests.support.gdb_client import Client
+from tests.support.gdb_client import Client, start_vmsim_with_stub
 from tests.support.guest import (BOARD_ARCHES, built_default_guest, missing,
                                  require_patched_engine, require_tools)
 from vmsim.boards import default_append, for_arch
@@ -24,19 +23,12 @@ from vmsim.build.cache import Requirement
 pytestmark = pytest.mark.linux
 
 GDB = Requirement("gdb-multiarch", "gdb-multiarch")
-VMSIM = [sys.executable, "-c", "import sys; from vmsim.cli.main import main; sys.exit(main())"]
 
 
 def start_vmsim(append: str, arch: str = "riscv64") -> tuple[subprocess.Popen, int]:
     built_default_guest(arch)
-    proc = subprocess.Popen(VMSIM + ["run", "--arch", arch, "--append", append, "--gdb", "0",
-                                     "--wait", "--crypto-workers", "0"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()
-    match = re.search(r"gdb stub on localhost:(\d+)", line)
-    assert match, line + proc.stderr.read()
-    return proc, int(match.group(1))
+    return start_vmsim_with_stub(["run", "--arch", arch, "--append", append, "--gdb", "0",
+                                  "--wait", "--crypto-workers", "0"])
 
 
 def vmlinux_of(arch: str) -> str:

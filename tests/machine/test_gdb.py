@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -18,11 +17,10 @@ import pytest
 from tests.support.guest import require_tools
 from vmsim.build import baremetal
 from vmsim.build.cache import Requirement
-from tests.support.gdb_client import Client
+from tests.support.gdb_client import VMSIM, Client, start_vmsim_with_stub
 from vmsim.gdb.packets import Packet, frame
 
 GDB = Requirement("gdb-multiarch", "gdb-multiarch")
-VMSIM = [sys.executable, "-c", "import sys; from vmsim.cli.main import main; sys.exit(main())"]
 
 # Counts to 5 in memory, then powers off. `counter` is in RAM at a known label.
 COUNTER = r"""
@@ -88,15 +86,11 @@ def vmsim_gdb(build: Callable[[str], Path]) -> Iterator[Callable[..., tuple[subp
     started: list[subprocess.Popen] = []
 
     def start(source: str, wait: bool = True) -> tuple[subprocess.Popen, int]:
-        args = VMSIM + ["run", "--kernel", str(build(source)), "--mem", "16M",
-                        "--no-crypto", "--gdb", "0"] + (["--wait"] if wait else [])
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc, port = start_vmsim_with_stub(
+            ["run", "--kernel", str(build(source)), "--mem", "16M", "--no-crypto",
+             "--gdb", "0"] + (["--wait"] if wait else []))
         started.append(proc)
-        line = proc.stderr.readline()
-        match = re.search(r"gdb stub on localhost:(\d+)", line)
-        assert match, line + proc.stderr.read()
-        return proc, int(match.group(1))
+        return proc, port
 
     yield start
     for proc in started:
@@ -336,16 +330,11 @@ def test_monitor_fault_adds_lists_and_clears_rules_on_a_running_machine() -> Non
     each fired, and `monitor fault clear` drops them."""
     require_tools(GDB, *baremetal.REQUIREMENTS)
     elf = baremetal.ensure_example({})
-    proc = subprocess.Popen(VMSIM + ["run", "--kernel", str(elf), "--mem", "16M",
-                                     "--crypto-workers", "0", "--fault", "queue=9,status=ERR",
-                                     "--gdb", "0", "--wait"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc, port = start_vmsim_with_stub(["run", "--kernel", str(elf), "--mem", "16M",
+                                        "--crypto-workers", "0", "--fault", "queue=9,status=ERR",
+                                        "--gdb", "0", "--wait"])
     try:
-        line = proc.stderr.readline()
-        match = re.search(r"gdb stub on localhost:(\d+)", line)
-        assert match, line + proc.stderr.read()
-        out = run_gdb(elf, int(match.group(1)), [
+        out = run_gdb(elf, port, [
             "monitor fault", "monitor fault color=red",
             "monitor fault op=CIPHER_ENCRYPT, every=2, status=BADMSG",
             "break board_exit", "continue", "monitor fault", "monitor fault clear",

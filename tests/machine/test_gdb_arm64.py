@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 from tests.machine.test_gdb import GDB, run_gdb
-from tests.support.gdb_client import Client
+from tests.support.gdb_client import Client, start_vmsim_with_stub
 from vmsim.gdb.packets import frame
 from tests.support.guest import (CROSS_AARCH64_AS, CROSS_AARCH64_LD, require_patched_engine,
                                  require_tools)
 
 RAM_BASE = 0x4000_0000
 ALIAS = 0x8000_0000                 # the MMU maps this 1 GiB onto RAM as well
-VMSIM = [sys.executable, "-c", "import sys; from vmsim.cli.main import main; sys.exit(main())"]
 
 # Counts to 5 in memory; arms the virtual timer to fire at once with IRQs masked, then
 # unmasks them (the IRQ handler sets x21 and masks the timer); turns the MMU on with RAM
@@ -196,15 +194,10 @@ def vmsim_gdb(program: Program) -> Iterator[Callable[[], tuple[subprocess.Popen,
     started: list[subprocess.Popen] = []
 
     def start() -> tuple[subprocess.Popen, int]:
-        proc = subprocess.Popen(VMSIM + ["run", "--kernel", str(program.elf), "--mem", "16M",
-                                         "--no-crypto", "--gdb", "0", "--wait"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc, port = start_vmsim_with_stub(["run", "--kernel", str(program.elf), "--mem", "16M",
+                                            "--no-crypto", "--gdb", "0", "--wait"])
         started.append(proc)
-        line = proc.stderr.readline()
-        match = re.search(r"gdb stub on localhost:(\d+)", line)
-        assert match, line + proc.stderr.read()
-        return proc, int(match.group(1))
+        return proc, port
 
     yield start
     for proc in started:
@@ -338,14 +331,11 @@ def test_gdb_stops_at_a_strict_finding_and_monitor_strict_shows_it(
     after the store that broke a rule, and `monitor strict` names the store's pc."""
     require_tools(GDB)
     breaks = Program(tmp_path, "breaks", BREAKS_A_RULE)
-    proc = subprocess.Popen(
-        VMSIM + ["run", "--kernel", str(breaks.elf), "--mem", "16M", "--crypto-workers", "0",
-                 "--strict", "--gdb", "0", "--wait"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, port = start_vmsim_with_stub(["run", "--kernel", str(breaks.elf), "--mem", "16M",
+                                        "--crypto-workers", "0", "--strict", "--gdb", "0",
+                                        "--wait"])
     try:
-        match = re.search(r"gdb stub on localhost:(\d+)", proc.stderr.readline())
-        assert match
-        out = run_gdb(breaks.elf, int(match.group(1)), [
+        out = run_gdb(breaks.elf, port, [
             "monitor strict", "continue", "print/x $pc", "monitor strict", "monitor virtio",
             "continue"])
         assert proc.wait(timeout=60) == 0

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
 from tests.machine.test_gdb import GDB, run_gdb, symbol
+from tests.support.gdb_client import VMSIM, start_vmsim_with_stub
 from tests.support.guest import require_tools
 from vmsim.build import baremetal
 from vmsim.harness.results import parse_result_lines
 
-VMSIM = [sys.executable, "-c", "import sys; from vmsim.cli.main import main; sys.exit(main())"]
 
 # Identifies slot 0's device, then writes InterruptACK with an undefined bit, twice.
 # Each store ends its block (a jump follows), so a stop lands right after it.
@@ -87,14 +86,11 @@ def test_gdb_stops_at_a_finding_and_monitor_strict_shows_it(
         build: Callable[[str], Path]) -> None:
     require_tools(GDB)
     elf = build(BREAKS_A_RULE)
-    proc = subprocess.Popen(
-        VMSIM + ["run", "--kernel", str(elf), "--mem", "16M", "--crypto-workers", "0",
-                 "--strict", "--gdb", "0", "--wait"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, port = start_vmsim_with_stub(["run", "--kernel", str(elf), "--mem", "16M",
+                                        "--crypto-workers", "0", "--strict", "--gdb", "0",
+                                        "--wait"])
     try:
-        match = re.search(r"gdb stub on localhost:(\d+)", proc.stderr.readline())
-        assert match
-        out = run_gdb(elf, int(match.group(1)), [
+        out = run_gdb(elf, port, [
             "monitor strict", "continue", "print/x $pc", "monitor strict", "continue"])
         assert proc.wait(timeout=60) == 0
     finally:

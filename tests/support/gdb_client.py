@@ -3,9 +3,26 @@ hides (acks, retransmission, no-ack mode) and drives the stub where gdb would ne
 terminal. Every wait is on a reply from the socket."""
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 
 from vmsim.gdb.packets import Packet, Reader, frame
+
+VMSIM = [sys.executable, "-c", "import sys; from vmsim.cli.main import main; sys.exit(main())"]
+_STUB_LINE = re.compile(r"gdb stub on localhost:(\d+)")
+
+
+def start_vmsim_with_stub(args: list[str]) -> tuple[subprocess.Popen, int]:
+    """`vmsim ARGS` (which ask for `--gdb 0`), and the port the stub took, read from the
+    one line vmsim prints on stderr before anything else."""
+    proc = subprocess.Popen(VMSIM + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    match = _STUB_LINE.search(line)
+    assert match, line + proc.stderr.read()
+    return proc, int(match.group(1))
 
 
 class Client:
