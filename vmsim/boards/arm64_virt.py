@@ -31,6 +31,7 @@ class Arm64VirtBoard:
     name: str
     arch: str
     console: str                   # the kernel's console= for the board's UART
+    summary: str                   # one line for `vmsim run -M help`
     ram_base: int
     cpu: str
     gic_distributor: Window
@@ -47,6 +48,7 @@ BOARD = Arm64VirtBoard(
     name="arm64-virt",
     arch="arm64",
     console="ttyAMA0",
+    summary="one Cortex-A72, GICv2, PL011 UART, architected timer, PSCI",
     ram_base=0x4000_0000,
     cpu="arm,cortex-a72",
     gic_distributor=Window(0x0800_0000, 0x1_0000),

@@ -27,6 +27,7 @@ class RiscvVirtBoard:
     name: str
     arch: str
     console: str                   # the kernel's console= for the board's UART
+    summary: str                   # one line for `vmsim run -M help`
     ram_base: int
     timebase_hz: int
     isa: str
@@ -45,6 +46,7 @@ BOARD = RiscvVirtBoard(
     name="riscv64-virt",
     arch="riscv64",
     console="ttyS0",
+    summary="one riscv64 hart, PLIC, 16550 UART, sifive-test power, SBI firmware",
     ram_base=0x8000_0000,
     timebase_hz=10_000_000,
     isa="rv64imafdc",

@@ -339,10 +339,6 @@ def _run(args: argparse.Namespace) -> int:
 
 # `-M virt` is QEMU's name; vmsim's two virt boards are told apart by the kernel.
 GENERIC_MACHINE = "virt"
-_BOARD_TEXT = {
-    "riscv64-virt": "one riscv64 hart, PLIC, 16550 UART, sifive-test power, SBI firmware",
-    "arm64-virt": "one Cortex-A72, GICv2, PL011 UART, architected timer, PSCI",
-}
 
 
 def _machine_option(machine: str | None) -> Board | None:
@@ -356,7 +352,7 @@ def _machine_option(machine: str | None) -> Board | None:
     boards = {board.name: board for board in BOARDS.values()}
     if name in ("help", "?"):
         rows = [(GENERIC_MACHINE, "the virt board of the kernel's architecture (default)")]
-        rows += [(board.name, _BOARD_TEXT.get(board.name, board.arch))
+        rows += [(board.name, board.summary)
                  for board in boards.values()]
         raise HelpShown("Supported machines (-M):\n" + "\n".join(
             f"  {board:<14} {text}" for board, text in rows))
