@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.guest import BoardGuest, init_exit
-
-from vmsim.harness.results import parse_result_lines
+from tests.support.guest import BoardGuest
+from vmsim.harness.results import init_exit, parse_result_lines
 from vmsim.core.machine import MachineConfig, create_machine
 
 pytestmark = pytest.mark.linux

@@ -29,12 +29,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.guest import (ARM64_DEBIAN, BOARD_ARCHES, HOST_CC, BoardGuest, board_guest,
-                                 init_exit, require_tools)
+                                 require_tools)
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from vmsim.harness import guest_crypto as gc
-from vmsim.harness.results import GuestRun, check_result, kernel_problems
+from vmsim.harness.results import GuestRun, check_result, init_exit, kernel_problems
 from vmsim.harness.qemu import qemu_machine
 from vmsim.harness.runs import run_qemu, run_vmsim
 from vmsim.build.guest import INITRAMFS_SOURCES

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.guest import BoardGuest, init_exit
+from tests.support.guest import BoardGuest
+from vmsim.harness.results import init_exit
 
 from vmsim.devices.virtio.crypto import CryptoDevice
 from vmsim.devices.virtio.mmio import MmioTransport

@@ -129,8 +129,3 @@ def board_guest(name: str) -> BoardGuest:
     return BoardGuest(arch, paths, distro)
 
 
-def init_exit(lines: list[dict[str, str]]) -> int | None:
-    """The init's exit code from its last `@vmsim event=done exit=N` line (the status
-    of the programs it ran, on every board), or None when it never got there."""
-    done = [line for line in lines if line.get("event") == "done"]
-    return int(done[-1]["exit"]) if done else None

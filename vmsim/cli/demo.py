@@ -23,7 +23,7 @@ from rich.table import Table
 
 from vmsim.devices.virtio.crypto.device import QueueStats
 from vmsim.harness import guest_crypto as gc
-from vmsim.harness.results import GuestRun, check_result, kernel_problems
+from vmsim.harness.results import GuestRun, check_result, init_exit, kernel_problems
 from vmsim.boards import default_append, for_arch
 from vmsim.build.guest import DEFAULT_ARCH, ensure_default_guest
 from vmsim.core.machine import MachineConfig, create_machine
@@ -156,32 +156,22 @@ def _program_checks(run: GuestRun) -> list[Check]:
 def _problems(run: GuestRun, checks: list[Check]) -> list[str]:
     problems = [problem for _, _, found in checks for problem in found]
     problems += check_result(run, "afalg-bench") + kernel_problems(run.console)
-    init_exit = _init_exit(run)
-    if init_exit is None:
+    status = init_exit(run.lines)
+    if status is None:
         problems.append(f"the guest's init never printed its done line (vmsim exit status "
                         f"{run.status})")
-    elif init_exit != 0:
-        problems.append(f"the guest's programs ended with status {init_exit}")
+    elif status != 0:
+        problems.append(f"the guest's programs ended with status {status}")
     if run.status != 0:
         problems.append(f"the guest powered off with status {run.status}")
     return problems
 
 
-def _init_exit(run: GuestRun) -> int | None:
-    """The programs' status from the init's last `@vmsim event=done exit=N` line (the
-    only place it is on arm64), or None if it never got there."""
-    done = run.events("done")
-    try:
-        return int(done[-1]["exit"]) if done else None
-    except (KeyError, ValueError):
-        return None
-
-
 def _show(console: Console, result: DemoResult, checks: list[Check],
           problems: list[str]) -> None:
     run = result.run
-    init_exit = _init_exit(run)
-    shown = "none" if init_exit is None else str(init_exit)
+    status = init_exit(run.lines)
+    shown = "none" if status is None else str(status)
     console.print(f"[bold]vmsim demo[/] ({result.arch}): Linux 6.1 booted, ran {len(PROGRAMS)} "
                   f"programs and powered off in {result.seconds:.1f} s (the programs' exit "
                   f"status {shown}, vmsim's {run.status})")

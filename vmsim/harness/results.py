@@ -50,6 +50,17 @@ KERNEL_BAD_MARKS = ("Oops", "BUG:", "WARNING:", "Kernel panic", "is not a head",
                     "self-detected stall", "Unable to handle")
 
 
+def init_exit(lines: list[dict[str, str]]) -> int | None:
+    """The programs' status from the init's last `@vmsim event=done exit=N` line (on
+    arm64 the only place it is: PSCI SYSTEM_OFF carries none), or None when the init
+    never got there or the line is malformed."""
+    done = [line for line in lines if line.get("event") == "done"]
+    try:
+        return int(done[-1]["exit"]) if done else None
+    except (KeyError, ValueError):
+        return None
+
+
 def kernel_problems(console: str) -> list[str]:
     """Console lines that show a kernel bug, whatever the test programs said."""
     return [f"kernel log: {line.strip()}" for line in console.splitlines()
