@@ -405,6 +405,15 @@ def test_an_asid_switch_drops_the_lower_half_and_keeps_the_upper_half(program: P
     assert program.interrupts == []
 
 
+def test_the_arm64_cpu_translates_in_4_kib_pages() -> None:
+    """The engine's arm targets default to 1 KiB pages (ARMv5's tiny pages), which
+    ARMv8 does not have: each 4 KiB guest page then took four TLB entries, so a 64 KiB
+    copy between two buffers missed the TLB on nearly every access."""
+    from vmsim.core.arm64_cpu import Arm64Cpu
+
+    assert Arm64Cpu().uc.ctl_get_page_size() == 4096
+
+
 def test_hvc_reaches_the_hook_with_pc_past_it(program: Program) -> None:
     program.on_hvc = lambda: program.set_x(0, 0x10002)             # a PSCI 1.2 answer
     assert program.run("hvc_call") == program.symbols["done"]

@@ -52,6 +52,9 @@ class Arm64Cpu(EngineCpu):
             raise VmsimError("the arm64 board needs vmsim's patched engine with its aarch64 "
                              "target (make unicorn builds it)")
         super().__init__(module.UC_ARCH_ARM64, module.UC_MODE_ARM)
+        # ARMv8 has no page under 4 KiB; the engine's default of 1 KiB for arm quartered
+        # the TLB's reach (docs/engine.md, E16). Only possible before the first mapping.
+        self.uc.ctl_set_page_size(4096)
         from unicorn import arm64_const as a
 
         self._a = a
