@@ -139,7 +139,9 @@ def trace_sink(event: Any) -> None:
     event's name is its device and kind in QEMU's style: `virtio_crypto_notify`."""
     name = f"{event.device}_{event.kind}".replace("-", "_")
     if tracing(name):
-        trace(name, {"queue": event.queue, **event.fields})
+        from vmsim.trace.hub import plain_fields   # previews in hex, as in a trace file
+
+        trace(name, {"queue": event.queue, **plain_fields(event.fields)})
 
 
 def trace_enabled() -> bool:

@@ -89,13 +89,25 @@ MAX_LISTED = 16     # entries of an indirect table a trace event lists one by on
 
 def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
                    preview: int = PREVIEW_BYTES) -> list[dict[str, object]]:
-    """Every descriptor of chain `head` as plain values, for trace events and snapshots
-    (QEMU's x-query-virtio-queue-element): index, addr, len, flags, whether it sits in an
-    indirect table, and the first `preview` bytes of its buffer as hex (a long indirect
-    table: its first MAX_LISTED entries, {"indirect": True, "more": n}, its last). Only observers
+    """Every descriptor of chain `head` as plain values, for snapshots (QEMU's
+    x-query-virtio-queue-element) and trace viewers: index, addr, len, flags, whether
+    it sits in an indirect table, and the first `preview` bytes of its buffer as hex
+    (a long indirect table: its first MAX_LISTED entries, {"indirect": True, "more": n},
+    its last). The pop event carries chain_entries() instead; this is its readable form."""
+    return chain_dicts(chain_entries(mem, desc_addr, size, head, preview))
+
+
+ChainEntry = tuple   # (index, addr, len, flags, in_table, preview bytes | None) or (None, more)
+
+
+def chain_entries(mem: GuestMemory, desc_addr: int, size: int, head: int,
+                  preview: int = PREVIEW_BYTES) -> tuple[ChainEntry, ...]:
+    """describe_chain() as raw tuples, for the pop event: built on the CPU thread while
+    something observes, so it keeps bytes and leaves dicts and hex to the observer
+    (chain_dicts). The indirect descriptor itself has no preview (None). Only observers
     call this, after the walker accepted the chain; it is bounded the same way anyway
     and never raises."""
-    out: list[dict[str, object]] = []
+    out: list[ChainEntry] = []
     read, unpack = mem.read, mem.unpack_from
     index, table, table_len = head, None, size
     for _ in range(size + 0x10000):
@@ -107,8 +119,7 @@ def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
         except (GuestMemoryError, struct.error):
             break
         if flags & _INDIRECT and table is None:
-            out.append({"index": index, "addr": addr, "len": length, "flags": flags,
-                        "indirect": False})
+            out.append((index, addr, length, flags, False, None))
             try:
                 table = read(addr, min(length, _DESC_SIZE * 0x10000))
             except GuestMemoryError:
@@ -120,18 +131,35 @@ def describe_chain(mem: GuestMemory, desc_addr: int, size: int, head: int,
         if table is not None and index >= MAX_LISTED and flags & _NEXT and nxt < table_len:
             # A long indirect table (Linux's 64 KiB requests carry ~270 entries): list
             # its first MAX_LISTED entries and its last one, and count the rest.
-            out.append({"indirect": True, "more": table_len - 1 - index})
+            out.append((None, table_len - 1 - index))
             index = table_len - 1
             continue
         try:
-            data = read(addr, length if length < preview else preview).hex() if preview else ""
+            data = read(addr, length if length < preview else preview) if preview else b""
         except GuestMemoryError:
-            data = ""
-        out.append({"index": index, "addr": addr, "len": length, "flags": flags,
-                    "indirect": table is not None, "data": data})
+            data = b""
+        out.append((index, addr, length, flags, table is not None, data))
         if not flags & _NEXT or nxt >= table_len:
             break
         index = nxt
+    return tuple(out)
+
+
+def chain_dicts(entries: tuple[ChainEntry, ...] | list) -> list[dict[str, object]]:
+    """chain_entries() as describe_chain() lists them (previews in hex). Entries that
+    are dicts already (a chain read back from a trace file) are kept as they are."""
+    out: list[dict[str, object]] = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            out.append(entry)
+        elif entry[0] is None:
+            out.append({"indirect": True, "more": entry[1]})
+        elif entry[5] is None:
+            out.append({"index": entry[0], "addr": entry[1], "len": entry[2],
+                        "flags": entry[3], "indirect": entry[4]})
+        else:
+            out.append({"index": entry[0], "addr": entry[1], "len": entry[2],
+                        "flags": entry[3], "indirect": entry[4], "data": entry[5].hex()})
     return out
 
 
@@ -475,7 +503,7 @@ class SplitQueue:
                        last_avail_idx=self._last_avail, in_flight=self._in_flight,
                        used_event=(self._peek_u16(self._used_event_addr)
                                    if self.event_idx else None),
-                       chain=describe_chain(self._mem, self.desc_addr, self.size, head))
+                       chain=chain_entries(self._mem, self.desc_addr, self.size, head))
         return chain
 
     def add_used(self, head: int, length: int) -> None:

@@ -8,6 +8,7 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from vmsim import log
 from vmsim.devices.virtio import mmio as mmio_module
 from vmsim.devices.virtio import queue as queue_module
 from vmsim.devices.virtio.crypto import device as crypto_device_module
@@ -15,7 +16,8 @@ from vmsim.devices.virtio.crypto.constants import CipherAlgo, Op, Status, SymOp
 from vmsim.devices.virtio.crypto.device import CryptoDevice
 from vmsim.devices.virtio.spec import feature_names
 from vmsim.testing.crypto_rig import CryptoRig, sym_flf, u32
-from vmsim.trace.hub import Record, TraceHub
+from vmsim.devices.virtio.queue import chain_dicts, describe_chain
+from vmsim.trace.hub import Record, TraceHub, plain_fields, tee
 
 KEY, IV = bytes(range(16)), bytes(16)
 
@@ -204,3 +206,48 @@ def test_a_long_indirect_tables_written_previews_follow_its_listing(traced) -> N
     assert len(written) == len(listed_writable) and written[-1] == "00"      # the status
     encrypted = Cipher(algorithms.AES(KEY), modes.CBC(IV)).encryptor().update(src)
     assert bytes.fromhex("".join(written[:-1])) == encrypted[:16 * (len(written) - 1)]
+
+
+def test_the_pop_event_keeps_raw_bytes_and_observers_see_hex() -> None:
+    """On the CPU thread the chain and the written previews stay tuples and bytes (no
+    dicts, no hex per request); a Record, the trace file and the log show them as
+    describe_chain lists them."""
+    events: list = []
+    hub = TraceHub()
+    sub = hub.subscribe()
+    rig = CryptoRig(CryptoDevice(workers=0, trace=tee([hub, events.append])),
+                    sink=tee([hub, events.append]), indirect=True)
+    try:
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+        reply = rig.cipher(sid, IV, b"r" * 16)
+        pop = [e for e in events if e.kind == "pop"][-1]
+        complete = [e for e in events if e.kind == "complete"][-1]
+        assert type(pop.fields["chain"]) is tuple and b"r" * 16 in pop.fields["chain"][3]
+        assert complete.fields["written"][0] == reply.output        # bytes, not hex
+        queue = rig.rig.transport.queues[0]
+        head = pop.fields["head"]
+        def readable_part(chain: list[dict]) -> list[dict]:   # the device wrote the rest
+            return [d if not d.get("flags", 0) & 2 else {**d, "data": None} for d in chain]
+        assert readable_part(chain_dicts(pop.fields["chain"])) == readable_part(
+            describe_chain(queue._mem, queue.desc_addr, queue.size, head))
+        records = sub.drain()
+        chain = of(records, "pop")[-1].fields["chain"]
+        assert chain[3]["data"] == (b"r" * 16).hex() and "data" not in chain[0]
+        assert of(records, "complete")[-1].fields["written"][0] == reply.output.hex()
+        assert plain_fields(plain_fields(pop.fields)) == plain_fields(pop.fields)
+    finally:
+        rig.close()
+
+
+def test_the_trace_log_shows_previews_in_hex(tmp_path) -> None:
+    path = tmp_path / "log"
+    log.configure((), ("virtio_crypto_pop", "virtio_crypto_complete"), path)
+    rig = CryptoRig(CryptoDevice(workers=0, trace=log.trace_sink), sink=log.trace_sink)
+    try:
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+        reply = rig.cipher(sid, IV, b"t" * 16)
+    finally:
+        rig.close()
+        log.close()
+    text = path.read_text()
+    assert (b"t" * 16).hex() in text and reply.output.hex() in text and "b'" not in text

@@ -3,6 +3,8 @@ and read back, the model replayed from it, and `vmsim trace stats`."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,64 @@ def test_listeners_run_once_subscribers_have_the_event_and_tee_calls_all() -> No
     sink = tee([hub, other.append])
     sink(TraceEvent("pop", "dev", 0))
     assert seen == [("pop", ["pop"])] and other[0].kind == "pop"
+
+
+def test_a_batched_consumer_gets_whole_batches_and_flush_hands_over_the_rest() -> None:
+    """The trace file's writer is fed a batch at a time on the CPU thread, not called
+    per event; an idle flush (or the end) hands over what is left, each event once."""
+    hub, batches = TraceHub(), []
+    flush = hub.batched(batches.append, every=4, seconds=3600)
+    for n in range(10):
+        hub(TraceEvent("notify", "dev", n))
+    assert [[item[5] for item in batch] for batch in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    flush()
+    flush()                                            # nothing new: an empty batch
+    assert [item[5] for item in batches[2]] == [8, 9] and batches[3] == []
+
+
+def test_a_batch_is_also_due_after_its_time() -> None:
+    hub, batches = TraceHub(), []
+    hub.batched(batches.append, every=1000, seconds=0.0)
+    hub(TraceEvent("notify", "dev", 0))
+    assert [item[5] for batch in batches for item in batch] == [0]
+
+
+def test_kind_listeners_hear_only_their_kinds() -> None:
+    hub, heard = TraceHub(), []
+    hub.listen_items(heard.append, kinds=("status", "features"))
+    for kind in ("notify", "status", "pop", "features"):
+        hub(TraceEvent(kind, "dev"))
+    assert [item[4] for item in heard] == ["status", "features"]
+
+
+def test_the_gate_listens_only_while_it_could_stop() -> None:
+    """A running guest under an open TUI: the gate costs no call per event; stepping,
+    a breakpoint or a stop condition make it listen, and it stops listening after."""
+    from vmsim.trace.control import MachineGate, parse_conditions
+
+    hub, gate = TraceHub(), MachineGate()
+    gate.watch(hub)
+    assert gate.item_listener not in hub._item_listeners
+    gate.set_breakpoints(parse_conditions("opcode=CIPHER_ENCRYPT"))
+    assert gate.item_listener in hub._item_listeners
+    gate.set_breakpoints([])
+    assert gate.item_listener not in hub._item_listeners
+    gate.stop_when = lambda record: record.kind == "pop"
+    assert gate.item_listener in hub._item_listeners
+    gate.stop_when = None
+    gate.step()
+    assert gate.item_listener in hub._item_listeners
+    held = threading.Thread(target=hub, args=(TraceEvent("notify", "dev", 0),), daemon=True)
+    held.start()                                       # the step stops at this event
+    for _ in range(500):
+        if gate.paused:
+            break
+        time.sleep(0.01)
+    assert gate.paused and gate.stopped_at is not None and gate.stopped_at.kind == "notify"
+    assert gate.item_listener not in hub._item_listeners
+    gate.resume()
+    held.join(5)
+    assert not held.is_alive()
 
 
 def test_written_trace_reads_back_whole(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ class Observers:
             from vmsim.tui.feeds import ConsoleBuffer
 
             observers.gate = MachineGate()
-            observers.hub.listen_items(observers.gate.item_listener)
+            observers.gate.watch(observers.hub)
             observers.console = ConsoleBuffer()
             observers._closers.append(observers.gate.close)
         if observers.trace_file is not None:
@@ -91,7 +91,7 @@ class Observers:
             observers.gate = MachineGate()
             if explain:
                 observers.gate.stop_when = lambda record: record.kind in EXPLAIN_STOPS
-            observers.hub.listen_items(observers.gate.item_listener)
+            observers.gate.watch(observers.hub)
             observers.console = ConsoleBuffer()
             observers._closers.append(observers.gate.close)
         return observers
@@ -143,6 +143,10 @@ class Observers:
 
         if self.hub is not None:
             self.hub.guest_time = machine.clock.ticks
+            from vmsim.core.clock import GuestClock
+
+            if type(machine.clock) is GuestClock:   # CLOCK_MONOTONIC through the timebase
+                self.hub.timebase_hz = machine.clock.timebase_hz
         if self.gate is not None:
             def attention() -> None:
                 machine.request_stop()

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vmsim.trace.hub import Record
+from vmsim.trace.hub import Record, TraceHub
 
 RING_EVENTS = frozenset({"notify", "pop", "fill", "irq", "irq_ack", "queue_setup", "status",
                          "features", "request", "complete", "dispatch", "session_create",
@@ -105,9 +105,40 @@ class MachineGate:
         self.attention: Callable[[], None] = lambda: None   # set to the machine's wake-up
         self.on_stop: Callable[[Record | None], None] = lambda record: None
         self.stops = 0
-        # Stop at every record this accepts (--explain: each ring transition; a lesson:
-        # its current step), besides stepping and breakpoints.
-        self.stop_when: Callable[[Record], bool] | None = None
+        self._stop_when: Callable[[Record], bool] | None = None
+        self._hub: TraceHub | None = None
+        self._armed = False
+        self._arm_lock = threading.Lock()
+
+    @property
+    def stop_when(self) -> Callable[[Record], bool] | None:
+        """Stop at every record this accepts (--explain: each ring transition; a lesson:
+        its current step), besides stepping and breakpoints."""
+        return self._stop_when
+
+    @stop_when.setter
+    def stop_when(self, accept: Callable[[Record], bool] | None) -> None:
+        self._stop_when = accept
+        self._rearm()
+
+    def watch(self, hub: TraceHub) -> None:
+        """Hear `hub`'s events while the gate could stop at one (stepping, a breakpoint
+        or a stop condition set), and only then: a guest running under an open TUI
+        costs the gate no call per event."""
+        self._hub = hub
+        self._rearm()
+
+    def _rearm(self) -> None:
+        with self._arm_lock:
+            hub = self._hub
+            armed = bool(self.stepping or self.breakpoints or self._stop_when is not None)
+            if hub is None or armed == self._armed:
+                return
+            self._armed = armed
+            if armed:
+                hub.listen_items(self.item_listener)
+            else:
+                hub.unlisten_items(self.item_listener)
 
     # ---- controls (any thread) ---------------------------------------------------------
 
@@ -121,6 +152,7 @@ class MachineGate:
             self.paused = self.stepping = False
             self.stopped_at = None
             self._cond.notify_all()
+        self._rearm()
 
     def step(self) -> None:
         """Run to the next ring event, then stop there."""
@@ -129,9 +161,11 @@ class MachineGate:
             self.paused = False
             self.stopped_at = None
             self._cond.notify_all()
+        self._rearm()
 
     def set_breakpoints(self, conditions: list[Condition]) -> None:
         self.breakpoints = list(conditions)
+        self._rearm()
 
     def close(self) -> None:
         """Let the guest go for good (the UI is quitting)."""
@@ -139,6 +173,7 @@ class MachineGate:
             self.closed = True
             self.paused = self.stepping = False
             self._cond.notify_all()
+        self._rearm()
 
     # ---- CPU thread -------------------------------------------------------------------
 
@@ -155,8 +190,8 @@ class MachineGate:
         """listener() for TraceHub.listen_items: builds the Record only when the gate
         could stop (stepping, a breakpoint or a stop condition set), which a run with
         the TUI open but not stepping never is."""
-        if self.stepping or self.breakpoints or self.stop_when is not None:
-            self.listener(Record(*item))
+        if self.stepping or self.breakpoints or self._stop_when is not None:
+            self.listener(Record.from_item(item))
 
     def listener(self, record: Record) -> None:
         """Hub listener: stop at this event when stepping or when a breakpoint holds."""
@@ -167,6 +202,7 @@ class MachineGate:
             with self._cond:
                 self.stepping = False
                 self.paused = True
+            self._rearm()
             self._wait(record)
 
     def hold(self) -> None:

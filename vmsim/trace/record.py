@@ -11,8 +11,9 @@
 Events carry everything a viewer replays: each popped chain's descriptors (index,
 address, length, flags, the first bytes of each buffer), each request decoded, each
 completion with its status, duration and the first bytes written. The CPU thread only
-appends to a buffer and pickles a batch now and then; a child process writes the JSON
-(see TraceWriter).
+pickles a batch of events now and then; a child process writes the JSON (see
+TraceWriter). On the CPU thread a chain's descriptors and buffer previews are raw
+tuples and bytes; they become the dicts and hex above in the child (plain_fields).
 """
 from __future__ import annotations
 
@@ -26,13 +27,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 from vmsim.errors import VmsimError
-from vmsim.trace.hub import Item, Record, TraceHub
+from vmsim.trace.hub import Item, Record, TraceHub, plain_fields
 
 FORMAT = "vmsim-trace"
 VERSION = 1
@@ -74,13 +74,16 @@ def device_info(transports: list[Any]) -> list[dict[str, Any]]:
 class TraceWriter:
     """Records a hub's events to a JSON-lines file, through a child process.
 
-    The CPU thread (a hub listener) appends each record as a tuple to a buffer and,
-    every BATCH records or FLUSH_SECONDS, pickles the batch (C speed) and writes it down
-    a pipe to `python -m vmsim.trace.record`, which turns it into JSON lines on another
-    core. No Python thread of this process encodes anything, so the CPU thread never
-    waits for the GIL because of the trace. A full pipe (the child fell behind) costs
-    events, counted in the end line, never a wait. A timer thread flushes what an idle
-    guest left in the buffer.
+    The hub hands the writer its events a batch at a time (TraceHub.batched: every
+    BATCH events or FLUSH_SECONDS), on the CPU thread; the writer pickles the batch (C
+    speed, no Python call per event) and writes it down a pipe to
+    `python -m vmsim.trace.record`, which turns it into JSON lines on another core, at
+    a lower priority than the emulator: when the host's cores are busy, the guest goes
+    first and the writer catches up later. No Python thread of this process encodes
+    anything, so the CPU thread never waits for the GIL because of the trace. A full
+    pipe (the child fell behind) is retried with the next batch; past MAX_PENDING it
+    costs events, counted in the end line, never a wait. A timer thread flushes what
+    an idle guest left in the buffer.
     """
 
     def __init__(self, path: Path, hub: TraceHub) -> None:
@@ -91,16 +94,14 @@ class TraceWriter:
                                  f"{error.strerror or error}") from None
         self.path = path
         self._hub = hub
-        self._buffer: deque[tuple] = deque()
+        self._early: list[Item] = []      # events before start(): they wait for it
         self._pending = b""               # a frame the pipe did not take whole yet
-        self._lock = threading.Lock()
-        self._last_flush = 0.0
         self._child: subprocess.Popen | None = None
         self._stop = threading.Event()
         self.written = 0
         self.lost = 0
         self._closed = False
-        hub.listen_items(self._on_item)     # from now on: events before start() wait for it
+        self._flush = hub.batched(self._consume, _BATCH, _FLUSH_SECONDS)
 
     def start(self, devices: list[dict[str, Any]], timebase_hz: int) -> None:
         # wall_t0: the Unix time of t = 0, for captures that want absolute times
@@ -120,42 +121,37 @@ class TraceWriter:
         os.set_blocking(pipe, False)
         threading.Thread(target=self._idle_flush, name="vmsim-trace-flush", daemon=True).start()
 
-    def _on_item(self, item: Item) -> None:
-        """CPU thread: buffer; now and then one pickled batch down the pipe."""
-        buffer = self._buffer
-        buffer.append(item)
-        t = item[1]
-        if (len(buffer) >= _BATCH or t - self._last_flush >= _FLUSH_SECONDS) and self._child:
-            self._flush(t)
-
-    def _flush(self, now: float) -> None:
-        with self._lock:
-            self._last_flush = now
-            if self._child is None or self._child.stdin is None:
-                return
-            batch = [self._buffer.popleft() for _ in range(len(self._buffer))]
-            frame = self._pending
-            if batch:
-                payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-                if len(self._pending) > _MAX_PENDING:
-                    self.lost += len(batch)            # the child is hopelessly behind
-                else:
-                    frame += _FRAME.pack(len(payload)) + payload
-                    self.written += len(batch)
-            if not frame:
-                return
-            try:
-                sent = os.write(self._child.stdin.fileno(), frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError:                             # the child died: nothing to do
-                sent = len(frame)
-            self._pending = frame[sent:]
+    def _consume(self, batch: list[Item]) -> None:
+        """A batch from the hub (CPU thread, or the idle flush; never both at once):
+        one pickled frame down the pipe, after what the pipe still owes."""
+        child = self._child
+        if child is None or child.stdin is None:
+            if not self._closed:
+                self._early += batch                # not started yet: they wait
+            return
+        if self._early:
+            batch, self._early = self._early + batch, []
+        frame = self._pending
+        if batch:
+            payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+            if len(self._pending) > _MAX_PENDING:
+                self.lost += len(batch)            # the child is hopelessly behind
+            else:
+                frame += _FRAME.pack(len(payload)) + payload
+                self.written += len(batch)
+        if not frame:
+            return
+        try:
+            sent = os.write(child.stdin.fileno(), frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:                             # the child died: nothing to do
+            sent = len(frame)
+        self._pending = frame[sent:]
 
     def _idle_flush(self) -> None:
         while not self._stop.wait(_FLUSH_SECONDS):
-            if self._buffer or self._pending:
-                self._flush(time.monotonic() - self._hub.t0)
+            self._flush()
 
     def close(self) -> None:
         """Flush what is left, let the child write the end line; safe to call twice."""
@@ -165,9 +161,11 @@ class TraceWriter:
         self._stop.set()
         child = self._child
         if child is not None and child.stdin is not None:
-            self._flush(time.monotonic() - self._hub.t0)
+            self._flush()
             end = pickle.dumps(("end", self.written, self.lost))
             rest = self._pending + _FRAME.pack(len(end)) + end
+            self._pending = b""
+            self._child = None                      # later events: kept, never sent
             os.set_blocking(child.stdin.fileno(), True)
             try:
                 child.stdin.write(rest)
@@ -178,8 +176,15 @@ class TraceWriter:
         self._file.close()
 
 
+_NICE = 10   # the writer child's niceness: below the emulator when cores are scarce
+
+
 def _child_main() -> int:
     """`python -m vmsim.trace.record`: pickled batches on stdin -> JSON lines on stdout."""
+    try:
+        os.nice(_NICE)
+    except OSError:
+        pass
     source = sys.stdin.buffer
     out = sys.stdout.buffer
     dumps = json.dumps
@@ -196,7 +201,7 @@ def _child_main() -> int:
             return 0
         out.write("".join(
             dumps({"seq": seq, "t": round(t, 9), "g": g, "dev": dev, "ev": kind, "q": q,
-                   "f": fields}, separators=(",", ":")) + "\n"
+                   "f": plain_fields(fields)}, separators=(",", ":")) + "\n"
             for seq, t, g, dev, kind, q, fields in batch).encode())
 
 

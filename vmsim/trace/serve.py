@@ -53,13 +53,12 @@ class TraceServer:
         self._hub, self._gate = hub, gate
         self._devices, self._console_history = devices, console_history
         self._push, self._state = push_input, state
-        self._history: deque[Item] = deque(maxlen=HISTORY)
+        self._history = hub.subscribe(capacity=HISTORY)    # never drained: the newest
         self._structural: list[Item] = []
-        self._lock = threading.Lock()
         self._clients: list[_Client] = []
         self._console_subscribers: list[_Client] = []
         self._stop = threading.Event()
-        hub.listen_items(self._remember)
+        hub.listen_items(self._remember, kinds=_KEEP_ALWAYS)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -73,12 +72,10 @@ class TraceServer:
         self._thread.start()
 
     def _remember(self, item: Item) -> None:
-        """Hub listener (CPU thread): keep history for viewers that come later."""
-        with self._lock:
-            self._history.append(item)
-            if item[4] in _KEEP_ALWAYS:
-                self._structural.append(item)
-                del self._structural[:-1000]
+        """Hub listener for the structural kinds (CPU thread): a late viewer gets them
+        even when they are older than the history kept."""
+        self._structural.append(item)
+        del self._structural[:-1000]
 
     def console(self, data: bytes) -> None:
         """Console output (CPU thread), for every connected viewer."""
@@ -98,10 +95,10 @@ class TraceServer:
 
     def snapshot(self) -> list[Item]:
         """The structural events older than the kept history, then the history."""
-        with self._lock:
-            history = list(self._history)
-            first = history[0][0] if history else 0
-            early = [item for item in self._structural if item[0] < first]
+        structural = list(self._structural)      # before the history: none missing between
+        history = self._history.peek()
+        first = history[0][0] if history else 0
+        early = [item for item in structural if item[0] < first]
         return early + history
 
     def command(self, message: dict[str, Any], client: _Client | None = None) -> None:

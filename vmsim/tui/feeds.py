@@ -218,7 +218,7 @@ class SocketFeed(Feed):
             while True:
                 for item in self._frame():
                     if isinstance(item, tuple):
-                        record = Record(*item)
+                        record = Record.from_item(item)
                         self._records.append(record)
                         self._recent[record.seq] = record
                         if len(self._recent) > 4096:

@@ -105,6 +105,9 @@ class _Pending:
     fault: Fault | None = None   # what a fault rule does to its completion
 
 
+_REVISION_1 = int(CryptoFeatures.REVISION_1)
+
+
 class CryptoDevice(VirtioDevice):
     """virtio-crypto backend; see the module docstring for the threading model."""
 
@@ -342,8 +345,8 @@ class CryptoDevice(VirtioDevice):
                 completed = True
                 continue
             if self._trace is not discard:
-                self._emit("request", index, **tracing.data_request(
-                    chain, bool(features & CryptoFeatures.REVISION_1)))
+                self._emit("request", index, **tracing.data_request(   # int &: no Flag call
+                    chain, bool(int(features) & _REVISION_1)))
             try:
                 job = parse_data_request(chain, chain.writable_len, features, self.limits, self.sessions)
             except RequestError as err:

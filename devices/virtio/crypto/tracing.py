@@ -92,19 +92,20 @@ def control_request(chain: DescriptorChain) -> dict[str, Any]:
     return fields
 
 
-def written(mem: GuestMemory, chain: DescriptorChain) -> list[str]:
-    """The start of each writable buffer after the device wrote it, as hex: one per
-    writable descriptor the chain's listing in the pop event shows (describe_chain
-    lists a long indirect table's first MAX_LISTED entries and its last), so a 64 KiB
-    request costs a few previews instead of one per page."""
+def written(mem: GuestMemory, chain: DescriptorChain) -> tuple[bytes, ...]:
+    """The start of each writable buffer after the device wrote it: one per writable
+    descriptor the chain's listing in the pop event shows (chain_entries lists a long
+    indirect table's first MAX_LISTED entries and its last), so a 64 KiB request costs
+    a few previews instead of one per page. Raw bytes: observers show them in hex."""
     buffers = chain.writable
     if chain.indirect and len(chain.readable) + len(buffers) > MAX_LISTED + 1:
         listed_writable = max(0, MAX_LISTED - len(chain.readable))
         buffers = buffers[:listed_writable] + buffers[-1:]
+    read = mem.read
     out = []
     for addr, length in buffers:
         try:
-            out.append(mem.read(addr, min(length, PREVIEW_BYTES)).hex())
+            out.append(read(addr, length if length < PREVIEW_BYTES else PREVIEW_BYTES))
         except GuestMemoryError:
-            out.append("")
-    return out
+            out.append(b"")
+    return tuple(out)
