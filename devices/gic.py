@@ -118,10 +118,14 @@ class Gicv2:
         return self.line(SPI_BASE + number)
 
     def set_level(self, intid: int, level: bool) -> None:
-        """What an input's IrqLine does; `intid` must be valid (see `line`)."""
+        """What an input's IrqLine does; `intid` must be valid (see `line`). A level
+        the input already has changes nothing: the machine re-drives its timer lines
+        after every run."""
         bit = 1 << intid
+        if bool(self._input & bit) == level:
+            return
         if level:
-            if not self._input & bit and self._edge & bit:
+            if self._edge & bit:
                 self._latched |= bit             # a rising edge
             self._input |= bit
         else:

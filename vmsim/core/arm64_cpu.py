@@ -110,6 +110,11 @@ class Arm64Cpu(EngineCpu):
     def irq_raised(self) -> bool:
         return self._irq_level
 
+    def timer_writes(self) -> int:
+        """How many times the guest has written a timer register: the outputs and the
+        deadline change only then, or when the counter reaches the deadline."""
+        return self._get(REG_TIMER_WRITES)
+
     def timer_deadline(self) -> int:
         """The counter value at which a timer output rises (2^64 - 1: never)."""
         return self._get(REG_TIMER_DEADLINE)
