@@ -153,7 +153,7 @@ class Observers:
                 machine.watchdog.wake()
             self.gate.attention = attention
         if self.writer is not None:
-            self.writer.start(device_info(machine.virtio), machine.board.timebase_hz)
+            self.writer.start(device_info(machine.virtio), machine.clock.timebase_hz)
         if self.observe is not None:
             from vmsim.trace.serve import TraceServer
 
