@@ -232,3 +232,45 @@ def test_a_recorded_trace_takes_no_fault_rules(trace) -> None:
             assert app.screen is app.screen_stack[0]          # no prompt opened
             assert app.check_action("fault", ()) is False      # and no key in the footer
     asyncio.run(run())
+
+
+def test_a_flood_of_live_events_is_drawn_a_few_times_a_second(trace, monkeypatch) -> None:
+    """A busy guest sends thousands of events a second: the model takes every one, but
+    the panes are redrawn BUSY_HZ times a second, not at every tick; a few events (a
+    step, a human-paced guest) are drawn at once."""
+    from vmsim.tui import app as app_module
+    from vmsim.tui.feeds import Feed
+
+    records = [r for r in trace.records if r.kind == "notify"]
+
+    class Flood(Feed):
+        live = True
+        batch = app_module.FLOOD + 1
+
+        def drain(self):
+            return records[:self.batch]
+
+    feed = Flood(trace.devices)
+    now = [1000.0]
+    monkeypatch.setattr(app_module.time, "monotonic", lambda: now[0])
+
+    async def run() -> None:
+        app = VmsimApp(feed, refresh_hz=0.001)        # the test ticks by hand
+        async with app.run_test(size=SIZE):
+            drawn = []
+            monkeypatch.setattr(app, "redraw", lambda: drawn.append(now[0]))
+            events = app.model.events
+            for step in range(20):                    # one second at REFRESH_HZ
+                now[0] += 1 / app_module.REFRESH_HZ
+                app._tick()
+            assert app.model.events == events + 20 * feed.batch
+            assert len(drawn) <= app_module.BUSY_HZ + 1
+            feed.batch = 0
+            now[0] += 1 / app_module.BUSY_HZ
+            app._tick()
+            assert drawn[-1] == now[0]                # what the flood left: drawn
+            feed.batch = 1
+            now[0] += 1 / app_module.REFRESH_HZ
+            app._tick()
+            assert drawn[-1] == now[0]                # a single event: drawn at once
+    asyncio.run(run())

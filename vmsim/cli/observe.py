@@ -6,6 +6,7 @@ events out, stamped with guest time, and the TUI's gate can stop the guest.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ if TYPE_CHECKING:   # a run with no observer starts without the trace modules (s
     from vmsim.trace.control import MachineGate
     from vmsim.trace.hub import TraceHub
     from vmsim.trace.record import TraceWriter
+
+
+# The niceness of `run --tui`'s drawing process: below the emulator's, so a screen that
+# costs a core to draw never takes the core the guest runs on.
+TUI_NICE = 5
 
 
 def add_observer_options(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +200,10 @@ class Observers:
         command += ["tui", "--attach", str(folder / "tui.sock")]
         command += ["--explain"] * self.explain + ["--headless"] * headless
         child = subprocess.Popen(command)
+        try:    # drawing yields to the guest when the host's cores are busy
+            os.setpriority(os.PRIO_PROCESS, child.pid, TUI_NICE)
+        except OSError:
+            pass
 
         def watch() -> None:                  # q in the TUI ends the guest too
             child.wait()

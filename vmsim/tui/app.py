@@ -1,8 +1,8 @@
 """The vmsim TUI: the guest console, the device, every virtqueue's rings, the requests,
 sessions, workers and rates, from one Feed (a live machine, a trace file, a socket).
 
-The app pulls: a timer drains the feed 20 times a second into a TraceModel and redraws,
-so the emulator never waits for the screen. Keys: p pause/resume, n step to the next
+The app pulls: a timer drains the feed 20 times a second into a TraceModel and redraws
+(a flood of events, BUSY_HZ times a second), so the emulator never waits for the screen. Keys: p pause/resume, n step to the next
 ring event, b break on a condition, f filter the rings and requests by queue or
 opcode, i inject a fault (a rule of docs/faults.md, on a live machine), [ and ] (or
 ← →) scrub a recorded trace, { } by 100, < > to either end, tab between panes, ? help,
@@ -42,6 +42,12 @@ from vmsim.tui.widgets import (
 REFRESH_HZ = 20
 COLUMNS = ("#", "queue", "head", "opcode", "status", "µs", "ran")
 MAX_ROWS = 200            # requests shown in the table (the newest)
+# A flood of events (a busy guest: thousands a second) is drawn BUSY_HZ times a second,
+# not REFRESH_HZ: a frame redraws every pane, and drawing them at REFRESH_HZ kept a core
+# busy next to the emulator's, for screens that changed too fast to read. Up to FLOOD
+# events a tick (stepping, a human-paced guest) are drawn at once.
+BUSY_HZ = 4
+FLOOD = 100
 SCRUB_STEP = 1
 SCRUB_BIG = 100
 
@@ -185,6 +191,7 @@ class VmsimApp(App[int]):
         self._v_started = time.monotonic()
         self._v_rows: dict[str, object] = {}
         self._v_drawn = 0.0
+        self._v_undrawn = 0             # events applied to the model, not drawn yet
         self._v_selected: str | None = None
         self.filter_text = ""
         self.break_text = ""
@@ -272,9 +279,14 @@ class VmsimApp(App[int]):
         if self.feed.finished and self.feed.exit_when_finished:
             self.exit(0)                  # an attached viewer ends with its machine
             return
+        self._v_undrawn += len(records)
         now = time.monotonic()
-        if records or (self.feed.live and now - self._v_drawn >= 1.0):
+        since = now - self._v_drawn
+        if ((self._v_undrawn and (self._v_undrawn <= FLOOD or since >= 1 / BUSY_HZ
+                                  or not self.feed.live))
+                or (self.feed.live and since >= 1.0)):
             self._v_drawn = now
+            self._v_undrawn = 0
             self.redraw()
         else:
             self._show_status()
@@ -331,9 +343,16 @@ class VmsimApp(App[int]):
         wanted = [r for r in self.model.requests if self._visible(r)][-MAX_ROWS:]
         keys = {str(r.seq): r for r in wanted}
         # Incremental: drop rows that fell off, update changed ones, append new ones.
-        for key in [k for k in self._v_rows if k not in keys]:
-            table.remove_row(key)
-            del self._v_rows[key]
+        # When many fell off (a busy guest: hundreds of requests between two frames)
+        # the table is refilled instead: each removal moves the cursor and redraws.
+        gone = [k for k in self._v_rows if k not in keys]
+        if len(gone) > len(keys) // 4:
+            table.clear()
+            self._v_rows.clear()
+        else:
+            for key in gone:
+                table.remove_row(key)
+                del self._v_rows[key]
         added = False
         for key, req in keys.items():
             row = request_row(req, self.model)
@@ -360,7 +379,8 @@ class VmsimApp(App[int]):
             self._show_detail(self._v_selected)
 
     def _show_detail(self, key: str) -> None:
-        req = next((r for r in self.model.requests if str(r.seq) == key), None)
+        seq = int(key)
+        req = next((r for r in reversed(self.model.requests) if r.seq == seq), None)
         if req is not None:
             self._main("#detail", TextPane).set(request_detail(req, self.model))
 
