@@ -188,6 +188,9 @@ def _child_main() -> int:
     source = sys.stdin.buffer
     out = sys.stdout.buffer
     dumps = json.dumps
+    # One encoder for every line (json.dumps with separators builds one per call); the
+    # events are trees of plain values, so the circular-reference check is skipped.
+    encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
     while True:
         head = source.read(_FRAME.size)
         if len(head) < _FRAME.size:
@@ -200,8 +203,8 @@ def _child_main() -> int:
             out.flush()
             return 0
         out.write("".join(
-            dumps({"seq": seq, "t": round(t, 9), "g": g, "dev": dev, "ev": kind, "q": q,
-                   "f": plain_fields(fields)}, separators=(",", ":")) + "\n"
+            encode({"seq": seq, "t": round(t, 9), "g": g, "dev": dev, "ev": kind, "q": q,
+                    "f": plain_fields(fields)}) + "\n"
             for seq, t, g, dev, kind, q, fields in batch).encode())
 
 
