@@ -157,30 +157,38 @@ class Gicv2:
         return self._priority[intid] & (0xFF << shift) & 0xFF
 
     def running_priority(self) -> int:
-        return min((p for _, p in self._running), default=IDLE_PRIORITY)
+        """The lowest group priority acknowledged and not dropped. An interrupt is
+        acknowledged only above the running priority, so `_running` only ever
+        descends and its last entry is the lowest."""
+        return self._running[-1][1] if self._running else IDLE_PRIORITY
 
     def _highest_pending(self, groups: int) -> int | None:
         """The highest-priority pending, enabled, inactive interrupt of `groups`
         (ties go to the lowest ID), whatever the masks say."""
-        group_mask = (0 if not groups & 1 else ~self._group) | (
-            self._group if groups & 2 else 0)
-        candidates = self._pending() & self._enabled & ~self._active & group_mask & self._valid
+        candidates = ((self._latched | (self._input & ~self._edge))
+                      & self._enabled & ~self._active & self._valid)
+        if not candidates or not groups:         # the usual answer after an ack or EOI
+            return None
+        if groups != BOTH_GROUPS:
+            candidates &= self._group if groups & 2 else ~self._group
         best, best_priority = None, IDLE_PRIORITY
+        priority = self._priority
         while candidates:
             low_bit = candidates & -candidates
             intid = low_bit.bit_length() - 1
-            if self._priority[intid] < best_priority:
-                best, best_priority = intid, self._priority[intid]
+            if priority[intid] < best_priority:
+                best, best_priority = intid, priority[intid]
             candidates ^= low_bit
         return best
 
     def _signalled(self, groups: int) -> int | None:
         """The interrupt the CPU interface signals: the highest pending one, if its
-        priority is above the mask and its group priority above the running one."""
-        intid = self._highest_pending(groups & self._groups_enabled())
+        priority is above the mask and its group priority above the running one.
+        Called on every interrupt change and GICC access, so it is kept flat."""
+        intid = self._highest_pending(groups & self._dist_ctlr & self._cpu_ctlr & BOTH_GROUPS)
         if intid is None or self._priority[intid] >= self._pmr:
             return None
-        if self._group_priority(intid) >= self.running_priority():
+        if self._running and self._group_priority(intid) >= self._running[-1][1]:
             return None
         return intid
 
