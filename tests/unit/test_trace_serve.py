@@ -110,3 +110,71 @@ def test_a_machine_without_fault_rules_says_so_in_its_hello(tmp_path: Path) -> N
     finally:
         feed.close()
         server.close()
+
+
+def test_a_viewer_skips_events_its_history_already_held(tmp_path: Path) -> None:
+    """New events reach viewers in frames the CPU thread pickled once for all of them;
+    the history a viewer got first may overlap its first frame, and it keeps each event
+    once."""
+    import pickle
+    import socket
+    import threading
+
+    from vmsim.trace.serve import FRAME
+
+    def item(seq: int) -> tuple:
+        return (seq, seq / 10, seq, "virtio-crypto", "notify", 0, {"avail_idx": seq})
+
+    path = tmp_path / "fake.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        for batch in ([{"hello": "vmsim-trace", "devices": CRYPTO}], [item(1), item(2), item(3)],
+                      [item(2), item(3), item(4)], [item(5)]):
+            payload = pickle.dumps(batch)
+            conn.sendall(FRAME.pack(len(payload)) + payload)
+        time.sleep(0.5)
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    feed = SocketFeed(str(path))
+    try:
+        got = []
+        wait_for(lambda: got.extend(feed.drain()) or len(got) >= 5 or feed.finished)
+        wait_for(lambda: feed.finished)
+        got.extend(feed.drain())
+        assert [r.seq for r in got] == [1, 2, 3, 4, 5]
+    finally:
+        feed.close()
+        listener.close()
+
+
+def test_new_events_are_pickled_once_for_every_viewer(tmp_path: Path) -> None:
+    """Two viewers, one hub: each gets every event, in order, once; the server holds no
+    per-viewer subscription (the hub has the history and one batch, whatever attaches)."""
+    hub, gate = TraceHub(), MachineGate()
+    server = TraceServer(tmp_path / "vm.sock", hub, gate, lambda: CRYPTO, lambda: b"",
+                         lambda data: None, lambda: "running")
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
+    feeds = []
+    try:
+        subscribers = len(hub._subscribers)
+        feeds = [SocketFeed(str(tmp_path / "vm.sock")) for _ in range(2)]
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))
+        for n in range(20):
+            rig.cipher(sid, bytes(16), bytes([n]) * 16)
+        assert len(hub._subscribers) == subscribers
+        last = hub._seq
+        seen = [[], []]
+        for feed, got in zip(feeds, seen):
+            wait_for(lambda: got.extend(feed.drain()) or (got and got[-1].seq == last))
+            assert [r.seq for r in got] == list(range(got[0].seq, last + 1))
+        assert [r.seq for r in seen[0]] == [r.seq for r in seen[1]]
+    finally:
+        for feed in feeds:
+            feed.close()
+        server.close()
+        gate.close()
+        rig.close()

@@ -14,8 +14,12 @@ where the machine takes fault rules (the hello says "faults": true),
 answer goes back to that viewer as {"fault_reply": text}, and every viewer gets the
 rules with their counts as {"faults": text} when they change.
 Only a vmsim viewer on the same host connects (the socket is the user's, mode 0600).
-Each client reads from its own bounded subscription, sent in small frames with a yield
-between them, and a client that stops reading is dropped: the emulator never waits.
+The CPU thread pickles the new events once a batch (TraceHub.batched) for every viewer;
+each viewer's thread only sends the frames from its bounded queue (a viewer that lags
+loses the oldest frames and sees the gap in the sequence numbers; one that stops reading
+is dropped), so no thread of the emulator's process runs Python per event: the emulator
+never waits. The history a new viewer gets first may overlap its first frames; viewers
+skip what they already have.
 """
 from __future__ import annotations
 
@@ -36,7 +40,9 @@ from vmsim.trace.hub import Item, TraceHub
 HISTORY = 50_000                        # recent records a new viewer gets first
 _KEEP_ALWAYS = frozenset({"status", "features", "queue_setup", "config_read"})
 _SEND_EVERY = 0.05
-_CHUNK = 64                             # records per frame: a short hold of the GIL
+_BATCH = 256                            # records per frame of new events
+_CHUNK = 64                             # records per frame of the history
+_MAX_FRAMES = 256                       # frames a viewer may owe before the oldest go
 FRAME = struct.Struct("<I")
 
 
@@ -59,6 +65,7 @@ class TraceServer:
         self._console_subscribers: list[_Client] = []
         self._stop = threading.Event()
         hub.listen_items(self._remember, kinds=_KEEP_ALWAYS)
+        self.flush = hub.batched(self._fan_out, every=_BATCH, seconds=_SEND_EVERY)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -76,6 +83,17 @@ class TraceServer:
         even when they are older than the history kept."""
         self._structural.append(item)
         del self._structural[:-1000]
+
+    def _fan_out(self, items: list[Item]) -> None:
+        """A batch of new events (CPU thread, or a viewer's idle flush): pickled once,
+        queued for every viewer."""
+        clients = self._clients
+        if not items or not clients:
+            return
+        payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        frame = FRAME.pack(len(payload)) + payload
+        for client in list(clients):
+            client.frames.append(frame)
 
     def console(self, data: bytes) -> None:
         """Console output (CPU thread), for every connected viewer."""
@@ -147,7 +165,7 @@ class _Client:
     def __init__(self, server: TraceServer, conn: socket.socket) -> None:
         self.server = server
         self.conn = conn
-        self.sub = server._hub.subscribe(capacity=1 << 16)
+        self.frames: deque[bytes] = deque(maxlen=_MAX_FRAMES)   # new events, pickled
         self.console: deque[str] = deque(maxlen=10_000)
         self.replies: deque[str] = deque(maxlen=100)      # to this viewer's fault commands
         self.closed = threading.Event()
@@ -166,17 +184,16 @@ class _Client:
         server = self.server
         try:
             snapshot = server.snapshot()
-            last = snapshot[-1][0] if snapshot else 0
             self._send([{"hello": "vmsim-trace", "devices": server._devices(),
                          "faults": server._faults is not None}])
             self._send([{"console": server._console_history().decode(errors="replace")}])
             self._send(snapshot)
             state = listing = ""
             while not self.closed.wait(_SEND_EVERY):
-                # A chunk at a time, yielding between them (in _send): never a long
-                # stretch of Python while the CPU thread may want the GIL.
-                while chunk := self.sub.drain_items(limit=_CHUNK):
-                    self._send([item for item in chunk if item[0] > last])
+                server.flush()                    # what an idle guest left in the batch
+                while self.frames:
+                    self.conn.sendall(self.frames.popleft())
+                    time.sleep(0)                 # let the CPU thread have the GIL
                 items: list = []
                 if self.console:
                     text = "".join(self.console.popleft() for _ in range(len(self.console)))
@@ -220,7 +237,6 @@ class _Client:
         if self.closed.is_set():
             return
         self.closed.set()
-        self.server._hub.unsubscribe(self.sub)
         if self in self.server._clients:
             self.server._clients.remove(self)
         try:   # shutdown first: it wakes our reader thread and tells the viewer at once

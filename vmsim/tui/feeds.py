@@ -214,10 +214,14 @@ class SocketFeed(Feed):
         return pickle.loads(self._file.read(FRAME.unpack(head)[0]))
 
     def _read(self) -> None:
+        last = 0
         try:
             while True:
                 for item in self._frame():
                     if isinstance(item, tuple):
+                        if item[0] <= last:     # the history and the first frames overlap
+                            continue
+                        last = item[0]
                         record = Record.from_item(item)
                         self._records.append(record)
                         self._recent[record.seq] = record
