@@ -42,6 +42,23 @@ class TraceEvent:
 
 TraceSink = Callable[[TraceEvent], None]
 
+# How a device reports one event: (kind, device, queue, fields).
+TraceEmit = Callable[[str, str, "int | None", "dict[str, Any]"], None]
+
 
 def discard(_event: TraceEvent) -> None:
     """The default sink, for when nothing observes."""
+
+
+def emitter(sink: TraceSink) -> TraceEmit:
+    """How a device hands `sink` its events. A sink with an `emit(kind, device, queue,
+    fields)` method (the trace hub) takes them as they are: a device reports several
+    events per request while something observes, and a TraceEvent object for each was
+    one more Python call on the CPU thread. Any other sink gets a TraceEvent."""
+    emit = getattr(sink, "emit", None)
+    if callable(emit):
+        return emit
+
+    def build(kind: str, device: str, queue: int | None, fields: dict[str, Any]) -> None:
+        sink(TraceEvent(kind, device, queue, fields))
+    return build

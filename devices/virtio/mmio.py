@@ -30,7 +30,7 @@ from typing import Callable
 
 from vmsim import log
 from vmsim.devices.bus import GuestMemory, IrqLine
-from vmsim.devices.events import TraceEvent, TraceSink, discard
+from vmsim.devices.events import TraceSink, discard, emitter
 from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
 from vmsim.devices.virtio.queue import SplitQueue
 from vmsim.devices.virtio.spec import (
@@ -95,6 +95,7 @@ class MmioTransport:
         self._irq = irq
         self._trace = trace
         self._tracing = trace is not discard
+        self._send = emitter(trace)
         self._in_ram = mem.contains
         self.offered_features = TRANSPORT_FEATURES | (
             device.device_features() & Feature.DEVICE_SPECIFIC_MASK)
@@ -158,7 +159,7 @@ class MmioTransport:
         return self.context.queues if self.context else []
 
     def _emit(self, kind: str, queue: int | None = None, **fields: object) -> None:
-        self._trace(TraceEvent(kind, self.name, queue, fields))
+        self._send(kind, self.name, queue, fields)
 
     def _ignored(self, what: str, queue: int | None = None) -> None:
         log.guest_error(self.name, what)

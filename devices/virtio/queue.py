@@ -15,7 +15,7 @@ from operator import add
 from typing import Callable
 
 from vmsim.devices.bus import GuestMemory, GuestMemoryError
-from vmsim.devices.events import TraceEvent, TraceSink, discard
+from vmsim.devices.events import TraceSink, discard, emitter
 from vmsim.devices.virtio.spec import (
     AVAIL_F_NO_INTERRUPT,
     USED_F_NO_NOTIFY,
@@ -335,6 +335,7 @@ class SplitQueue:
         self._unpack = mem.unpack_from
         self._trace = trace
         self._tracing = trace is not discard
+        self._send = emitter(trace)
         self._device = device
         self._last_avail = 0
         self._used_idx = 0
@@ -361,7 +362,7 @@ class SplitQueue:
             raise ChainError(None, f"ring at {addr:#x} is outside RAM") from err
 
     def _emit(self, kind: str, **fields: object) -> None:
-        self._trace(TraceEvent(kind, self._device, self.index, fields))
+        self._send(kind, self._device, self.index, fields)
 
     def _peek_u16(self, addr: int) -> int | None:
         """A ring field for observers: None instead of an error when it is not in RAM."""

@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from vmsim import log
+from vmsim.devices import events as events_module
 from vmsim.devices.virtio import mmio as mmio_module
 from vmsim.devices.virtio import queue as queue_module
 from vmsim.devices.virtio.crypto import device as crypto_device_module
@@ -151,11 +152,13 @@ def test_descriptor_owners_follow_the_rings(traced) -> None:
 
 
 def test_no_observer_builds_no_event(monkeypatch) -> None:
-    """With `discard`, no device, queue or transport constructs a TraceEvent."""
+    """With `discard`, no device, queue or transport reports an event (their emitter
+    for a plain sink builds a TraceEvent: that would fail here)."""
     def refuse(*_args, **_kwargs):
         raise AssertionError("a TraceEvent was built with nothing observing")
+    monkeypatch.setattr(events_module, "TraceEvent", refuse)
     for module in (queue_module, mmio_module, crypto_device_module):
-        monkeypatch.setattr(module, "TraceEvent", refuse)
+        assert module.emitter is events_module.emitter
     rig = CryptoRig(CryptoDevice(workers=0), trace=False)
     try:
         sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
@@ -251,3 +254,33 @@ def test_the_trace_log_shows_previews_in_hex(tmp_path) -> None:
         log.close()
     text = path.read_text()
     assert (b"t" * 16).hex() in text and reply.output.hex() in text and "b'" not in text
+
+
+def test_the_hub_takes_device_events_without_a_trace_event_object(monkeypatch) -> None:
+    """A device hands the hub (kind, device, queue, fields) through its emit(); a plain
+    sink still gets TraceEvents, saying the same."""
+    built = []
+    real = events_module.TraceEvent
+
+    def counting(*args, **kwargs):
+        built.append(args[0])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(events_module, "TraceEvent", counting)
+    hub, plain = TraceHub(), []
+    sub = hub.subscribe()
+    for device_sink in (hub, plain.append):
+        rig = CryptoRig(CryptoDevice(workers=0, trace=device_sink), trace=False)
+        try:
+            sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+            rig.cipher(sid, IV, b"e" * 16)
+        finally:
+            rig.close()
+        if device_sink is hub:
+            assert built == []                        # the hub got no TraceEvent
+    records = sub.drain()
+    assert built == [e.kind for e in plain] == [r.kind for r in records]
+    assert "request" in built and "complete" in built
+    def timeless(fields: dict) -> dict:
+        return {k: v for k, v in fields.items() if k != "duration_us"}
+    assert ([timeless(plain_fields(e.fields)) for e in plain]
+            == [timeless(r.fields) for r in records])

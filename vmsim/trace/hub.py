@@ -204,11 +204,18 @@ class TraceHub:
         self._item_listeners = tuple(c for c in self._item_listeners if c != callback)
 
     def __call__(self, event: TraceEvent) -> None:
+        self.emit(event.kind, event.device, event.queue, event.fields, event.t)
+
+    def emit(self, kind: str, device: str, queue: int | None, fields: dict[str, Any],
+             t: float | None = None) -> None:
+        """An event without its TraceEvent object (vmsim.devices.events.emitter: what
+        the devices call), stamped now unless `t` says when it happened."""
+        if t is None:
+            t = time.monotonic()
         self._seq = seq = self._seq + 1
-        t = event.t
         hz = self.timebase_hz
-        item = (seq, t - self.t0, int(t * hz) if hz else self.guest_time(), event.device,
-                event.kind, event.queue, event.fields)
+        item = (seq, t - self.t0, int(t * hz) if hz else self.guest_time(), device, kind,
+                queue, fields)
         for append in self._appends:
             append(item)
         if seq >= self._due_seq or item[1] >= self._due_t:
@@ -217,7 +224,7 @@ class TraceHub:
         for listener in self._item_listeners:
             listener(item)
         if self._kind_listeners:
-            for listener in self._kind_listeners.get(event.kind, ()):
+            for listener in self._kind_listeners.get(kind, ()):
                 listener(item)
         if self._listeners:
             record = Record.from_item(item)

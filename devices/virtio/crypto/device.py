@@ -22,7 +22,7 @@ from typing import Callable
 
 from vmsim import log
 from vmsim.devices.bus import FdWaker, NullWaker, Waker
-from vmsim.devices.events import TraceEvent, TraceSink, discard
+from vmsim.devices.events import TraceSink, discard, emitter
 from vmsim.devices.virtio.crypto import akcipher, execute, tracing
 from vmsim.devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
 from vmsim.devices.virtio.crypto.constants import (CREATE_SESSION_OPS, DEVICE_ID, CryptoFeatures, Op,
@@ -137,6 +137,7 @@ class CryptoDevice(VirtioDevice):
         self._workers = workers
         self._waker = waker
         self._trace = trace
+        self._send = emitter(trace)
         self._inline_max = inline_max_bytes
         self._pool: WorkerPool[Job, Outcome] | None = None
         self._fd_waker = waker if isinstance(waker, FdWaker) else None
@@ -663,4 +664,4 @@ class CryptoDevice(VirtioDevice):
 
     def _emit(self, event: str, queue: int | None, **fields: object) -> None:
         if self._trace is not discard:
-            self._trace(TraceEvent(event, NAME, queue, fields))
+            self._send(event, NAME, queue, fields)
