@@ -5,7 +5,8 @@ The default guest runs `afalg-bench` (AES-128-CBC through the virtio_crypto driv
 16 B to 64 KiB requests, one process) three ways, each in a fresh vmsim process:
   off   no observer: the devices get `discard` and build no event at all
   file  --trace FILE: every event recorded as JSON lines
-  tui   as `run --tui`: the TUI in its child process, drawing headless at its 20 Hz
+  tui   as `run --tui`: the TUI in its child process, drawing headless as it does
+        live (20 Hz; a flood of events, as here, 4 times a second)
 Each way runs --repeat times, interleaved, and the table shows the median ops/s per
 size and the slowdown against `off`. "off" has no baseline of its own: its spread
 (max/min across repeats) is the noise any claim of "no measurable cost" is held to.
