@@ -214,3 +214,20 @@ def test_trace_stats_on_a_missing_file_is_one_line(tmp_path: Path, capsys) -> No
     assert main(["trace", "stats", str(tmp_path / "nope.jsonl")]) == TraceFileError.exit_code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("vmsim: error: cannot read the trace")
+
+
+def test_a_failing_batch_consumer_never_fails_the_device() -> None:
+    """A batch the consumer raises on is dropped, counted and logged once; the event
+    that made the batch due returns normally and later batches still come."""
+    hub, got, calls = TraceHub(), [], []
+
+    def consume(items: list) -> None:
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise ValueError("cannot pickle this")
+        got.extend(items)
+    hub.batched(consume, every=2, seconds=3600)
+    for n in range(4):
+        hub(TraceEvent("notify", "dev", n))                    # never raises
+    assert calls == [2, 2] and [item[5] for item in got] == [2, 3]
+    assert hub._batchers[0].failed == 2

@@ -241,6 +241,7 @@ class _Batcher:
         self.hub, self.consume, self.every, self.seconds = hub, consume, every, seconds
         self.sub: Subscription
         self.lock = threading.Lock()
+        self.failed = 0                     # events in batches `consume` raised on
         self.due_seq = hub._seq + every
         self.due_t = time.monotonic() - hub.t0 + seconds
 
@@ -255,7 +256,15 @@ class _Batcher:
             self.due_seq = self.hub._seq + self.every
             self.due_t = now + self.seconds
             self.hub._schedule()
-            self.consume(self.sub.drain_items())
+            items = self.sub.drain_items()
+            try:
+                self.consume(items)
+            except Exception as error:  # noqa: BLE001 - an observer never fails the guest
+                self.failed += len(items)
+                if self.failed == len(items):          # the first failure is logged
+                    from vmsim import log
+
+                    log.internal_error("trace", f"an observer dropped a batch: {error!r}")
 
 
 def tee(sinks: Iterable[Callable[[TraceEvent], None]]) -> Callable[[TraceEvent], None]:
