@@ -17,7 +17,7 @@ import pytest
 from tests.support.guest import require_tools
 from vmsim.build import baremetal
 from vmsim.build.cache import Requirement
-from tests.support.gdb_client import VMSIM, Client, start_vmsim_with_stub
+from tests.support.gdb_client import VMSIM, Client, start_vmsim_with_stub, stub_starter
 from vmsim.gdb.packets import Packet, frame
 
 GDB = Requirement("gdb-multiarch", "gdb-multiarch")
@@ -83,20 +83,12 @@ root: .zero 4096
 def vmsim_gdb(build: Callable[[str], Path]) -> Iterator[Callable[..., tuple[subprocess.Popen, int]]]:
     """Start `vmsim run --kernel PROGRAM --gdb 0 [--wait]`; return it and its port,
     read from the one line it prints on stderr."""
-    started: list[subprocess.Popen] = []
+    with stub_starter() as start_stub:
+        def start(source: str, wait: bool = True) -> tuple[subprocess.Popen, int]:
+            return start_stub(["run", "--kernel", str(build(source)), "--mem", "16M",
+                               "--no-crypto", "--gdb", "0"] + (["--wait"] if wait else []))
 
-    def start(source: str, wait: bool = True) -> tuple[subprocess.Popen, int]:
-        proc, port = start_vmsim_with_stub(
-            ["run", "--kernel", str(build(source)), "--mem", "16M", "--no-crypto",
-             "--gdb", "0"] + (["--wait"] if wait else []))
-        started.append(proc)
-        return proc, port
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        yield start
 
 
 def symbol(elf: Path, name: str) -> int:

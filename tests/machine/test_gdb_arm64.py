@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.machine.test_gdb import GDB, run_gdb
-from tests.support.gdb_client import Client, start_vmsim_with_stub
+from tests.support.gdb_client import Client, start_vmsim_with_stub, stub_starter
 from vmsim.gdb.packets import frame
 from tests.support.guest import (CROSS_AARCH64_AS, CROSS_AARCH64_LD, require_patched_engine,
                                  require_tools)
@@ -191,19 +191,12 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Program:
 @pytest.fixture
 def vmsim_gdb(program: Program) -> Iterator[Callable[[], tuple[subprocess.Popen, int]]]:
     """`vmsim run --kernel prog.elf --gdb 0 --wait`, and its port from its stderr line."""
-    started: list[subprocess.Popen] = []
+    with stub_starter() as start_stub:
+        def start() -> tuple[subprocess.Popen, int]:
+            return start_stub(["run", "--kernel", str(program.elf), "--mem", "16M",
+                               "--no-crypto", "--gdb", "0", "--wait"])
 
-    def start() -> tuple[subprocess.Popen, int]:
-        proc, port = start_vmsim_with_stub(["run", "--kernel", str(program.elf), "--mem", "16M",
-                                            "--no-crypto", "--gdb", "0", "--wait"])
-        started.append(proc)
-        return proc, port
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+        yield start
 
 
 def le(value: int, size: int = 8) -> bytes:

@@ -3,10 +3,12 @@ hides (acks, retransmission, no-ack mode) and drives the stub where gdb would ne
 terminal. Every wait is on a reply from the socket."""
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import subprocess
 import sys
+from typing import Callable, Iterator
 
 from vmsim.gdb.packets import Packet, Reader, frame
 
@@ -23,6 +25,26 @@ def start_vmsim_with_stub(args: list[str]) -> tuple[subprocess.Popen, int]:
     match = _STUB_LINE.search(line)
     assert match, line + proc.stderr.read()
     return proc, int(match.group(1))
+
+
+@contextlib.contextmanager
+def stub_starter() -> Iterator[Callable[[list[str]], tuple[subprocess.Popen, int]]]:
+    """start_vmsim_with_stub for a test's fixture: every vmsim it started that is still
+    running at the end is killed, and all are reaped."""
+    started: list[subprocess.Popen] = []
+
+    def start(args: list[str]) -> tuple[subprocess.Popen, int]:
+        proc, port = start_vmsim_with_stub(args)
+        started.append(proc)
+        return proc, port
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
 
 
 class Client:
