@@ -114,12 +114,7 @@ def test_handshake_acks_target_description_and_no_ack_mode(vmsim_gdb, build) -> 
     gdb.send_raw(b"-")
     assert gdb.reply() == first
 
-    xml = b""
-    while True:
-        part = gdb.ask(b"qXfer:features:read:target.xml:%x,200" % len(xml))
-        xml += part[1:]
-        if part[:1] == b"l":
-            break
+    xml = gdb.target_xml()
     for feature in (b"org.gnu.gdb.riscv.cpu", b"org.gnu.gdb.riscv.fpu",
                     b"org.gnu.gdb.riscv.virtual", b"org.gnu.gdb.riscv.csr"):
         assert feature in xml

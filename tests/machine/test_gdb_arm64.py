@@ -208,12 +208,7 @@ def test_target_description_registers_virtual_memory_and_a_watchpoint(program: P
     gdb = Client(port)
     assert b"qXfer:features:read+" in gdb.ask(b"qSupported")
     assert gdb.ask(b"?").startswith(b"T05")
-    xml = b""
-    while True:
-        part = gdb.ask(b"qXfer:features:read:target.xml:%x,200" % len(xml))
-        xml += part[1:]
-        if part[:1] == b"l":
-            break
+    xml = gdb.target_xml()
     assert b"<architecture>aarch64</architecture>" in xml
     assert b'<feature name="org.gnu.gdb.aarch64.core">' in xml
     assert b'<feature name="org.gnu.gdb.aarch64.fpu">' in xml

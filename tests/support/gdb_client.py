@@ -82,5 +82,14 @@ class Client:
             assert self._next() == "ack"
         return self.reply()
 
+    def target_xml(self) -> bytes:
+        """The target description, read with qXfer in 0x200-byte pieces as GDB does."""
+        xml = b""
+        while True:
+            part = self.ask(b"qXfer:features:read:target.xml:%x,200" % len(xml))
+            xml += part[1:]
+            if part[:1] == b"l":
+                return xml
+
     def close(self) -> None:
         self.sock.close()
