@@ -7,7 +7,7 @@ device to the CPU engine without the device knowing.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 
 class GuestMemoryError(Exception):
@@ -38,6 +38,11 @@ class GuestMemory(Protocol):
     def unpack_from(self, layout: struct.Struct, addr: int) -> tuple[Any, ...]:
         """Decode the `layout.size`-byte record at `addr` (a descriptor, a ring index)
         straight from RAM: the same check as `read`, without an intermediate copy."""
+        ...
+
+    def previews(self, ranges: Iterable[tuple[int, int]], cap: int) -> tuple[bytes, ...]:
+        """The first `cap` bytes of each (addr, length) range (b"" for one not all in
+        RAM), for trace events: one call for all of a chain's buffers."""
         ...
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from vmsim.devices.bus import GuestMemoryError
 
@@ -55,6 +55,16 @@ class Ram:
         if size < 0 or off < 0 or off + size > self.size:
             raise GuestMemoryError(addr, size)
         return self.buffer[off:off + size]
+
+    def previews(self, ranges: Iterable[tuple[int, int]], cap: int) -> tuple[bytes, ...]:
+        """The first `cap` bytes of each (addr, length) range, b"" for one not all in
+        RAM: the buffer previews of a trace event, in one call rather than one read each
+        (while something observes, each request takes several)."""
+        base, size, buffer = self.base, self.size, self.buffer
+        return tuple([
+            buffer[off:end].tobytes()
+            if 0 <= (off := addr - base) <= (end := off + (length if length < cap else cap)) <= size
+            else b"" for addr, length in ranges])
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         size = len(data)

@@ -405,7 +405,7 @@ class MmioTransport:
         if self._tracing:
             queues = self.queues
             shadow = queues[index].published_avail_idx() if index < len(queues) else None
-            self._emit("notify", index, avail_idx=shadow)
+            self._send("notify", self.name, index, {"avail_idx": shadow})
         if not self.status & Status.DRIVER_OK or self.context is None:
             self._ignored("notify before DRIVER_OK", index)
         elif self.status & Status.DEVICE_NEEDS_RESET:
@@ -424,7 +424,7 @@ class MmioTransport:
         if wanted:
             self._raise_interrupt(Interrupt.USED_BUFFER, queue_index, why)
         elif self._tracing:
-            self._emit("irq", queue_index, raised=False, reason=why)
+            self._send("irq", self.name, queue_index, {"raised": False, "reason": why})
 
     def _config_changed(self) -> None:
         self.config_generation = (self.config_generation + 1) & _MASK32
@@ -433,14 +433,15 @@ class MmioTransport:
     def _raise_interrupt(self, bit: int, queue: int | None, why: str) -> None:
         self.interrupt_status |= bit
         if self._tracing:
-            self._emit("irq", queue, raised=True, reason=why,
-                       interrupt_status=self.interrupt_status)
+            self._send("irq", self.name, queue, {
+                "raised": True, "reason": why, "interrupt_status": self.interrupt_status})
         self._update_irq()
 
     def _write_interrupt_ack(self, value: int) -> None:
         self.interrupt_status &= ~value
         if self._tracing:
-            self._emit("irq_ack", value=value, interrupt_status=self.interrupt_status)
+            self._send("irq_ack", self.name, None, {
+                "value": value, "interrupt_status": self.interrupt_status})
         self._update_irq()
 
     # ---- observers ------------------------------------------------------------------

@@ -211,6 +211,65 @@ def test_a_long_indirect_tables_written_previews_follow_its_listing(traced) -> N
     assert bytes.fromhex("".join(written[:-1])) == encrypted[:16 * (len(written) - 1)]
 
 
+def raw_bytes(value: object) -> list[bytes]:
+    """Every bytes object inside nested tuples (and no dict or str of hex on the way)."""
+    assert not isinstance(value, dict)
+    if isinstance(value, bytes):
+        return [value]
+    if isinstance(value, tuple):
+        return [b for item in value for b in raw_bytes(item)]
+    return []
+
+
+def linux_table(ram, at: int, lengths: list[int], writable_from: int) -> bytes:
+    """An indirect table chained in order, as Linux writes one, its buffers 4 KiB apart
+    and each filled with its own index."""
+    entries = []
+    for i, length in enumerate(lengths):
+        addr = at + 0x1000 * (i + 1)
+        ram.write(addr, bytes([i & 0xFF]) * length)
+        flags = (1 if i < len(lengths) - 1 else 0) | (2 if i >= writable_from else 0)
+        entries.append(struct.pack("<QIHH", addr, length, flags, i + 1 if flags & 1 else 0))
+    return b"".join(entries)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 16, 17, 18, 40, 276])
+def test_the_pop_events_short_form_lists_what_the_walk_lists(count) -> None:
+    """chain_capture leaves Linux's in-order tables to be listed by the observer: that
+    listing must be chain_entries' own, previews included, at every table length
+    around the MAX_LISTED cut."""
+    from vmsim.devices.memory import Ram
+
+    ram = Ram(0x8000_0000, 4 << 20)
+    table = linux_table(ram, 0x8001_0000, [72, 16, 40, 1] * 69,
+                        writable_from=max(count - 2, 1))
+    table = table[:16 * count]
+    table = table[:-4] + bytes([table[-4] & ~1]) + table[-3:]     # the last ends the chain
+    ram.write(0x8000_8000, table)
+    ram.write(0x8000_0000 + 16 * 3, struct.pack("<QIHH", 0x8000_8000, len(table), 4, 0))
+    capture = queue_module.chain_capture(ram, 0x8000_0000, 8, 3)
+    walked = queue_module.chain_entries(ram, 0x8000_0000, 8, 3)
+    assert capture[0] == "linear"
+    assert chain_dicts(capture) == chain_dicts(walked)
+
+
+def test_the_pop_events_other_chains_are_walked_as_before() -> None:
+    """A table out of order, or a chain not in one indirect table, is listed on the CPU
+    thread by chain_entries itself."""
+    from vmsim.devices.memory import Ram
+
+    ram = Ram(0x8000_0000, 4 << 20)
+    table = bytearray(linux_table(ram, 0x8001_0000, [8, 8, 8], writable_from=2))
+    struct.pack_into("<H", table, 14, 2)            # entry 0 goes to 2: entry 1 is skipped
+    ram.write(0x8000_8000, bytes(table))
+    ram.write(0x8000_0000, struct.pack("<QIHH", 0x8000_8000, len(table), 4, 0))
+    ram.write(0x8000_0010, struct.pack("<QIHH", 0x8001_1000, 8, 0, 0))
+    for head in (0, 1):
+        capture = queue_module.chain_capture(ram, 0x8000_0000, 8, head)
+        assert capture == queue_module.chain_entries(ram, 0x8000_0000, 8, head)
+    assert [e[0] for e in queue_module.chain_capture(ram, 0x8000_0000, 8, 0)] == [0, 0, 2]
+
+
 def test_the_pop_event_keeps_raw_bytes_and_observers_see_hex() -> None:
     """On the CPU thread the chain and the written previews stay tuples and bytes (no
     dicts, no hex per request); a Record, the trace file and the log show them as
@@ -225,7 +284,8 @@ def test_the_pop_event_keeps_raw_bytes_and_observers_see_hex() -> None:
         reply = rig.cipher(sid, IV, b"r" * 16)
         pop = [e for e in events if e.kind == "pop"][-1]
         complete = [e for e in events if e.kind == "complete"][-1]
-        assert type(pop.fields["chain"]) is tuple and b"r" * 16 in pop.fields["chain"][3]
+        raw = pop.fields["chain"]
+        assert type(raw) is tuple and b"r" * 16 in raw_bytes(raw)
         assert complete.fields["written"][0] == reply.output        # bytes, not hex
         queue = rig.rig.transport.queues[0]
         head = pop.fields["head"]

@@ -345,9 +345,9 @@ class CryptoDevice(VirtioDevice):
                 self._emit("error", index, head=chain.head, reason="no writable byte for the status")
                 completed = True
                 continue
-            if self._trace is not discard:
-                self._emit("request", index, **tracing.data_request(   # int &: no Flag call
-                    chain, bool(int(features) & _REVISION_1)))
+            if self._trace is not discard:     # int &: no Flag call
+                self._send("request", NAME, index,
+                           tracing.data_request(chain, bool(int(features) & _REVISION_1)))
             try:
                 job = parse_data_request(chain, chain.writable_len, features, self.limits, self.sessions)
             except RequestError as err:
@@ -505,13 +505,12 @@ class CryptoDevice(VirtioDevice):
         if used_len is not None:
             used = used_len
         if self._trace is not discard:          # the status is written: before the used entry
-            now = time.monotonic()
-            self._emit("complete", index, head=chain.head, kind="data",
-                       service=_SERVICE_NAME.get(service, "?"),
-                       status=_STATUS_NAME[outcome.status], used=used,
-                       duration_us=round((now - started) * 1e6, 1) if started else None,
-                       where="pool" if pooled else "inline",
-                       written=tracing.written(ctx.mem, chain))
+            self._send("complete", NAME, index, {
+                "head": chain.head, "kind": "data", "service": _SERVICE_NAME.get(service, "?"),
+                "status": _STATUS_NAME[outcome.status], "used": used,
+                "duration_us": round((time.monotonic() - started) * 1e6, 1) if started else None,
+                "where": "pool" if pooled else "inline",
+                "written": tracing.written(ctx.mem, chain)})
         ctx.queues[index].add_used(chain.head, used)
         self._count(index, outcome.status, chain.readable_len)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from vmsim.devices.bus import GuestMemory, GuestMemoryError
+from vmsim.devices.bus import GuestMemory
 from vmsim.devices.virtio.crypto.constants import (
     AeadAlgo,
     AkcipherAlgo,
@@ -52,22 +52,24 @@ def _header(chain: DescriptorChain, layout: struct.Struct) -> tuple[int, ...] | 
     if chain.readable_len < layout.size:
         return None
     try:
-        return layout.unpack(chain.read(0, layout.size))
+        return chain.unpack_from(layout)
     except Exception:  # noqa: BLE001 - a trace must never fail a request
         return None
 
 
 def data_request(chain: DescriptorChain, revision_1: bool) -> dict[str, Any]:
-    """opcode, algorithm, session, mode and lengths of a data request."""
-    fields: dict[str, Any] = {"head": chain.head, "kind": "data",
-                              "readable": chain.readable_len, "writable": chain.writable_len}
+    """opcode, algorithm, session, mode and lengths of a data request. Built for every
+    request while something observes, so the names are looked up inline."""
     header = _header(chain, _DATA_HEADER)
-    if header is not None:
-        opcode, algo, session, flag, _ = header
-        fields.update(opcode=opcode_name(opcode), opcode_value=opcode,
-                      algo=algo_name(opcode, algo), session=session,
-                      mode="stateless" if revision_1 and not flag & 1 else "session")
-    return fields
+    if header is None:
+        return {"head": chain.head, "kind": "data", "readable": chain.readable_len,
+                "writable": chain.writable_len}
+    opcode, algo, session, flag, _ = header
+    return {"head": chain.head, "kind": "data", "readable": chain.readable_len,
+            "writable": chain.writable_len,
+            "opcode": _OP_NAMES.get(opcode) or opcode_name(opcode), "opcode_value": opcode,
+            "algo": _ALGO_NAMES.get((opcode >> 8, algo)) or algo_name(opcode, algo),
+            "session": session, "mode": "stateless" if revision_1 and not flag & 1 else "session"}
 
 
 def control_request(chain: DescriptorChain) -> dict[str, Any]:
@@ -101,11 +103,4 @@ def written(mem: GuestMemory, chain: DescriptorChain) -> tuple[bytes, ...]:
     if chain.indirect and len(chain.readable) + len(buffers) > MAX_LISTED + 1:
         listed_writable = max(0, MAX_LISTED - len(chain.readable))
         buffers = buffers[:listed_writable] + buffers[-1:]
-    read = mem.read
-    out = []
-    for addr, length in buffers:
-        try:
-            out.append(read(addr, length if length < PREVIEW_BYTES else PREVIEW_BYTES))
-        except GuestMemoryError:
-            out.append(b"")
-    return tuple(out)
+    return mem.previews(buffers, PREVIEW_BYTES)
