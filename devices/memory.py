@@ -47,7 +47,7 @@ class Ram:
         off = addr - self.base
         if size < 0 or off < 0 or off + size > self.size:
             raise GuestMemoryError(addr, size)
-        return self.buffer[off:off + size].tobytes()
+        return self._map[off:off + size]      # the mmap's own slice: one copy, no view
 
     def view(self, addr: int, size: int) -> memoryview:
         """A live, zero-copy window; only for data the device copies right away."""
@@ -60,9 +60,9 @@ class Ram:
         """The first `cap` bytes of each (addr, length) range, b"" for one not all in
         RAM: the buffer previews of a trace event, in one call rather than one read each
         (while something observes, each request takes several)."""
-        base, size, buffer = self.base, self.size, self.buffer
+        base, size, ram = self.base, self.size, self._map
         return tuple([
-            buffer[off:end].tobytes()
+            ram[off:end]
             if 0 <= (off := addr - base) <= (end := off + (length if length < cap else cap)) <= size
             else b"" for addr, length in ranges])
 

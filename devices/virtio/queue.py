@@ -113,99 +113,97 @@ ChainEntry = tuple   # (index, addr, len, flags, in_table, preview bytes | None)
 
 def chain_entries(mem: GuestMemory, desc_addr: int, size: int, head: int,
                   preview: int = PREVIEW_BYTES) -> tuple[ChainEntry, ...]:
-    """describe_chain() as raw tuples, for the pop event: built on the CPU thread while
-    something observes, so it keeps bytes and leaves dicts and hex to the observer
-    (chain_dicts). The indirect descriptor itself has no preview (None). Only observers
-    call this, after the walker accepted the chain; it is bounded the same way anyway
-    and never raises."""
+    """describe_chain() as raw tuples: it keeps bytes and leaves dicts and hex to the
+    observer (chain_dicts). The indirect descriptor itself has no preview (None). It is
+    bounded the same way as the walker and never raises."""
     out: list[ChainEntry] = []
     read, unpack = mem.read, mem.unpack_from
-    index, table, table_len = head, None, size
-    for _ in range(size + 0x10000):
+
+    def preview_of(_index: int, addr: int, length: int) -> bytes:
         try:
-            if table is None:
-                addr, length, flags, nxt = unpack(_DESC, desc_addr + _DESC_SIZE * index)
-            else:
-                addr, length, flags, nxt = _DESC.unpack_from(table, _DESC_SIZE * index)
-        except (GuestMemoryError, struct.error):
+            return read(addr, length if length < preview else preview) if preview else b""
+        except GuestMemoryError:
+            return b""
+
+    index = head
+    for _ in range(size):
+        try:
+            addr, length, flags, nxt = unpack(_DESC, desc_addr + _DESC_SIZE * index)
+        except GuestMemoryError:
             break
-        if flags & _INDIRECT and table is None:
+        if flags & _INDIRECT:
             out.append((index, addr, length, flags, False, None))
             try:
                 table = read(addr, min(length, _DESC_SIZE * 0x10000))
             except GuestMemoryError:
                 break
-            index, table_len = 0, len(table) // _DESC_SIZE
-            if not table_len:
-                break
-            continue
-        if table is not None and index >= MAX_LISTED and flags & _NEXT and nxt < table_len:
-            # A long indirect table (Linux's 64 KiB requests carry ~270 entries): list
-            # its first MAX_LISTED entries and its last one, and count the rest.
-            out.append((None, table_len - 1 - index))
-            index = table_len - 1
-            continue
-        try:
-            data = read(addr, length if length < preview else preview) if preview else b""
-        except GuestMemoryError:
-            data = b""
-        out.append((index, addr, length, flags, table is not None, data))
-        if not flags & _NEXT or nxt >= table_len:
+            _list_table(table, preview_of, out)
+            break
+        out.append((index, addr, length, flags, False, preview_of(index, addr, length)))
+        if not flags & _NEXT or nxt >= size:
             break
         index = nxt
     return tuple(out)
 
 
-# The low flag byte of every entry mapped to whether it has NEXT (1) or not (0).
-_HAS_NEXT = bytes(flags & _NEXT for flags in range(256))
-_LINEAR = "linear"      # chain_capture's tag for a chain it left for the observer to list
+def _list_table(table: bytes, preview_of: Callable[[int, int, int], bytes | None],
+                out: list[ChainEntry]) -> None:
+    """The entries of an indirect table in chain order, each with preview_of(index,
+    addr, len); a long table (Linux's 64 KiB requests carry ~270 entries): its first
+    MAX_LISTED entries and its last, with a count of the rest."""
+    table_len = len(table) // _DESC_SIZE
+    index = 0
+    for _ in range(table_len + 1):
+        if not table_len:
+            break
+        addr, length, flags, nxt = _DESC.unpack_from(table, _DESC_SIZE * index)
+        if index >= MAX_LISTED and flags & _NEXT and nxt < table_len:
+            out.append((None, table_len - 1 - index))
+            index = table_len - 1
+            continue
+        out.append((index, addr, length, flags, True, preview_of(index, addr, length)))
+        if not flags & _NEXT or nxt >= table_len:
+            break
+        index = nxt
 
 
-def chain_capture(mem: GuestMemory, desc_addr: int, size: int, head: int,
-                  ) -> tuple[ChainEntry, ...] | tuple:
-    """chain_entries(), as cheaply as the CPU thread can take it for the pop event.
+_TABLE = "table"      # chain_capture's tag for a chain it left for the observer to list
 
-    Linux puts every request in one indirect table chained in order (entry i's next is
-    i + 1, NEXT on all but the last). For that shape what chain_entries would list is
-    known without walking: the indirect descriptor, entries 0 to MAX_LISTED - 1, a
-    count of the rest, and the last. This takes the table and those previews in a few
-    C-speed calls and returns (_LINEAR, indirect descriptor, listed table bytes,
-    previews); chain_dicts lists it on the observer's side exactly as chain_entries
-    would have. Any other chain is walked by chain_entries, as before."""
+
+@functools.lru_cache(maxsize=MAX_LISTED + 1)
+def _table_layout(count: int) -> struct.Struct:
+    """`count` descriptors in a row: a whole short table decoded in one call."""
+    return struct.Struct("<" + "QIHH" * count)
+
+
+def chain_capture(mem: GuestMemory, desc_addr: int, size: int, head: int) -> tuple:
+    """The pop event's chain, taken as cheaply as the CPU thread can: chain_entries
+    lists it observer-side (chain_dicts) from what this copies.
+
+    Linux puts each request in one short indirect table (a 16-byte request: five
+    entries) named by the head descriptor. For that shape this copies the table and the
+    start of every buffer it names, in three calls, and returns (_TABLE, head, the
+    head descriptor, table, previews by table index): the whole chain is in there, so
+    the observer lists it exactly as chain_entries would have. Anything else (a direct
+    chain, a table longer than MAX_LISTED + 1 entries) is listed by chain_entries."""
     try:
         addr, length, flags, _ = mem.unpack_from(_DESC, desc_addr + _DESC_SIZE * head)
+        if (flags & (_INDIRECT | _NEXT) == _INDIRECT and length and not length % _DESC_SIZE
+                and length <= _DESC_SIZE * (MAX_LISTED + 1)):
+            table = mem.read(addr, length)
+            fields = _table_layout(length // _DESC_SIZE).unpack(table)
+            return (_TABLE, head, addr, length, flags, table,
+                    mem.previews(zip(fields[0::4], fields[1::4]), PREVIEW_BYTES))
     except GuestMemoryError:
-        return chain_entries(mem, desc_addr, size, head)
-    count = length // _DESC_SIZE
-    if (flags & (_INDIRECT | _NEXT) != _INDIRECT or not count or length % _DESC_SIZE
-            or count > 0x10000 or not mem.contains(addr, length)):
-        return chain_entries(mem, desc_addr, size, head)
-    table = memoryview(mem.read(addr, length))
-    halves = table.cast("H")
-    if (halves[7::8][:-1].tobytes() != _in_order(count)
-            or bytes(table[12:-16:16]).translate(_HAS_NEXT).count(0)
-            or table[-4] & _NEXT):
-        return chain_entries(mem, desc_addr, size, head)
-    if count > MAX_LISTED + 1:          # the first MAX_LISTED entries and the last
-        table = memoryview(table[:_DESC_SIZE * MAX_LISTED].tobytes() + table[-16:].tobytes())
-    words = table.cast("Q")
-    lengths = table.cast("I")[2::4]
-    return (_LINEAR, (head, addr, length, flags), count, table.tobytes(),
-            mem.previews(zip(words[0::2], lengths), PREVIEW_BYTES))
+        pass
+    return chain_entries(mem, desc_addr, size, head)
 
 
-def _linear_entries(capture: tuple) -> list[ChainEntry]:
+def _table_entries(capture: tuple) -> list[ChainEntry]:
     """chain_capture's short form as chain_entries lists the same chain."""
-    _, (head, addr, length, flags), count, table, previews = capture
+    _, head, addr, length, flags, table, previews = capture
     out: list[ChainEntry] = [(head, addr, length, flags, False, None)]
-    listed = list(_DESC.iter_unpack(table))
-    indexes = list(range(len(listed)))
-    if count > len(listed):
-        indexes[-1] = count - 1
-    for index, (entry, preview) in enumerate(zip(listed, previews)):
-        if index == MAX_LISTED and count > MAX_LISTED + 1:
-            out.append((None, count - 1 - MAX_LISTED))
-        out.append((indexes[index], entry[0], entry[1], entry[2], True, preview))
+    _list_table(table, lambda index, _addr, _len: previews[index], out)
     return out
 
 
@@ -213,8 +211,8 @@ def chain_dicts(entries: tuple[ChainEntry, ...] | list) -> list[dict[str, object
     """chain_entries() (or chain_capture()) as describe_chain() lists them (previews in
     hex). Entries that are dicts already (a chain read back from a trace file) are kept
     as they are."""
-    if entries and entries[0] == _LINEAR:
-        entries = _linear_entries(tuple(entries))
+    if entries and entries[0] == _TABLE:
+        entries = _table_entries(tuple(entries))
     out: list[dict[str, object]] = []
     for entry in entries:
         if isinstance(entry, dict):

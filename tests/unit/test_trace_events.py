@@ -249,13 +249,14 @@ def test_the_pop_events_short_form_lists_what_the_walk_lists(count) -> None:
     ram.write(0x8000_0000 + 16 * 3, struct.pack("<QIHH", 0x8000_8000, len(table), 4, 0))
     capture = queue_module.chain_capture(ram, 0x8000_0000, 8, 3)
     walked = queue_module.chain_entries(ram, 0x8000_0000, 8, 3)
-    assert capture[0] == "linear"
+    assert (capture[0] == "table") == (count <= 17)       # short tables: the observer lists
     assert chain_dicts(capture) == chain_dicts(walked)
 
 
-def test_the_pop_events_other_chains_are_walked_as_before() -> None:
-    """A table out of order, or a chain not in one indirect table, is listed on the CPU
-    thread by chain_entries itself."""
+def test_the_pop_events_short_form_follows_a_table_out_of_order() -> None:
+    """The observer walks a short table's next fields as chain_entries does: entries
+    the chain skips are not listed; a chain not in one indirect table is listed on the
+    CPU thread."""
     from vmsim.devices.memory import Ram
 
     ram = Ram(0x8000_0000, 4 << 20)
@@ -264,10 +265,13 @@ def test_the_pop_events_other_chains_are_walked_as_before() -> None:
     ram.write(0x8000_8000, bytes(table))
     ram.write(0x8000_0000, struct.pack("<QIHH", 0x8000_8000, len(table), 4, 0))
     ram.write(0x8000_0010, struct.pack("<QIHH", 0x8001_1000, 8, 0, 0))
-    for head in (0, 1):
-        capture = queue_module.chain_capture(ram, 0x8000_0000, 8, head)
-        assert capture == queue_module.chain_entries(ram, 0x8000_0000, 8, head)
-    assert [e[0] for e in queue_module.chain_capture(ram, 0x8000_0000, 8, 0)] == [0, 0, 2]
+    out_of_order = queue_module.chain_capture(ram, 0x8000_0000, 8, 0)
+    assert out_of_order[0] == "table"
+    listed = chain_dicts(out_of_order)
+    assert listed == chain_dicts(queue_module.chain_entries(ram, 0x8000_0000, 8, 0))
+    assert [d["index"] for d in listed] == [0, 0, 2] and listed[2]["data"] == "02" * 8
+    direct = queue_module.chain_capture(ram, 0x8000_0000, 8, 1)
+    assert direct == queue_module.chain_entries(ram, 0x8000_0000, 8, 1)
 
 
 def test_the_pop_event_keeps_raw_bytes_and_observers_see_hex() -> None:
