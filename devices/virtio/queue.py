@@ -80,13 +80,17 @@ def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writab
     if readable and after_writable:
         return None
     lengths = view.cast("I")[2::4].tolist()
-    if 0 in lengths:
-        return None
     addrs = view.cast("Q")[0::2].tolist()
     # A bound of the span (the last buffer's start plus the longest length) rather than
-    # each buffer's end: two C calls instead of n additions. A table whose bound leaves
-    # RAM while its buffers do not is only walked the slow way.
-    low, high = min(addrs), max(addrs) + max(lengths)
+    # each buffer's end. sorted() rather than min() and max(): it compares a list of
+    # ints at C speed, they call the generic comparison for each (4 us against 16 for
+    # Linux's 276 entries). A table whose bound leaves RAM while its buffers do not is
+    # only walked the slow way.
+    by_length = sorted(lengths)
+    if not by_length[0]:
+        return None
+    by_addr = sorted(addrs)
+    low, high = by_addr[0], by_addr[-1] + by_length[-1]
     if not in_ram(low, high - low):
         return None
     return (list(zip(addrs[:readable], lengths[:readable])),
