@@ -40,6 +40,17 @@ class GuestMemory(Protocol):
         straight from RAM: the same check as `read`, without an intermediate copy."""
         ...
 
+    def gather(self, ranges: Sequence[tuple[int, int]]) -> bytes:
+        """The bytes of every (addr, length) range, concatenated (a chain's scattered
+        buffers in one call)."""
+        ...
+
+    def scatter(self, ranges: Sequence[tuple[int, int]],
+                data: bytes | bytearray | memoryview) -> None:
+        """Write `data` across the (addr, length) ranges in order; their lengths add up
+        to len(data)."""
+        ...
+
     def previews(self, ranges: Iterable[tuple[int, int]], cap: int) -> tuple[bytes, ...]:
         """The first `cap` bytes of each (addr, length) range (b"" for one not all in
         RAM), for trace events: one call for all of a chain's buffers."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import struct
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from vmsim.devices.bus import GuestMemoryError
 
@@ -65,6 +65,47 @@ class Ram:
             ram[off:end]
             if 0 <= (off := addr - base) <= (end := off + (length if length < cap else cap)) <= size
             else b"" for addr, length in ranges])
+
+    def gather(self, ranges: Sequence[tuple[int, int]]) -> bytes:
+        """The bytes of every (addr, length) range, in order, as one bytes: a chain's
+        data in one call instead of a read per buffer (a 64 KiB request has ~140)."""
+        base, size, buffer = self.base, self.size, self.buffer
+        parts = [buffer[off:end]
+                 if 0 <= (off := addr - base) <= (end := off + length) <= size else None
+                 for addr, length in ranges]
+        try:
+            return b"".join(parts)          # a None (a range outside RAM) raises here
+        except TypeError:
+            addr, length = next(r for r, part in zip(ranges, parts) if part is None)
+            for part in parts:          # the error's frame must not pin the mapping
+                if part is not None:
+                    part.release()
+            raise GuestMemoryError(addr, length) from None
+
+    def scatter(self, ranges: Sequence[tuple[int, int]],
+                data: bytes | bytearray | memoryview) -> None:
+        """Write `data` across the (addr, length) ranges in order (their lengths add up
+        to len(data)); nothing is written if one is not all RAM, and the listeners hear
+        of each run of adjacent ranges once. One call for a 64 KiB output's ~140
+        buffers."""
+        base, size, buffer = self.base, self.size, self.buffer
+        for addr, length in ranges:
+            if length < 0 or addr < base or addr + length > base + size:
+                raise GuestMemoryError(addr, length)
+        view = memoryview(data).cast("B")
+        done = 0
+        runs: list[list[int]] = []
+        for addr, length in ranges:
+            off = addr - base
+            buffer[off:off + length] = view[done:done + length]
+            done += length
+            if runs and runs[-1][1] == addr:
+                runs[-1][1] = addr + length
+            else:
+                runs.append([addr, addr + length])
+        for listener in self._write_listeners:
+            for start, end in runs:
+                listener(start, end - start)
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         size = len(data)

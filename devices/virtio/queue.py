@@ -314,18 +314,7 @@ class DescriptorChain:
                     return self._mem.read(addr + skip, size)
                 break
             skip -= length
-        parts = []
-        for addr, length in self.readable:
-            if size == 0:
-                break
-            if offset >= length:
-                offset -= length
-                continue
-            take = min(length - offset, size)
-            parts.append(self._mem.read(addr + offset, take))
-            size -= take
-            offset = 0
-        return b"".join(parts)
+        return self._mem.gather(_span(self.readable, offset, size))
 
     def unpack_from(self, layout: struct.Struct) -> tuple:
         """Decode `layout` at the start of the readable part: in place when the first
@@ -336,7 +325,7 @@ class DescriptorChain:
 
     def read_all(self) -> bytes:
         """Copy all readable bytes, in chain order."""
-        return b"".join(self._mem.read(addr, length) for addr, length in self.readable)
+        return self._mem.gather(self.readable)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Scatter `data` into the writable part starting `offset` bytes in."""
@@ -357,18 +346,26 @@ class DescriptorChain:
         if offset >= start:
             self._mem.write(addr + offset - start, data)
             return
-        view = memoryview(data).cast("B")     # slices of it copy nothing (64 KiB outputs)
-        done = 0
-        for addr, length in self.writable:
-            if done == size:
-                break
-            if offset >= length:
-                offset -= length
-                continue
-            take = min(length - offset, size - done)
-            self._mem.write(addr + offset, view[done:done + take])
-            done += take
-            offset = 0
+        self._mem.scatter(_span(self.writable, offset, size), data)
+
+
+def _span(segments: _Segments, offset: int, size: int) -> _Segments:
+    """The pieces of `segments` that hold bytes [offset, offset + size) of them, which
+    the caller has checked they have: a 64 KiB request's data spans ~140 segments, and
+    one gather or scatter call moves them all."""
+    out = []
+    for addr, length in segments:
+        if offset >= length:
+            offset -= length
+            continue
+        take = length - offset
+        if take >= size:
+            out.append((addr + offset, size))
+            break
+        out.append((addr + offset, take))
+        size -= take
+        offset = 0
+    return out
 
 
 class SplitQueue:

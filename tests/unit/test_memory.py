@@ -78,3 +78,34 @@ def test_writes_are_reported_and_reads_copy(ram):
     with pytest.raises(GuestMemoryError):
         ram.write(BASE + SIZE - 1, b"no")
     assert heard == [(BASE + 4, 3), (BASE + 4, 3)]  # a refused write is not reported
+
+
+def test_gather_and_scatter_move_a_chains_buffers_in_one_call(ram):
+    """A 64 KiB request's data lies in ~140 buffers: one gather reads them in order, one
+    scatter writes them, and the listeners hear of each run of adjacent ranges once."""
+    heard = []
+    ram.add_write_listener(lambda addr, size: heard.append((addr, size)))
+    ranges = [(BASE + 0x100, 3), (BASE + 0x103, 2), (BASE + 0x1000, 4), (BASE, 1)]
+    ram.scatter(ranges, b"abcdefghij")
+    assert ram.read(BASE + 0x100, 5) == b"abcde" and ram.read(BASE + 0x1000, 4) == b"fghi"
+    assert ram.read(BASE, 1) == b"j"
+    assert heard == [(BASE + 0x100, 5), (BASE + 0x1000, 4), (BASE, 1)]
+    assert ram.gather(ranges) == b"abcdefghij" and ram.gather([]) == b""
+
+
+@pytest.mark.parametrize("addr, size", OUTSIDE)
+def test_gather_and_scatter_refuse_ranges_outside_ram(ram, addr, size):
+    """One bad range fails the whole call, and a scatter then writes nothing at all."""
+    before = bytes(ram.buffer)
+    with pytest.raises(GuestMemoryError) as refused:
+        ram.gather([(BASE, 4), (addr, size)])
+    assert (refused.value.addr, refused.value.size) == (addr, size)
+    with pytest.raises(GuestMemoryError):
+        ram.scatter([(BASE, 4), (addr, size)], bytes(4 + max(size, 0)))
+    assert bytes(ram.buffer) == before
+
+
+def test_previews_take_the_start_of_each_range(ram):
+    ram.write(BASE, bytes(range(64)))
+    assert ram.previews([(BASE, 40), (BASE + 8, 3), (BASE - 1, 4), (BASE + SIZE - 2, 4)],
+                        16) == (bytes(range(16)), bytes([8, 9, 10]), b"", b"")
