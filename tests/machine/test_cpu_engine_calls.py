@@ -61,10 +61,7 @@ def test_the_patched_engine_invalidates_exact_physical_runs_at_any_privilege(
     """docs/engine.md, P11: physical ranges, no privilege round trip, no bridging."""
     if not cpu.native_features & NATIVE_INVALIDATE:
         pytest.skip("the wheel has no physical invalidation (the test above covers it)")
-    writes = []
-    real_set = cpu._set
-    monkeypatch.setattr(cpu, "_set", lambda reg, value: (writes.append((reg, value)),
-                                                           real_set(reg, value)))
+    writes, batches = record_engine_writes(cpu, monkeypatch)
     cpu.priv = priv
     writes.clear()
     page = 1 << PAGE_SHIFT
@@ -73,11 +70,53 @@ def test_the_patched_engine_invalidates_exact_physical_runs_at_any_privilege(
     cpu.note_written(RAM_BASE + 6 * page - 1, 2)
     cpu.note_written(RAM_BASE + 12 * page, 2 * page + 1)
     cpu._forget_written_code()
-    ranges = [((start - RAM_BASE) // page, (end - RAM_BASE) // page)
-              for (_, start), (_, end) in zip(writes[::2], writes[1::2])]
-    assert ranges == [(0, 1), (2, 3), (5, 7), (12, 15)]
+    assert ranges_of(writes) == [(0, 1), (2, 3), (5, 7), (12, 15)]
+    assert batches == [8]                   # the four runs in one engine call
     assert all(reg != cpu_module._PRIV for reg, _ in writes)
     assert cpu.priv == priv
+
+
+def record_engine_writes(cpu, monkeypatch) -> tuple[list, list]:
+    """The register writes the CPU makes, one by one or batched, and each batch's size."""
+    writes: list[tuple[int, int]] = []
+    batches: list[int] = []
+    real_set, lib = cpu._set, cpu._lib
+
+    class Recording:
+        def __getattr__(self, name: str):
+            return getattr(lib, name)
+
+        def uc_reg_write_batch(self, handle, regs, refs, count):
+            batches.append(count)
+            writes.extend(zip(cpu._bound_regs[:count], cpu._bounds[:count]))
+            return lib.uc_reg_write_batch(handle, regs, refs, count)
+
+    monkeypatch.setattr(cpu, "_set", lambda reg, value: (writes.append((reg, value)),
+                                                           real_set(reg, value)))
+    monkeypatch.setattr(cpu, "_lib", Recording())
+    return writes, batches
+
+
+def ranges_of(writes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    page = 1 << PAGE_SHIFT
+    assert [reg for reg, _ in writes] == [cpu_module._REG_INVALIDATE_START,
+                                          cpu_module._REG_INVALIDATE_END] * (len(writes) // 2)
+    return [((start - RAM_BASE) // page, (end - RAM_BASE) // page)
+            for (_, start), (_, end) in zip(writes[::2], writes[1::2])]
+
+
+def test_many_page_runs_are_invalidated_a_batch_at_a_time(cpu, monkeypatch) -> None:
+    """More runs than one engine call takes (_INVALIDATE_BATCH) go in several calls,
+    none lost."""
+    if not cpu.native_features & NATIVE_INVALIDATE:
+        pytest.skip("the wheel has no physical invalidation (the test above covers it)")
+    writes, batches = record_engine_writes(cpu, monkeypatch)
+    runs = 2 * cpu_module._INVALIDATE_BATCH + 3
+    for run in range(runs):
+        cpu.note_written(RAM_BASE + (2 * run << PAGE_SHIFT), 1)
+    cpu._forget_written_code()
+    assert ranges_of(writes) == [(2 * run, 2 * run + 1) for run in range(runs)]
+    assert batches == [2 * cpu_module._INVALIDATE_BATCH] * 2 + [6]
 
 
 def test_invalidation_reaches_the_engine(cpu) -> None:

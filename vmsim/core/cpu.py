@@ -57,6 +57,7 @@ _PROT_READ, _PROT_EXEC = 1, 4
 # An odd address: pc never equals it, so emu_start's `until` never ends a run.
 _NEVER_REACHED = (1 << 64) - 1
 PAGE_SHIFT = 12
+_INVALIDATE_BATCH = 16     # page runs per engine call when code is invalidated
 
 
 class EngineStop(enum.Enum):
@@ -137,6 +138,14 @@ class EngineCpu:
         self._value = ctypes.c_uint64()
         self._value_ref = ctypes.byref(self._value)
         self._mmio_callbacks: list[tuple[Any, Any]] = []
+        # The invalidation's ranges go to the engine in one uc_reg_write_batch call:
+        # (start, end) register pairs, their values written in place each time.
+        pairs = _INVALIDATE_BATCH
+        self._bounds = (ctypes.c_uint64 * (2 * pairs))()
+        self._bound_regs = (ctypes.c_int * (2 * pairs))(
+            *[_REG_INVALIDATE_START, _REG_INVALIDATE_END] * pairs)
+        self._bound_refs = (ctypes.c_void_p * (2 * pairs))(
+            *[ctypes.addressof(self._bounds) + 8 * i for i in range(2 * pairs)])
 
     def _get(self, reg_id: int) -> int:
         status = self._lib.uc_reg_read(self._handle, reg_id, self._value_ref)
@@ -196,16 +205,26 @@ class EngineCpu:
                 self._written_pages.update(range(first, last + 1))
 
     def _invalidate_physical(self, pages: list[int]) -> None:
-        """The patched engine's invalidation, by physical range (docs/engine.md, P11)."""
+        """The patched engine's invalidation, by physical range (docs/engine.md, P11):
+        each run of adjacent pages is a (start, end) register pair, and the pairs go in
+        one uc_reg_write_batch call (a request's output, status byte and used ring are
+        usually three runs: six register writes, one engine call)."""
+        bounds = []
         start = previous = pages[0]
         for page in pages[1:]:
             if page != previous + 1:
-                self._set(_REG_INVALIDATE_START, start << PAGE_SHIFT)
-                self._set(_REG_INVALIDATE_END, (previous + 1) << PAGE_SHIFT)
+                bounds += (start << PAGE_SHIFT, (previous + 1) << PAGE_SHIFT)
                 start = page
             previous = page
-        self._set(_REG_INVALIDATE_START, start << PAGE_SHIFT)
-        self._set(_REG_INVALIDATE_END, (previous + 1) << PAGE_SHIFT)
+        bounds += (start << PAGE_SHIFT, (previous + 1) << PAGE_SHIFT)
+        step = 2 * _INVALIDATE_BATCH
+        for first in range(0, len(bounds), step):
+            chunk = bounds[first:first + step]
+            self._bounds[:len(chunk)] = chunk
+            status = self._lib.uc_reg_write_batch(self._handle, self._bound_regs,
+                                                  self._bound_refs, len(chunk))
+            if status:
+                raise uc_mod.UcError(status, _REG_INVALIDATE_END)
 
     def map_ram(self, base: int, size: int, host_address: int) -> None:
         """Map host memory as guest RAM, zero-copy."""
@@ -507,6 +526,9 @@ def _vmem_functions() -> ctypes.PyDLL:
     lib.uc_reg_read.restype = ctypes.c_int
     lib.uc_reg_write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     lib.uc_reg_write.restype = ctypes.c_int
+    lib.uc_reg_write_batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_int]
+    lib.uc_reg_write_batch.restype = ctypes.c_int
     lib.uc_ctl.restype = ctypes.c_int
     lib.uc_mmio_map.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
                                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
