@@ -101,6 +101,8 @@ class Ram:
             done += length
             if runs and runs[-1][1] == addr:
                 runs[-1][1] = addr + length
+            elif runs and runs[-1][0] == addr + length:    # Linux's pages often descend
+                runs[-1][0] = addr
             else:
                 runs.append([addr, addr + length])
         for listener in self._write_listeners:

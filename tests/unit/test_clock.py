@@ -68,6 +68,23 @@ def test_a_fresh_timer_has_no_deadline(host: HostTime) -> None:
     assert not timer.due() and timer.seconds_left() is None
 
 
+@pytest.mark.parametrize("hz", [10_000_000, 62_500_000, 24_000_000, 3])
+def test_due_agrees_with_the_tick_count_to_the_nanosecond(host: HostTime, hz: int) -> None:
+    """due() compares host nanoseconds with a bound computed once per deadline: it must
+    turn true at exactly the nanosecond ticks() reaches the deadline, at any timebase
+    (62.5 MHz is the arm64 board's, 24 MHz one where a tick is not whole nanoseconds)."""
+    clock = GuestClock(hz)
+    timer = SbiTimer(clock)
+    for ahead in (1, 7, 1000):
+        timer.set(clock.ticks() + ahead)
+        while clock.ticks() < timer.deadline:
+            assert not timer.due()
+            host.ns += 1 if hz > 1000 else 1_000_000
+        assert timer.due()
+        host.ns -= 1
+        assert timer.due() == (clock.ticks() >= timer.deadline)
+
+
 def test_a_deadline_is_due_from_its_tick_on(host: HostTime) -> None:
     clock = GuestClock()
     timer = SbiTimer(clock)

@@ -91,6 +91,11 @@ def test_gather_and_scatter_move_a_chains_buffers_in_one_call(ram):
     assert ram.read(BASE, 1) == b"j"
     assert heard == [(BASE + 0x100, 5), (BASE + 0x1000, 4), (BASE, 1)]
     assert ram.gather(ranges) == b"abcdefghij" and ram.gather([]) == b""
+    heard.clear()
+    descending = [(BASE + 0x1800, 0x800), (BASE + 0x1000, 0x800), (BASE + 0x800, 0x800)]
+    ram.scatter(descending, bytes(range(256)) * 24)
+    assert heard == [(BASE + 0x800, 0x1800)]         # one run, its pages in either order
+    assert ram.gather(descending) == bytes(range(256)) * 24
 
 
 @pytest.mark.parametrize("addr, size", OUTSIDE)

@@ -14,6 +14,7 @@ import time
 from typing import Callable
 
 NEVER = (1 << 64) - 1
+NEVER_NS = 1 << 128            # later than any host time: a deadline of NEVER is never due
 
 
 class GuestClock:
@@ -47,16 +48,22 @@ class SbiTimer:
     def __init__(self, clock: GuestClock) -> None:
         self.clock = clock
         self.deadline = NEVER
+        self._due_ns = NEVER_NS
         self.fired = False
         self.on_change: Callable[[], None] = lambda: None
 
     def set(self, deadline: int) -> None:
         self.deadline = deadline & NEVER
+        # The host monotonic time from which the deadline is due: ticks() >= deadline
+        # exactly when monotonic_ns >= ceil(deadline * 1e9 / hz). due() runs at every
+        # device access; this way it is one clock read and one comparison.
+        self._due_ns = (NEVER_NS if self.deadline == NEVER
+                        else -(-self.deadline * 1_000_000_000 // self.clock.timebase_hz))
         self.fired = False
         self.on_change()
 
     def due(self) -> bool:
-        return self.deadline != NEVER and self.clock.ticks() >= self.deadline
+        return time.monotonic_ns() >= self._due_ns
 
     def seconds_left(self) -> float | None:
         """Host seconds until the deadline (<= 0 if due), or None when none is set.
