@@ -231,13 +231,16 @@ class EngineCpu:
         self.uc.mem_map_ptr(base, size, uc_mod.UC_PROT_ALL, host_address)
 
     def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
-                 write: Callable[[int, int, int], None]) -> None:
-        """Route accesses in [base, base+size) to Python callbacks (offset, size[, value]).
+                 write: Callable[[int, int, int], None],
+                 after: Callable[[], None] = lambda: None) -> None:
+        """Route accesses in [base, base+size) to Python callbacks (offset, size[, value]),
+        calling `after()` once each has returned (the machine's timer check).
 
         Every device register access comes through here (a UART byte, a PLIC claim, a
         queue notify), so the engine calls these functions directly through ctypes
-        instead of through the binding's three layers of wrappers. As in the binding,
-        an exception stops the run and `run` raises it."""
+        instead of through the binding's three layers of wrappers, and `after` is called
+        from here rather than from one more wrapper. As in the binding, an exception
+        stops the run and `run` raises it."""
         written = self._written_pages
         forget = self._forget_written_code
         failed = self._callback_failed
@@ -245,6 +248,7 @@ class EngineCpu:
         def on_read(_handle: int, offset: int, width: int, _data: int) -> int:
             try:
                 value = read(offset, width)
+                after()
                 if written:
                     forget()
                 return value
@@ -255,6 +259,7 @@ class EngineCpu:
         def on_write(_handle: int, offset: int, width: int, value: int, _data: int) -> None:
             try:
                 write(offset, width, value)
+                after()
                 if written:
                     forget()
             except BaseException as error:  # noqa: BLE001 - handed to `run`

@@ -236,18 +236,11 @@ class BaseMachine:
     # -- setup -----------------------------------------------------------------------
 
     def _map(self, window: Window, device: MmioDevice) -> None:
-        def read(offset: int, width: int) -> int:
-            value = device.read(offset, width)
-            self._raise_due()
-            return value
-
-        def write(offset: int, width: int, value: int) -> None:
-            device.write(offset, width, value)
-            self._raise_due()
-
+        """The device on its window; after each access the timer check (`_raise_due`)."""
+        read, write = device.read, device.write
         if self.strict is not None and device in self.virtio:
             read, write = self.strict.noting(window.base, read, write)
-        self.cpu.map_mmio(window.base, window.mapped_size, read, write)
+        self.cpu.map_mmio(window.base, window.mapped_size, read, write, self._raise_due)
 
     # -- running -----------------------------------------------------------------------
 
