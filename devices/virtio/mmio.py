@@ -49,6 +49,12 @@ from vmsim.devices.virtio.spec import (
 
 TRANSPORT_FEATURES = Feature.VERSION_1 | Feature.INDIRECT_DESC | Feature.EVENT_IDX
 _MASK32 = 0xFFFF_FFFF
+# The fields of the events every request brings, in the order their values are sent
+# (vmsim.devices.events.Fields).
+_NOTIFY = ("avail_idx",)
+_IRQ = ("raised", "reason", "interrupt_status")
+_NO_IRQ = ("raised", "reason")
+_IRQ_ACK = ("value", "interrupt_status")
 _NO_SHM_LEN = 0xFFFF_FFFF  # both halves of an absent shared-memory region's length
 
 
@@ -405,7 +411,7 @@ class MmioTransport:
         if self._tracing:
             queues = self.queues
             shadow = queues[index].published_avail_idx() if index < len(queues) else None
-            self._send("notify", self.name, index, {"avail_idx": shadow})
+            self._send("notify", self.name, index, (_NOTIFY, shadow))
         if not self.status & Status.DRIVER_OK or self.context is None:
             self._ignored("notify before DRIVER_OK", index)
         elif self.status & Status.DEVICE_NEEDS_RESET:
@@ -424,7 +430,7 @@ class MmioTransport:
         if wanted:
             self._raise_interrupt(Interrupt.USED_BUFFER, queue_index, why)
         elif self._tracing:
-            self._send("irq", self.name, queue_index, {"raised": False, "reason": why})
+            self._send("irq", self.name, queue_index, (_NO_IRQ, False, why))
 
     def _config_changed(self) -> None:
         self.config_generation = (self.config_generation + 1) & _MASK32
@@ -433,15 +439,13 @@ class MmioTransport:
     def _raise_interrupt(self, bit: int, queue: int | None, why: str) -> None:
         self.interrupt_status |= bit
         if self._tracing:
-            self._send("irq", self.name, queue, {
-                "raised": True, "reason": why, "interrupt_status": self.interrupt_status})
+            self._send("irq", self.name, queue, (_IRQ, True, why, self.interrupt_status))
         self._update_irq()
 
     def _write_interrupt_ack(self, value: int) -> None:
         self.interrupt_status &= ~value
         if self._tracing:
-            self._send("irq_ack", self.name, None, {
-                "value": value, "interrupt_status": self.interrupt_status})
+            self._send("irq_ack", self.name, None, (_IRQ_ACK, value, self.interrupt_status))
         self._update_irq()
 
     # ---- observers ------------------------------------------------------------------

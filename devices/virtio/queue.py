@@ -27,6 +27,11 @@ from vmsim.devices.virtio.spec import (
 _DESC = struct.Struct("<QIHH")
 _USED_ELEM = struct.Struct("<II")
 _U16 = struct.Struct("<H")
+# The fields of the pop and fill events, in the order their values are sent
+# (vmsim.devices.events.Fields).
+_POP = ("head", "descriptors", "readable", "writable", "indirect", "avail_idx",
+        "last_avail_idx", "in_flight", "used_event", "chain")
+_FILL = ("head", "len", "used_idx", "in_flight")
 _MAX_TOTAL_LEN = 0xFFFF_FFFF  # used.len is 32 bits; no chain may carry more than that
 # Plain module constants: the walker tests them for every descriptor.
 _NEXT, _WRITE, _INDIRECT, _DESC_SIZE = Desc.NEXT, Desc.WRITE, Desc.INDIRECT, Desc.SIZE
@@ -568,13 +573,11 @@ class SplitQueue:
         self._in_flight += 1
         self._heads_in_flight.add(head)
         if self._tracing:   # _send with the fields as they stand: a call less per event
-            self._send("pop", self._device, self.index, {
-                "head": head, "descriptors": chain.descriptor_count,
-                "readable": chain.readable_len, "writable": chain.writable_len,
-                "indirect": chain.indirect, "avail_idx": avail_idx,
-                "last_avail_idx": self._last_avail, "in_flight": self._in_flight,
-                "used_event": self._peek_u16(self._used_event_addr) if self.event_idx else None,
-                "chain": chain_capture(self._mem, self.desc_addr, self.size, head)})
+            self._send("pop", self._device, self.index, (
+                _POP, head, chain.descriptor_count, chain.readable_len, chain.writable_len,
+                chain.indirect, avail_idx, self._last_avail, self._in_flight,
+                self._peek_u16(self._used_event_addr) if self.event_idx else None,
+                chain_capture(self._mem, self.desc_addr, self.size, head)))
         return chain
 
     def add_used(self, head: int, length: int) -> None:
@@ -599,8 +602,8 @@ class SplitQueue:
             self._in_flight -= 1
         self._heads_in_flight.discard(head)
         if self._tracing:
-            self._send("fill", self._device, self.index, {
-                "head": head, "len": length, "used_idx": used, "in_flight": self._in_flight})
+            self._send("fill", self._device, self.index,
+                       (_FILL, head, length, used, self._in_flight))
 
     def needs_interrupt(self, explain: bool = True) -> tuple[bool, str]:
         """Should the driver be interrupted for the used entries added so far?

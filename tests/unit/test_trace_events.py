@@ -274,6 +274,30 @@ def test_the_pop_events_short_form_follows_a_table_out_of_order() -> None:
     assert direct == queue_module.chain_entries(ram, 0x8000_0000, 8, 1)
 
 
+def test_a_requests_events_reach_the_hub_as_tuples_and_observers_read_dicts() -> None:
+    """Every request brings notify, pop, request, complete, fill, irq and irq_ack. On the
+    CPU thread each is a (names, values...) tuple, cheaper to build and to pickle than a
+    dict; a Record (what every observer reads) has the same fields as a dict."""
+    hub = TraceHub()
+    sub = hub.subscribe()
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), trace=False, sink=hub)
+    sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+    sub.drain()
+    rig.cipher(sid, IV, b"t" * 32)
+    rig.rig.transport.write(0x64, 4, 1)                    # InterruptACK
+    items = sub.drain_items()
+    kinds = {"notify", "pop", "request", "complete", "fill", "irq", "irq_ack"}
+    raw = {item[4]: item[6] for item in items if item[4] in kinds}
+    assert set(raw) == kinds
+    for kind, fields in raw.items():
+        assert type(fields) is tuple and len(fields[0]) == len(fields) - 1, kind
+        record = Record.from_item(next(item for item in items if item[4] == kind))
+        assert list(record.fields) == list(fields[0]), kind
+    assert Record.from_item([i for i in items if i[4] == "request"][0]).fields["opcode"] == \
+        "CIPHER_ENCRYPT"
+    rig.close()
+
+
 def test_the_pop_event_keeps_raw_bytes_and_observers_see_hex() -> None:
     """On the CPU thread the chain and the written previews stay tuples and bytes (no
     dicts, no hex per request); a Record, the trace file and the log show them as

@@ -415,8 +415,9 @@ def make_rig(device: VirtioDevice | None = None, ram_size: int = 1 << 20,
              name: str | None = None, strict: Callable[[Finding], None] | None = None,
              strict_rules: tuple[Rule, ...] = ()) -> Rig:
     """Wire `device` (an EchoDevice by default) the way the machine will, minus the CPU.
-    `sink` also gets the transport's events (a TraceHub shared with the device), and
-    `name` names the transport as a machine's model would ("virtio-crypto"). With
+    `sink` also gets the transport's events (a TraceHub shared with the device); with
+    `trace` False it is the transport's sink itself, as on a machine. `name` names the
+    transport as a machine's model would ("virtio-crypto"). With
     `strict`, the driver goes through the strict checker (the core's rules plus
     `strict_rules`), which reports its findings there, as `--strict` does."""
     device = device if device is not None else EchoDevice()
@@ -424,7 +425,9 @@ def make_rig(device: VirtioDevice | None = None, ram_size: int = 1 << 20,
     irq = LevelRecorder()
     events: list[TraceEvent] = []
     record = events.append if trace else discard
-    if sink is not None:
+    if sink is not None and not trace:
+        record = sink
+    elif sink is not None:
         def record(event: TraceEvent, _keep=events.append, _sink=sink) -> None:
             _keep(event)
             _sink(event)

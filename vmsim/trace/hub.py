@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from vmsim.devices.events import TraceEvent
+from vmsim.devices.events import TraceEvent, fields_dict
 from vmsim.devices.virtio.queue import chain_dicts
 
 # (seq, t, g, device, kind, queue, fields): a Record's fields in order, as a tuple.
@@ -69,11 +69,14 @@ class Record:
                    str(data["dev"]), str(data["ev"]), data.get("q"), dict(data.get("f") or {}))
 
 
-def plain_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """An event's fields as observers read and record them. On the CPU thread the pop
-    event's `chain` is raw tuples (chain_entries) and a completion's `written` previews
-    are bytes: the dicts and the hex are made here, on the observer's side, and only
-    for those who look. Anything else (and fields already plain) is returned as it is."""
+def plain_fields(fields: dict[str, Any] | tuple) -> dict[str, Any]:
+    """An event's fields as observers read and record them. On the CPU thread a
+    request's events carry their fields as a (names, values...) tuple, the pop event's
+    `chain` is raw (chain_capture) and a completion's `written` previews are bytes: the
+    dicts and the hex are made here, on the observer's side, and only for those who
+    look. Anything else (and fields already plain) is returned as it is."""
+    if type(fields) is tuple:
+        fields = fields_dict(fields)
     chain = fields.get("chain")
     written = fields.get("written")
     if type(chain) is not tuple and type(written) is not tuple:

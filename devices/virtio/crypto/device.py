@@ -505,12 +505,11 @@ class CryptoDevice(VirtioDevice):
         if used_len is not None:
             used = used_len
         if self._trace is not discard:          # the status is written: before the used entry
-            self._send("complete", NAME, index, {
-                "head": chain.head, "kind": "data", "service": _SERVICE_NAME.get(service, "?"),
-                "status": _STATUS_NAME[outcome.status], "used": used,
-                "duration_us": round((time.monotonic() - started) * 1e6, 1) if started else None,
-                "where": "pool" if pooled else "inline",
-                "written": tracing.written(ctx.mem, chain)})
+            self._send("complete", NAME, index, (
+                tracing.COMPLETE_FIELDS, chain.head, "data", _SERVICE_NAME.get(service, "?"),
+                _STATUS_NAME[outcome.status], used,
+                round((time.monotonic() - started) * 1e6, 1) if started else None,
+                "pool" if pooled else "inline", tracing.written(ctx.mem, chain)))
         ctx.queues[index].add_used(chain.head, used)
         self._count(index, outcome.status, chain.readable_len)
 

@@ -57,19 +57,26 @@ def _header(chain: DescriptorChain, layout: struct.Struct) -> tuple[int, ...] | 
         return None
 
 
-def data_request(chain: DescriptorChain, revision_1: bool) -> dict[str, Any]:
-    """opcode, algorithm, session, mode and lengths of a data request. Built for every
-    request while something observes, so the names are looked up inline."""
+# The fields of a data request's events, in the order the device sends their values
+# (vmsim.devices.events.Fields).
+_SHORT_REQUEST = ("head", "kind", "readable", "writable")
+_DATA_REQUEST = _SHORT_REQUEST + ("opcode", "opcode_value", "algo", "session", "mode")
+COMPLETE_FIELDS = ("head", "kind", "service", "status", "used", "duration_us", "where",
+                   "written")
+
+
+def data_request(chain: DescriptorChain, revision_1: bool) -> tuple:
+    """opcode, algorithm, session, mode and lengths of a data request, as a
+    (names, values...) tuple. Built for every request while something observes, so the
+    names are looked up inline."""
     header = _header(chain, _DATA_HEADER)
     if header is None:
-        return {"head": chain.head, "kind": "data", "readable": chain.readable_len,
-                "writable": chain.writable_len}
+        return (_SHORT_REQUEST, chain.head, "data", chain.readable_len, chain.writable_len)
     opcode, algo, session, flag, _ = header
-    return {"head": chain.head, "kind": "data", "readable": chain.readable_len,
-            "writable": chain.writable_len,
-            "opcode": _OP_NAMES.get(opcode) or opcode_name(opcode), "opcode_value": opcode,
-            "algo": _ALGO_NAMES.get((opcode >> 8, algo)) or algo_name(opcode, algo),
-            "session": session, "mode": "stateless" if revision_1 and not flag & 1 else "session"}
+    return (_DATA_REQUEST, chain.head, "data", chain.readable_len, chain.writable_len,
+            _OP_NAMES.get(opcode) or opcode_name(opcode), opcode,
+            _ALGO_NAMES.get((opcode >> 8, algo)) or algo_name(opcode, algo),
+            session, "stateless" if revision_1 and not flag & 1 else "session")
 
 
 def control_request(chain: DescriptorChain) -> dict[str, Any]:
