@@ -178,3 +178,76 @@ def test_new_events_are_pickled_once_for_every_viewer(tmp_path: Path) -> None:
         server.close()
         gate.close()
         rig.close()
+
+
+def test_a_frame_cut_short_ends_the_viewer_cleanly(tmp_path: Path, monkeypatch) -> None:
+    """A machine that goes away in the middle of a frame (its process ended) leaves the
+    viewer with a truncated pickle: that is the end of the stream, as EOF is. The
+    reader thread must not die with a traceback and leave the TUI waiting forever."""
+    import pickle
+    import socket
+    import threading
+
+    from vmsim.trace.serve import FRAME
+
+    died: list = []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    path = tmp_path / "vm.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def machine() -> None:
+        conn, _ = listener.accept()
+        hello = pickle.dumps([{"hello": "vmsim-trace", "devices": CRYPTO}])
+        events = pickle.dumps([(1, 0.0, 0, "virtio-crypto", "status", None, {"new": 1})] * 50)
+        conn.sendall(FRAME.pack(len(hello)) + hello)
+        conn.sendall(FRAME.pack(len(events)) + events[:len(events) // 2])
+        conn.close()
+
+    server = threading.Thread(target=machine)
+    server.start()
+    feed = SocketFeed(str(path))
+    try:
+        wait_for(lambda: feed.finished)
+        assert feed.status() == "the machine is gone" and died == []
+    finally:
+        feed.close()
+        server.join()
+        listener.close()
+
+
+def test_closing_the_server_lets_the_frame_being_sent_finish(tmp_path: Path) -> None:
+    """close() waits for a viewer's frame in flight, so the viewer never reads a frame
+    cut short at the end of a run."""
+    hub, gate = TraceHub(), MachineGate()
+    server = TraceServer(tmp_path / "vm.sock", hub, gate, lambda: CRYPTO,
+                         lambda: b"", lambda data: None, lambda: "running")
+    feed = SocketFeed(str(tmp_path / "vm.sock"))
+    try:
+        wait_for(lambda: len(server._clients) == 1)
+        client = server._clients[0]
+        sent: list[bytes] = []
+        real = client.conn
+
+        class Slow:
+            def sendall(self, frame: bytes) -> None:
+                time.sleep(0.3)           # the frame is on its way while close() comes
+                sent.append(frame)
+                real.sendall(frame)
+
+            def __getattr__(self, name: str):
+                return getattr(real, name)
+
+        client.conn = Slow()
+        for n in range(300):
+            hub.emit("status", "virtio-crypto", None, {"new": n})
+        server.flush()
+        wait_for(lambda: client._sending.locked())
+        server.close()
+        assert sent and client.closed.is_set()
+        wait_for(lambda: feed.finished)
+    finally:
+        feed.close()
+        gate.close()
+        server.close()

@@ -44,6 +44,7 @@ _BATCH = 256                            # records per frame of new events
 _CHUNK = 64                             # records per frame of the history
 _MAX_FRAMES = 256                       # frames a viewer may owe before the oldest go
 FRAME = struct.Struct("<I")
+CLOSE_WAIT = 1.0                        # seconds a closing viewer's frame may take to finish
 
 
 class TraceServer:
@@ -169,6 +170,9 @@ class _Client:
         self.console: deque[str] = deque(maxlen=10_000)
         self.replies: deque[str] = deque(maxlen=100)      # to this viewer's fault commands
         self.closed = threading.Event()
+        # Held while a frame is being sent: close() lets that frame finish (the viewer
+        # would read a frame cut short), waiting at most CLOSE_WAIT for a stuck viewer.
+        self._sending = threading.Lock()
 
     def start(self) -> None:
         threading.Thread(target=self._send_loop, name="vmsim-trace-client", daemon=True).start()
@@ -177,8 +181,14 @@ class _Client:
     def _send(self, items: list) -> None:
         for start in range(0, len(items), _CHUNK):
             payload = pickle.dumps(items[start:start + _CHUNK], protocol=pickle.HIGHEST_PROTOCOL)
-            self.conn.sendall(FRAME.pack(len(payload)) + payload)
-            time.sleep(0)                 # let the CPU thread have the GIL
+            self._send_frame(FRAME.pack(len(payload)) + payload)
+
+    def _send_frame(self, frame: bytes) -> None:
+        with self._sending:
+            if self.closed.is_set():
+                raise ConnectionAbortedError("the viewer was closed")
+            self.conn.sendall(frame)
+        time.sleep(0)                     # let the CPU thread have the GIL
 
     def _send_loop(self) -> None:
         server = self.server
@@ -192,8 +202,7 @@ class _Client:
             while not self.closed.wait(_SEND_EVERY):
                 server.flush()                    # what an idle guest left in the batch
                 while self.frames:
-                    self.conn.sendall(self.frames.popleft())
-                    time.sleep(0)                 # let the CPU thread have the GIL
+                    self._send_frame(self.frames.popleft())
                 items: list = []
                 if self.console:
                     text = "".join(self.console.popleft() for _ in range(len(self.console)))
@@ -239,6 +248,7 @@ class _Client:
         self.closed.set()
         if self in self.server._clients:
             self.server._clients.remove(self)
+        sending = self._sending.acquire(timeout=CLOSE_WAIT)   # no frame is cut short
         try:   # shutdown first: it wakes our reader thread and tells the viewer at once
             self.conn.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -247,3 +257,5 @@ class _Client:
             self.conn.close()
         except OSError:
             pass
+        if sending:
+            self._sending.release()

@@ -214,6 +214,8 @@ class SocketFeed(Feed):
         return pickle.loads(self._file.read(FRAME.unpack(head)[0]))
 
     def _read(self) -> None:
+        import pickle
+
         last = 0
         try:
             while True:
@@ -236,8 +238,8 @@ class SocketFeed(Feed):
                         self._fault_listing = str(item["faults"])
                     elif "fault_reply" in item:
                         self._fault_reply = str(item["fault_reply"])
-        except (OSError, ValueError, EOFError):
-            pass
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+            pass            # a frame cut short is the end too: the machine closed mid-frame
         self._state = "the machine is gone"
         self.finished = True
 
