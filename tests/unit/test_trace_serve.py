@@ -112,33 +112,50 @@ def test_a_machine_without_fault_rules_says_so_in_its_hello(tmp_path: Path) -> N
         server.close()
 
 
-def test_a_viewer_skips_events_its_history_already_held(tmp_path: Path) -> None:
-    """New events reach viewers in frames the CPU thread pickled once for all of them;
-    the history a viewer got first may overlap its first frame, and it keeps each event
-    once."""
-    import pickle
+def fake_machine(path: Path, frames: list[bytes], linger: float = 0.0):
+    """A stand-in for a machine's socket: it sends the first viewer `frames` (raw bytes,
+    whole frames or not), waits `linger` seconds and hangs up. Returns the listener (to
+    close) and the thread (to join)."""
     import socket
     import threading
 
-    from vmsim.trace.serve import FRAME
-
-    def item(seq: int) -> tuple:
-        return (seq, seq / 10, seq, "virtio-crypto", "notify", 0, {"avail_idx": seq})
-
-    path = tmp_path / "fake.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(1)
 
     def serve() -> None:
         conn, _ = listener.accept()
-        for batch in ([{"hello": "vmsim-trace", "devices": CRYPTO}], [item(1), item(2), item(3)],
-                      [item(2), item(3), item(4)], [item(5)]):
-            payload = pickle.dumps(batch)
-            conn.sendall(FRAME.pack(len(payload)) + payload)
-        time.sleep(0.5)
+        for frame in frames:
+            conn.sendall(frame)
+        time.sleep(linger)
         conn.close()
-    threading.Thread(target=serve, daemon=True).start()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def frame_of(items: list) -> bytes:
+    import pickle
+
+    from vmsim.trace.serve import FRAME
+
+    payload = pickle.dumps(items)
+    return FRAME.pack(len(payload)) + payload
+
+
+HELLO = [{"hello": "vmsim-trace", "devices": CRYPTO}]
+
+
+def test_a_viewer_skips_events_its_history_already_held(tmp_path: Path) -> None:
+    """New events reach viewers in frames the CPU thread pickled once for all of them;
+    the history a viewer got first may overlap its first frame, and it keeps each event
+    once."""
+    def item(seq: int) -> tuple:
+        return (seq, seq / 10, seq, "virtio-crypto", "notify", 0, {"avail_idx": seq})
+
+    path = tmp_path / "fake.sock"
+    listener, _ = fake_machine(path, [frame_of(batch) for batch in (
+        HELLO, [item(1), item(2), item(3)], [item(2), item(3), item(4)], [item(5)])], 0.5)
     feed = SocketFeed(str(path))
     try:
         got = []
@@ -184,36 +201,20 @@ def test_a_frame_cut_short_ends_the_viewer_cleanly(tmp_path: Path, monkeypatch) 
     """A machine that goes away in the middle of a frame (its process ended) leaves the
     viewer with a truncated pickle: that is the end of the stream, as EOF is. The
     reader thread must not die with a traceback and leave the TUI waiting forever."""
-    import pickle
-    import socket
     import threading
-
-    from vmsim.trace.serve import FRAME
 
     died: list = []
     monkeypatch.setattr(threading, "excepthook", died.append)
-    path = tmp_path / "vm.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(1)
-
-    def machine() -> None:
-        conn, _ = listener.accept()
-        hello = pickle.dumps([{"hello": "vmsim-trace", "devices": CRYPTO}])
-        events = pickle.dumps([(1, 0.0, 0, "virtio-crypto", "status", None, {"new": 1})] * 50)
-        conn.sendall(FRAME.pack(len(hello)) + hello)
-        conn.sendall(FRAME.pack(len(events)) + events[:len(events) // 2])
-        conn.close()
-
-    server = threading.Thread(target=machine)
-    server.start()
-    feed = SocketFeed(str(path))
+    events = frame_of([(1, 0.0, 0, "virtio-crypto", "status", None, {"new": 1})] * 50)
+    listener, machine = fake_machine(tmp_path / "vm.sock",
+                                     [frame_of(HELLO), events[:len(events) // 2]])
+    feed = SocketFeed(str(tmp_path / "vm.sock"))
     try:
         wait_for(lambda: feed.finished)
         assert feed.status() == "the machine is gone" and died == []
     finally:
         feed.close()
-        server.join()
+        machine.join()
         listener.close()
 
 
