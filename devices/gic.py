@@ -411,8 +411,7 @@ class _CpuInterface:
         self._gic = gic
 
     def read(self, offset: int, size: int) -> int:
-        # The check inline: two GICC accesses (or three) per interrupt come through here.
-        if (size != 4 or offset & 3) and not _word_aligned(SOURCE, offset, size):
+        if not _word_aligned(SOURCE, offset, size):
             return 0
         gic = self._gic
         if offset == GICC_IAR:
@@ -438,7 +437,7 @@ class _CpuInterface:
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
-        if (size != 4 or offset & 3) and not _word_aligned(SOURCE, offset, size):
+        if not _word_aligned(SOURCE, offset, size):
             return
         gic = self._gic
         value &= 0xFFFF_FFFF

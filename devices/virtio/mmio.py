@@ -409,7 +409,7 @@ class MmioTransport:
     def _write_queue_notify(self, value: int) -> None:
         index = value & 0xFFFF
         if self._tracing:
-            queues = self.context.queues if self.context else ()
+            queues = self.queues
             shadow = queues[index].published_avail_idx() if index < len(queues) else None
             self._send("notify", self.name, index, (_NOTIFY, shadow))
         if not self.status & Status.DRIVER_OK or self.context is None:

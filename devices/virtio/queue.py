@@ -474,14 +474,8 @@ class SplitQueue:
         return state
 
     def published_avail_idx(self) -> int | None:
-        """avail.idx as the driver last wrote it (None before the rings were checked);
-        read inline, as _peek_u16 would: every traced notify asks."""
-        if not self._rings_checked:
-            return None
-        try:
-            return self._unpack(_U16, self.avail_addr + 2)[0]
-        except GuestMemoryError:
-            return None
+        """avail.idx as the driver last wrote it (None before the rings were checked)."""
+        return self._peek_u16(self.avail_addr + 2) if self._rings_checked else None
 
     def query_status(self) -> dict[str, int | bool | None]:
         """This queue as QEMU's x-query-virtio-queue-status answers it (its field names),

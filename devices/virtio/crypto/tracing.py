@@ -67,15 +67,13 @@ COMPLETE_FIELDS = ("head", "kind", "service", "status", "used", "duration_us", "
 
 def data_request(chain: DescriptorChain, revision_1: bool) -> tuple:
     """opcode, algorithm, session, mode and lengths of a data request, as a
-    (names, values...) tuple. Built for every request while something observes, so the
-    names are looked up inline."""
+    (names, values...) tuple."""
     header = _header(chain, _DATA_HEADER)
     if header is None:
         return (_SHORT_REQUEST, chain.head, "data", chain.readable_len, chain.writable_len)
     opcode, algo, session, flag, _ = header
     return (_DATA_REQUEST, chain.head, "data", chain.readable_len, chain.writable_len,
-            _OP_NAMES.get(opcode) or opcode_name(opcode), opcode,
-            _ALGO_NAMES.get((opcode >> 8, algo)) or algo_name(opcode, algo),
+            opcode_name(opcode), opcode, algo_name(opcode, algo),
             session, "stateless" if revision_1 and not flag & 1 else "session")
 
 
