@@ -104,8 +104,10 @@ def written(mem: GuestMemory, chain: DescriptorChain) -> tuple[bytes, ...]:
     descriptor the chain's listing in the pop event shows (chain_entries lists a long
     indirect table's first MAX_LISTED entries and its last), so a 64 KiB request costs
     a few previews instead of one per page. Raw bytes: observers show them in hex."""
-    buffers = chain.writable
-    if chain.indirect and len(chain.readable) + len(buffers) > MAX_LISTED + 1:
-        listed_writable = max(0, MAX_LISTED - len(chain.readable))
-        buffers = buffers[:listed_writable] + buffers[-1:]
+    first, count = chain.readable_count, chain.writable_count
+    if chain.indirect and count and first + count > MAX_LISTED + 1:
+        listed = max(0, MAX_LISTED - first)           # (fewer than `count`)
+        buffers = [chain.segment(first + i) for i in range(listed)] + [chain.segment(-1)]
+    else:
+        buffers = chain.writable
     return mem.previews(buffers, PREVIEW_BYTES)
