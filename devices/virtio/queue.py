@@ -57,9 +57,9 @@ def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writab
     """Resolve a whole indirect table at C speed when it has the shape Linux builds.
 
     That shape: entries 0..n-1 chained in order, each flagged NEXT (readable) or
-    NEXT|WRITE and the last 0 or WRITE (in the flags' low byte), readable entries first (none at all
-    after earlier writable ones), no empty buffer, and every buffer inside one span
-    that is all RAM. The descriptor loop would walk such a table without error and
+    NEXT|WRITE and the last 0 or WRITE (in the flags' low byte), readable entries
+    first (none at all after earlier writable ones), no empty buffer, and every buffer
+    inside one span that is all RAM. The descriptor loop would walk such a table without error and
     produce exactly these segments: returned as their addresses and lengths, how many
     are readable (they come first), and the readable and writable totals. Any other
     table gives None: the caller then walks it descriptor by descriptor, so whatever is
@@ -728,7 +728,8 @@ class SplitQueue:
                         if readable_count < 0:
                             readable_count = len(addrs) + table_readable
                         if addrs:                       # direct descriptors came first
-                            table_addrs, table_lengths = addrs + table_addrs, lengths + table_lengths
+                            table_addrs = addrs + table_addrs
+                            table_lengths = lengths + table_lengths
                         return DescriptorChain(self._mem, head, table_addrs, table_lengths,
                                                readable_count, outer + table_len, True,
                                                total - writable_len + linear[3],

@@ -2,6 +2,7 @@
 request, whatever came before it on that context, gives what a fresh CBC context gives."""
 from __future__ import annotations
 
+import pytest
 from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
@@ -37,6 +38,19 @@ def test_a_stream_of_requests_over_a_few_keys_matches_fresh_contexts(requests):
         iv = iv[:block]
         data = (payload * (blocks * block // len(payload) + 1))[:blocks * block]
         assert cipher._cbc(algorithm, iv, encrypt, data) == fresh_cbc(algorithm, iv, encrypt, data)
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_a_short_iv_or_a_partial_block_is_refused_and_the_stream_stays_right(encrypt):
+    """Its callers check lengths first; if one did not, the stream must refuse rather
+    than run a partial block into its state and corrupt every later request."""
+    algorithm = KEYS[0]
+    stream = cipher.cbc_stream(type(algorithm), algorithm.key, encrypt)
+    for iv, data in ((bytes(8), bytes(16)), (bytes(16), bytes(20)), (bytes(16), b"")):
+        with pytest.raises(ValueError):
+            stream.run(iv, data)
+    iv, data = bytes(range(16)), bytes(range(64))
+    assert stream.run(iv, data) == fresh_cbc(algorithm, iv, encrypt, data)
 
 
 def test_a_sessions_requests_reuse_one_context():

@@ -82,26 +82,29 @@ class CbcStream:
     refuses other lengths first), so the context never holds a partial block."""
 
     def __init__(self, algorithm: object, encrypt: bool) -> None:
-        cipher = Cipher(algorithm, modes.CBC(bytes(algorithm.block_size // 8)))  # type: ignore[attr-defined]
+        block = algorithm.block_size // 8                   # type: ignore[attr-defined]
+        cipher = Cipher(algorithm, modes.CBC(bytes(block)))  # type: ignore[arg-type]
         self._ctx = cipher.encryptor() if encrypt else cipher.decryptor()
+        self._block = block
         self._encrypt = encrypt
-        self._state = bytes(algorithm.block_size // 8)  # type: ignore[attr-defined]
+        self._state = bytes(block)          # encrypting: the last ciphertext block out
         self._lock = threading.Lock()       # the state must follow each request exactly
         if encrypt:
             self._ecb_decrypt = Cipher(algorithm, modes.ECB()).decryptor()  # type: ignore[arg-type]
 
     def run(self, iv: bytes, data: bytes) -> bytes:
+        block = self._block
+        if len(iv) != block or not data or len(data) % block:
+            raise ValueError(f"CBC takes a {block}-byte IV and whole blocks")
         with self._lock:
-            if self._encrypt:
-                state = int.from_bytes(self._state, "little")
-                lead = int.from_bytes(self._ecb_decrypt.update(iv), "little") ^ state
-                self._ctx.update(lead.to_bytes(len(iv), "little"))
-                out = self._ctx.update(data)
-                self._state = out[-len(iv):]
-            else:
+            if not self._encrypt:
                 self._ctx.update(iv)
-                out = self._ctx.update(data)
-                self._state = data[-len(iv):]
+                return self._ctx.update(data)
+            state = int.from_bytes(self._state, "little")
+            lead = int.from_bytes(self._ecb_decrypt.update(iv), "little") ^ state
+            self._ctx.update(lead.to_bytes(block, "little"))
+            out = self._ctx.update(data)
+            self._state = out[-block:]
             return out
 
 
@@ -114,7 +117,8 @@ def cbc_stream(algorithm_type: type, key: bytes, encrypt: bool) -> CbcStream:
 
 
 def _cbc(algorithm: object, iv: bytes, encrypt: bool, data: bytes) -> bytes:
-    return cbc_stream(type(algorithm), algorithm.key, encrypt).run(iv, data)  # type: ignore[attr-defined]
+    key = algorithm.key                                     # type: ignore[attr-defined]
+    return cbc_stream(type(algorithm), key, encrypt).run(iv, data)
 
 
 def _des3_ctr(algorithm: object, iv: bytes, encrypt: bool, data: bytes) -> bytes:
