@@ -86,7 +86,7 @@ class Ram:
                 data: bytes | bytearray | memoryview) -> None:
         """Write `data` across the (addr, length) ranges in order (their lengths add up
         to len(data)); nothing is written if one is not all RAM, and the listeners hear
-        of each run of adjacent ranges once. One call for a 64 KiB output's ~140
+        of each run of adjacent ranges once. One call for a 64 KiB output's 16 or more
         buffers."""
         base, size, buffer = self.base, self.size, self.buffer
         for addr, length in ranges:

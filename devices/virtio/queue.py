@@ -59,9 +59,10 @@ def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writab
     That shape: entries 0..n-1 chained in order, each flagged NEXT (readable) or
     NEXT|WRITE and the last 0 or WRITE (in the flags' low byte), readable entries
     first (none at all after earlier writable ones), no empty buffer, and every buffer
-    inside one span that is all RAM. The descriptor loop would walk such a table without error and
-    produce exactly these segments: returned as their addresses and lengths, how many
-    are readable (they come first), and the readable and writable totals. Any other
+    inside one span that is all RAM. The descriptor loop would walk such a table
+    without error and produce exactly these segments: returned as their addresses and
+    lengths, how many are readable (they come first), and the readable and writable
+    totals. Any other
     table gives None: the caller then walks it descriptor by descriptor, so whatever is
     wrong with it is found and reported exactly as before. For a long chain (Linux's
     64 KiB requests carry ~270 descriptors) this is about twice as fast as the loop,
