@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import aiohttp
@@ -33,7 +36,8 @@ class Browser:
         self._proc = subprocess.Popen(
             ["chromium", *FLAGS, f"--user-data-dir={self._profile.name}",
              f"--window-size={self.width},{self.height}", "--remote-debugging-port=0",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)             # its helpers in its group: they go with it
         port = await asyncio.to_thread(self._devtools_port)
         self._session = aiohttp.ClientSession()
         async with self._session.get(f"http://127.0.0.1:{port}/json/list") as response:
@@ -58,8 +62,14 @@ class Browser:
         if self._session is not None:
             await self._session.close()
         if self._proc is not None:
-            self._proc.kill()
+            # The whole group: Chromium's helper processes write to the profile too, and
+            # one still running would race the profile's removal (and outlive the test).
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self._proc.wait(10)
+            _wait_until_gone(self._proc.pid, 10)
         self._profile.cleanup()
 
     async def call(self, method: str, **params: object) -> dict:
@@ -91,3 +101,26 @@ def ocr(png: Path) -> str:
     """The text tesseract reads in a screenshot (Debian's tesseract-ocr)."""
     return subprocess.run(["tesseract", str(png), "-", "--psm", "11"], capture_output=True,
                           text=True, timeout=120).stdout
+
+
+def _live_members(pgid: int) -> list[int]:
+    """The processes of group `pgid` that are not yet dead (zombies count as dead)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue                      # it ended while we looked
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def _wait_until_gone(pgid: int, timeout: float) -> None:
+    """Until every process of the group has died of its SIGKILL (bounded)."""
+    deadline = time.monotonic() + timeout
+    while _live_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
