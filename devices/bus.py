@@ -116,6 +116,42 @@ class MmioDevice(Protocol):
     def write(self, offset: int, size: int, value: int) -> None: ...
 
 
+class ReadMirror(Protocol):
+    """Where a device publishes what one of its registers reads as, so the machine can
+    answer the guest's loads of it without calling `read` (after the guest has run, a
+    call into Python is the slow part of a register access).
+
+    Only for a register whose read changes nothing, and only while the published value
+    is exactly what `read(offset, 4)` would return; a device withdraws it (None) before
+    a read would have an effect again."""
+
+    def publish(self, offset: int, value: int | None) -> None: ...
+
+
+@runtime_checkable
+class Mirrored(Protocol):
+    """A device with registers a ReadMirror may answer: `mirrored_registers` names their
+    offsets (4-byte registers); `attach_mirror` hands over the mirror, and the device
+    publishes each one's current value (or None) at once and on every change."""
+
+    mirrored_registers: tuple[int, ...]
+
+    def attach_mirror(self, mirror: ReadMirror) -> None: ...
+
+
+class MirrorRecorder:
+    """A ReadMirror that keeps the published values; used by unit tests."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, int] = {}
+
+    def publish(self, offset: int, value: int | None) -> None:
+        if value is None:
+            self.values.pop(offset, None)
+        else:
+            self.values[offset] = value
+
+
 @runtime_checkable
 class Pollable(Protocol):
     """A device with asynchronous work (worker completions, host input)."""

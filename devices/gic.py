@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable
 
 from vmsim import log
-from vmsim.devices.bus import ControllerInput, IrqLine
+from vmsim.devices.bus import ControllerInput, IrqLine, ReadMirror
 
 SOURCE = "gic"
 
@@ -102,6 +102,10 @@ class Gicv2:
         self._running: list[tuple[int, int]] = []
         self.irq_level = False
         self.fiq_level = False
+        # GICC_IAR reads as SPURIOUS, changing nothing, while no interrupt is signalled:
+        # then that value is published (Linux reads IAR once more after each interrupt).
+        self._iar_mirror: ReadMirror | None = None
+        self._iar_spurious = True
         self.distributor = _Distributor(self)
         self.cpu_interface = _CpuInterface(self)
 
@@ -193,7 +197,12 @@ class Gicv2:
         return intid
 
     def _update(self) -> None:
+        """After every change of state: the IRQ and FIQ lines, and what GICC_IAR reads."""
         intid = self._signalled(BOTH_GROUPS)
+        if (intid is None) != self._iar_spurious:
+            self._iar_spurious = intid is None
+            if self._iar_mirror is not None:
+                self._iar_mirror.publish(GICC_IAR, SPURIOUS if intid is None else None)
         fiq = (intid is not None and not self._group >> intid & 1
                and bool(self._cpu_ctlr & GICC_CTLR_FIQ_EN))
         irq = intid is not None and not fiq
@@ -405,10 +414,18 @@ class _Distributor:
 
 
 class _CpuInterface:
-    """GICC_*: an MmioDevice over the shared state."""
+    """GICC_*: an MmioDevice over the shared state, and Mirrored (GICC_IAR while it
+    reads as SPURIOUS)."""
+
+    mirrored_registers = (GICC_IAR,)
 
     def __init__(self, gic: Gicv2) -> None:
         self._gic = gic
+
+    def attach_mirror(self, mirror: ReadMirror) -> None:
+        gic = self._gic
+        gic._iar_mirror = mirror
+        mirror.publish(GICC_IAR, SPURIOUS if gic._iar_spurious else None)
 
     def read(self, offset: int, size: int) -> int:
         if not _word_aligned(SOURCE, offset, size):

@@ -29,9 +29,11 @@ UNICORN_CMAKE_OPTIONS = (
 )
 LIBUNICORN_NAME = "libunicorn.so.2"
 
-# vmsim's own native helpers, one small library: the stop hook for the wheel engine and
-# the file-descriptor watcher of the run loop (both work without the GIL).
-NATIVE_SOURCES = tuple(_PACKAGE / "native" / name for name in ("stop_hook.c", "fd_watch.c"))
+# vmsim's own native helpers, one small library: the stop hook for the wheel engine, the
+# file-descriptor watcher of the run loop (both work without the GIL) and the MMIO read
+# mirror.
+NATIVE_SOURCES = tuple(_PACKAGE / "native" / name
+                       for name in ("stop_hook.c", "fd_watch.c", "read_mirror.c"))
 NATIVE_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-pthread")
 NATIVE_NAME = "libvmsim_native.so"
 

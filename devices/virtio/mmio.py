@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from vmsim import log
-from vmsim.devices.bus import GuestMemory, IrqLine
+from vmsim.devices.bus import GuestMemory, IrqLine, ReadMirror
 from vmsim.devices.events import TraceSink, discard, emitter
 from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
 from vmsim.devices.virtio.queue import SplitQueue
@@ -81,8 +81,12 @@ def _set_high(value: int, high: int) -> int:
 class MmioTransport:
     """A virtio-mmio register window in front of one VirtioDevice.
 
-    An MmioDevice (read/write at offsets) and a Pollable (poll forwards to the device).
+    An MmioDevice (read/write at offsets), a Pollable (poll forwards to the device) and
+    Mirrored: InterruptStatus, which the driver reads on every interrupt, is published
+    on every change (reading it changes nothing).
     """
+
+    mirrored_registers = (Reg.INTERRUPT_STATUS,)
 
     def __init__(
         self,
@@ -107,6 +111,7 @@ class MmioTransport:
             device.device_features() & Feature.DEVICE_SPECIFIC_MASK)
         self._irq_level = False
         irq.set_level(False)
+        self._mirror: ReadMirror | None = None
         self._reset_state()
         self._readers: dict[int, Callable[[], int]] = {
             Reg.MAGIC_VALUE: lambda: MAGIC_VALUE,
@@ -464,7 +469,14 @@ class MmioTransport:
             "queues": [queue.query_status() for queue in self.queues],
         }
 
+    def attach_mirror(self, mirror: ReadMirror) -> None:
+        self._mirror = mirror
+        mirror.publish(Reg.INTERRUPT_STATUS, self.interrupt_status)
+
     def _update_irq(self) -> None:
+        """After every change of InterruptStatus: the line, and the published value."""
+        if self._mirror is not None:
+            self._mirror.publish(Reg.INTERRUPT_STATUS, self.interrupt_status)
         level = self.interrupt_status != 0
         if level != self._irq_level:
             self._irq_level = level

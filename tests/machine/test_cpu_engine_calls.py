@@ -123,3 +123,36 @@ def test_invalidation_reaches_the_engine(cpu) -> None:
     cpu.note_written(RAM_BASE, 3 << PAGE_SHIFT)
     cpu._forget_written_code()  # a real uc_ctl call: it must not raise
     assert not cpu._written_pages
+
+
+def _load(rd: int, funct3: int, offset: int, rs1: int = 5) -> bytes:
+    """A riscv load instruction (lw: funct3 2, lhu: 5) of x[rd] from offset(x[rs1])."""
+    return ((offset << 20) | (rs1 << 15) | (funct3 << 12) | (rd << 7) | 0x03).to_bytes(4, "little")
+
+
+def test_a_mirrored_register_is_read_without_calling_python(cpu) -> None:
+    """vmsim/native/read_mirror.c: a published 4-byte register is answered in native
+    code; another register, another size or a withdrawn value reaches the device."""
+    window, calls = 0x1000_0000, []
+
+    def read(offset: int, size: int) -> int:
+        calls.append((offset, size))
+        return 0x100 + offset
+
+    mirror = cpu.map_mmio(window, 0x1000, read, lambda *_: None, mirrored=(0x60,))
+    code = _load(10, 2, 0x60) + _load(11, 5, 0x60) + _load(12, 2, 0x64)
+    cpu.uc.mem_write(RAM_BASE, code)
+
+    def run() -> tuple[int, int, int]:
+        calls.clear()
+        cpu.set_x(5, window)
+        cpu.uc.emu_start(RAM_BASE, RAM_BASE + len(code))
+        return cpu.x(10), cpu.x(11), cpu.x(12)
+
+    mirror.publish(0x60, 3)
+    assert run() == (3, 0x160, 0x164)
+    assert calls == [(0x60, 2), (0x64, 4)] and mirror.hits == 1
+    mirror.publish(0x60, None)
+    assert run() == (0x160, 0x160, 0x164)
+    assert calls == [(0x60, 4), (0x60, 2), (0x64, 4)] and mirror.hits == 1
+    assert cpu.map_mmio(window + 0x1000, 0x1000, read, lambda *_: None) is None

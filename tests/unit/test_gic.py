@@ -2,11 +2,13 @@
 device inputs driven directly."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmsim.devices.bus import MmioDevice
+from vmsim.devices.bus import MirrorRecorder, MmioDevice
 from vmsim.devices.gic import Gicv2
 
 GICD_CTLR, GICD_TYPER, GICD_IIDR = 0x000, 0x004, 0x008
@@ -345,3 +347,41 @@ def test_any_guest_access_is_safe_and_the_line_matches_iar(steps: list[tuple]) -
     signalled = gic.irq_level or gic.fiq_level
     got = gic.cpu_interface.read(IAR, 4)
     assert (got < 1020 or got == 1022) == signalled
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ACCESS, LEVELS), max_size=60))
+def test_gicc_iar_is_published_exactly_while_it_reads_spurious(steps: list[tuple]) -> None:
+    """The read mirror may answer GICC_IAR without the model only while the model would
+    answer SPURIOUS and change nothing: after any access or input change, a published
+    IAR equals what a read returns, and that read leaves the state as it was; an IAR
+    that is not published would hand out an interrupt (or the group-1 spurious ID)."""
+    gic = Gicv2(64)
+    mirror = MirrorRecorder()
+    assert gic.cpu_interface.mirrored_registers == (IAR,)
+    gic.cpu_interface.attach_mirror(mirror)
+    assert mirror.values == {IAR: SPURIOUS}
+    linux_init(gic)
+    for intid in (27, 30, 33, 48, 63):
+        enable(gic, intid)
+    for step in steps:
+        if len(step) == 2:
+            gic.set_level(*step)
+        else:
+            window, is_write, offset, size, value = step
+            device = gic.distributor if window == "d" else gic.cpu_interface
+            if is_write:
+                device.write(offset, size, value)
+            else:
+                device.read(offset, size)
+        before = copy.deepcopy(gic.__dict__)
+        probe = copy.deepcopy(gic)
+        got = probe.cpu_interface.read(IAR, 4)
+        if IAR in mirror.values:
+            assert got == mirror.values[IAR] == SPURIOUS
+            assert probe.__dict__.keys() == before.keys()
+            assert all(probe.__dict__[k] == v for k, v in before.items()
+                       if k not in ("distributor", "cpu_interface", "_iar_mirror", "_on_irq",
+                                    "_on_fiq"))
+        else:
+            assert got != SPURIOUS

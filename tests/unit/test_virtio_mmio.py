@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from vmsim.devices.bus import MirrorRecorder
 from vmsim.devices.virtio.queue import ChainError
 from vmsim.devices.virtio.spec import Feature, Status
 from vmsim.testing.virtio_driver import DriverError, EchoDevice, make_rig
@@ -313,6 +314,34 @@ def test_interrupt_line_is_level_and_follows_ack():
     rig.transport.write(0x064, 4, 2)
     assert not rig.irq.level
     assert rig.irq.history == [True, False]
+
+
+def test_interrupt_status_is_published_on_every_change():
+    """InterruptStatus may be answered by the machine's read mirror: the published
+    value follows used-buffer and config interrupts, acks and reset."""
+    rig = make_rig(EchoDevice(queue_max_size=16))
+    t = rig.transport
+    mirror = MirrorRecorder()
+    assert t.mirrored_registers == (0x060,)
+    t.attach_mirror(mirror)
+    assert mirror.values == {0x060: 0}
+
+    def published_matches() -> bool:
+        return mirror.values == {0x060: t.read(0x060, 4)}
+
+    rig.driver.init(wanted=VERSION_1)
+    rig.driver.queues[0].submit([b"a"], [1])
+    assert mirror.values[0x060] == 1 and published_matches()
+    t.context.config_changed()
+    assert mirror.values[0x060] == 3 and published_matches()
+    t.write(0x064, 4, 1)
+    assert mirror.values[0x060] == 2 and published_matches()
+    t.context.needs_reset("broken")
+    t.write(0x064, 4, 2)
+    assert mirror.values[0x060] == 0 and published_matches()
+    t.context.config_changed()
+    t.write(0x070, 4, 0)                                  # reset clears it
+    assert mirror.values[0x060] == 0 and published_matches()
 
 
 def test_needs_reset_sets_status_bit_and_config_interrupt():

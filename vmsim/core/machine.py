@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from vmsim.devices.bus import HostResources, IrqLine, MmioDevice, Pollable
+from vmsim.devices.bus import HostResources, IrqLine, Mirrored, MmioDevice, Pollable
 from vmsim.devices.events import TraceSink, discard
 from vmsim.devices.memory import Ram
 from vmsim.devices.model import SlotContext
@@ -236,11 +236,19 @@ class BaseMachine:
     # -- setup -----------------------------------------------------------------------
 
     def _map(self, window: Window, device: MmioDevice) -> None:
-        """The device on its window; after each access the timer check (`_raise_due`)."""
+        """The device on its window; after each access the timer check (`_raise_due`).
+        The registers a Mirrored device publishes are read without calling it, unless
+        --strict must see every access."""
         read, write = device.read, device.write
+        mirrored: tuple[int, ...] = ()
         if self.strict is not None and device in self.virtio:
             read, write = self.strict.noting(window.base, read, write)
-        self.cpu.map_mmio(window.base, window.mapped_size, read, write, self._raise_due)
+        elif isinstance(device, Mirrored):
+            mirrored = device.mirrored_registers
+        mirror = self.cpu.map_mmio(window.base, window.mapped_size, read, write,
+                                   self._raise_due, mirrored)
+        if mirror is not None:
+            device.attach_mirror(mirror)
 
     # -- running -----------------------------------------------------------------------
 

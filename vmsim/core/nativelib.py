@@ -4,12 +4,14 @@
 - The fd watcher (fd_watch.c): a thread without the GIL that stops the CPU as soon as a
   device's file descriptor is readable, so a worker's answer reaches a spinning guest
   without a Python thread in between.
+- The read mirror (read_mirror.c): an MMIO read callback that answers the registers a
+  device published without calling into Python.
 """
 from __future__ import annotations
 
 import ctypes
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from vmsim.artifacts import native_library_path
 from vmsim.errors import VmsimError
@@ -95,3 +97,51 @@ class FdWatch:
         handle, self._handle = self._handle, None
         if handle:
             self._lib.vmsim_watch_free(handle)
+
+
+MIRROR_SLOTS = 4        # VMSIM_MIRROR_SLOTS in read_mirror.c
+
+
+class _MirrorSlot(ctypes.Structure):
+    _fields_ = [("offset", ctypes.c_uint64), ("value", ctypes.c_uint64),
+                ("size", ctypes.c_uint32), ("valid", ctypes.c_uint32)]
+
+
+class _ReadMirrorState(ctypes.Structure):
+    _fields_ = [("read", ctypes.c_void_p), ("read_data", ctypes.c_void_p),
+                ("hits", ctypes.c_uint64), ("count", ctypes.c_uint32),
+                ("reserved", ctypes.c_uint32), ("slots", _MirrorSlot * MIRROR_SLOTS)]
+
+
+class NativeReadMirror:
+    """One window's read mirror (a devices.bus.ReadMirror): `callback` is the address to
+    give the engine as the window's read callback and `user_data` its argument; reads
+    of a published register are answered there, every other read goes on to `read`
+    (the window's own ctypes callback, which this object keeps alive)."""
+
+    def __init__(self, read: Any, offsets: Sequence[int]) -> None:
+        if len(offsets) > MIRROR_SLOTS:
+            raise ValueError(f"a window mirrors at most {MIRROR_SLOTS} registers")
+        self._read = read
+        self._state = _ReadMirrorState()
+        self._state.read = function_address(read)
+        self._state.count = len(offsets)
+        self._slots: dict[int, _MirrorSlot] = {}
+        for slot, offset in zip(self._state.slots, offsets):
+            slot.offset, slot.size = offset, 4
+            self._slots[offset] = slot
+        self.callback = function_address(native_library().vmsim_mirror_read)
+        self.user_data = ctypes.addressof(self._state)
+
+    def publish(self, offset: int, value: int | None) -> None:
+        slot = self._slots[offset]
+        if value is None:
+            slot.valid = 0
+        else:
+            slot.value = value
+            slot.valid = 1
+
+    @property
+    def hits(self) -> int:
+        """Reads answered without calling the device."""
+        return self._state.hits
