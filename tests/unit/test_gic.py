@@ -323,6 +323,27 @@ ACCESS = st.tuples(st.sampled_from(["d", "c"]), st.booleans(),
 LEVELS = st.tuples(st.sampled_from([27, 30, 33, 48, 63]), st.booleans())
 
 
+def _setup_and_steps(gic: Gicv2, steps: list[tuple]) -> list[tuple]:
+    """Linux's setup with the test inputs enabled; then the steps, to apply one by one."""
+    linux_init(gic)
+    for intid in (27, 30, 33, 48, 63):
+        enable(gic, intid)
+    return steps
+
+
+def apply_step(gic: Gicv2, step: tuple) -> int | None:
+    """An input level (intid, level) or a register access; what a read returned."""
+    if len(step) == 2:
+        gic.set_level(*step)
+        return None
+    window, is_write, offset, size, value = step
+    device = gic.distributor if window == "d" else gic.cpu_interface
+    if is_write:
+        device.write(offset, size, value)
+        return None
+    return device.read(offset, size)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(ACCESS, LEVELS), max_size=60))
 def test_any_guest_access_is_safe_and_the_line_matches_iar(steps: list[tuple]) -> None:
@@ -330,19 +351,9 @@ def test_any_guest_access_is_safe_and_the_line_matches_iar(steps: list[tuple]) -
     would hand out an interrupt."""
     lines = Lines()
     gic = Gicv2(64, on_irq=lines.irq.append, on_fiq=lines.fiq.append)
-    linux_init(gic)
-    for intid in (27, 30, 33, 48, 63):
-        enable(gic, intid)
-    for step in steps:
-        if len(step) == 2:
-            gic.set_level(*step)
-            continue
-        window, is_write, offset, size, value = step
-        device = gic.distributor if window == "d" else gic.cpu_interface
-        if is_write:
-            device.write(offset, size, value)
-        else:
-            assert 0 <= device.read(offset, size) < 2**32
+    for step in _setup_and_steps(gic, steps):
+        read = apply_step(gic, step)
+        assert read is None or 0 <= read < 2**32
         assert lines.irq[-1:] in ([], [gic.irq_level]) and lines.fiq[-1:] in ([], [gic.fiq_level])
     signalled = gic.irq_level or gic.fiq_level
     got = gic.cpu_interface.read(IAR, 4)
@@ -361,19 +372,8 @@ def test_gicc_iar_is_published_exactly_while_it_reads_spurious(steps: list[tuple
     assert gic.cpu_interface.mirrored_registers == (IAR,)
     gic.cpu_interface.attach_mirror(mirror)
     assert mirror.values == {IAR: SPURIOUS}
-    linux_init(gic)
-    for intid in (27, 30, 33, 48, 63):
-        enable(gic, intid)
-    for step in steps:
-        if len(step) == 2:
-            gic.set_level(*step)
-        else:
-            window, is_write, offset, size, value = step
-            device = gic.distributor if window == "d" else gic.cpu_interface
-            if is_write:
-                device.write(offset, size, value)
-            else:
-                device.read(offset, size)
+    for step in _setup_and_steps(gic, steps):
+        apply_step(gic, step)
         before = copy.deepcopy(gic.__dict__)
         probe = copy.deepcopy(gic)
         got = probe.cpu_interface.read(IAR, 4)
