@@ -13,10 +13,11 @@ import re
 import struct
 import sys
 from array import array
-from typing import Callable
+from typing import Callable, Sequence
 
 from vmsim.devices.bus import GuestMemory, GuestMemoryError
 from vmsim.devices.events import TraceSink, discard, emitter
+from vmsim.devices.virtio import native_table
 from vmsim.devices.virtio.spec import (
     AVAIL_F_NO_INTERRUPT,
     USED_F_NO_NOTIFY,
@@ -43,6 +44,7 @@ _NEXT_BYTE = bytes([_NEXT])
 
 
 _Segments = list[tuple[int, int]]
+_native_linear_table: native_table.LinearTable | None | bool = None   # loaded on first use
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,6 +108,17 @@ def _linear_table(table: bytes, in_ram: Callable[[int, int], bool], after_writab
         return None
     readable_len = sum(lengths[:readable])
     return addrs, lengths, readable, readable_len, sum(lengths) - readable_len
+
+
+def _resolve_table(table: bytes, in_ram: Callable[[int, int], bool], after_writable: bool,
+                   ) -> tuple[Sequence[int], Sequence[int], int, int, int] | None:
+    """_linear_table's answer, from its C form when vmsim's native library is built."""
+    global _native_linear_table
+    if _native_linear_table is None:
+        _native_linear_table = native_table.load() or False
+    if _native_linear_table:
+        return _native_linear_table(table, in_ram, after_writable)
+    return _linear_table(table, in_ram, after_writable)
 
 
 PREVIEW_BYTES = 32  # bytes of each buffer a trace event carries (hex), before and after
@@ -279,10 +292,11 @@ class ChainError(Exception):
 class DescriptorChain:
     """One available chain, validated and resolved into readable and writable segments.
 
-    The segments are kept as two lists, addresses and lengths, readable ones first: a
-    Linux request of 64 KiB names ~270 buffers and touches ~35 of them, so an (addr,
-    len) pair is made only for a segment that is read or written (and for whoever asks
-    for `readable` or `writable` as lists)."""
+    The segments are kept as two sequences, addresses and lengths (lists, or arrays
+    from the C table check), readable ones first: a Linux request of 64 KiB names ~270
+    buffers and touches ~35 of them, so an (addr, len) pair is made only for a segment
+    that is read or written (and for whoever asks for `readable` or `writable` as
+    lists)."""
 
     __slots__ = (
         "head", "readable_len", "writable_len", "readable_count", "descriptor_count",
@@ -293,8 +307,8 @@ class DescriptorChain:
         self,
         mem: GuestMemory,
         head: int,
-        addrs: list[int],
-        lengths: list[int],
+        addrs: Sequence[int],
+        lengths: Sequence[int],
         readable_count: int,
         descriptor_count: int,
         indirect: bool,
@@ -723,14 +737,14 @@ class SplitQueue:
                 index = 0
                 outer, count = count, 0
                 if table_len >= _BULK_MIN:
-                    linear = _linear_table(table, in_ram, readable_count >= 0)
+                    linear = _resolve_table(table, in_ram, readable_count >= 0)
                     if linear is not None and total + linear[3] + linear[4] <= _MAX_TOTAL_LEN:
                         table_addrs, table_lengths, table_readable = linear[:3]
                         if readable_count < 0:
                             readable_count = len(addrs) + table_readable
                         if addrs:                       # direct descriptors came first
-                            table_addrs = addrs + table_addrs
-                            table_lengths = lengths + table_lengths
+                            table_addrs = [*addrs, *table_addrs]
+                            table_lengths = [*lengths, *table_lengths]
                         return DescriptorChain(self._mem, head, table_addrs, table_lengths,
                                                readable_count, outer + table_len, True,
                                                total - writable_len + linear[3],

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vmsim.devices.memory import Ram
+from vmsim.devices.virtio import native_table
 from vmsim.devices.virtio.queue import ChainError, SplitQueue
 from vmsim.devices.virtio.spec import Desc
 from vmsim.testing.virtio_driver import EchoDevice, make_rig
@@ -144,10 +146,21 @@ def linux_table(readable: int, writable: int, seed: int) -> list[tuple[int, int,
     return entries
 
 
-def walk_outcome(ram: Ram, head_descs, bulk: bool, monkeypatch) -> tuple:
+def native_linear_table():
+    """The C table check; its library is part of every setup (`make unicorn`)."""
+    function = native_table.load()
+    assert function is not None, "vmsim's native helper library is not built: run `make unicorn`"
+    return function
+
+
+def walk_outcome(ram: Ram, head_descs, mode: str, monkeypatch) -> tuple:
+    """Pop the chain with long tables checked in C ("native"), by _linear_table
+    ("python") or by the descriptor loop ("loop")."""
     import vmsim.devices.virtio.queue as queue_module
 
-    monkeypatch.setattr(queue_module, "_BULK_MIN", 32 if bulk else 1 << 30)
+    monkeypatch.setattr(queue_module, "_BULK_MIN", 1 << 30 if mode == "loop" else 32)
+    monkeypatch.setattr(queue_module, "_native_linear_table",
+                        native_linear_table() if mode == "native" else False)
     ram.write(DESC_AT, pack(head_descs))
     ram.write(AVAIL_AT, struct.pack("<HHH", 0, 1, 0))
     queue = SplitQueue(0, SIZE, ram, DESC_AT, AVAIL_AT, USED_AT, indirect=True)
@@ -166,7 +179,8 @@ def walk_outcome(ram: Ram, head_descs, bulk: bool, monkeypatch) -> tuple:
        before=st.sampled_from([(), (0,), (Desc.WRITE,)]), ram_size=st.sampled_from([RAM_SIZE, 0x2000]))
 def test_long_indirect_tables_resolve_as_the_descriptor_loop_does(
         n, split, seed, mutations, before, ram_size, monkeypatch):
-    """Differential: with and without the bulk path, the same chain or the same error."""
+    """Differential: the bulk path in C and in Python and the descriptor loop give the
+    same chain or the same error."""
     entries = linux_table(min(split, n), n - min(split, n), seed)
     for index, field, value in mutations:
         if index < len(entries):
@@ -179,11 +193,76 @@ def test_long_indirect_tables_resolve_as_the_descriptor_loop_does(
     head_descs.append(to_table)
     head_descs += [(0, 0, 0, 0)] * (SIZE - len(head_descs))
     outcomes = []
-    for bulk in (True, False):
+    for mode in ("native", "python", "loop"):
         ram = Ram(BASE, ram_size)  # 0x2000: many buffers are (partly) outside RAM
         try:
             ram.write(LONG_TABLE_AT, pack(entries))
-            outcomes.append(walk_outcome(ram, head_descs, bulk, monkeypatch))
+            outcomes.append(walk_outcome(ram, head_descs, mode, monkeypatch))
         finally:
             ram.close()
-    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+entry_index = st.one_of(st.integers(0, 79), st.just(-1))   # -1: the last entry
+table_mutations = st.lists(st.one_of(
+    st.tuples(st.just("flags"), entry_index,
+              st.sampled_from([0, Desc.NEXT, Desc.WRITE, Desc.NEXT | Desc.WRITE, Desc.INDIRECT,
+                               0x100 | Desc.NEXT, 0x8000 | Desc.WRITE])),
+    st.tuples(st.just("next"), entry_index, st.sampled_from([0, -1, 1, 0xFFFF])),
+    st.tuples(st.just("addr"), entry_index,
+              st.sampled_from([0, DATA_AT - 1, DATA_END, 2**64 - 4096, 2**64 - 1])),
+    st.tuples(st.just("len"), entry_index, st.sampled_from([0, 1, 4096, 2**32 - 1]))),
+    max_size=4)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(readable=st.integers(0, 40), writable=st.integers(0, 40), seed=st.integers(0, 999),
+       mutations=table_mutations, after_writable=st.booleans(),
+       ram=st.sampled_from([(0, 2**64), (DATA_AT, DATA_END - DATA_AT), (DATA_AT, 64)]))
+def test_the_c_table_check_answers_as_the_python_one(readable, writable, seed, mutations,
+                                                     after_writable, ram):
+    """vmsim/native/linear_table.c against _linear_table: Linux-shaped tables with a few
+    fields changed (flags, next fields relative to their place, empty or huge buffers,
+    spans reaching 2^64), whatever RAM is."""
+    entries = [list(entry) for entry in linux_table(readable, writable, seed)] or [[DATA_AT, 1, 0, 0]]
+    for field, index, value in mutations:
+        if index < len(entries):
+            slot = ("addr", "len", "flags", "next").index(field)
+            place = index % len(entries)
+            entries[index][slot] = (place + 1 + value) & 0xFFFF if field == "next" else value
+    table = pack(entries)
+    start, size = ram
+
+    def in_ram(addr: int, length: int) -> bool:
+        return start <= addr and addr + length <= start + size
+
+    from vmsim.devices.virtio.queue import _linear_table
+    native = native_linear_table()(table, in_ram, after_writable)
+    if native is not None:
+        native = (list(native[0]), list(native[1]), *native[2:])
+    assert native == _linear_table(table, in_ram, after_writable)
+
+
+def test_a_long_linux_table_is_checked_in_c(monkeypatch):
+    """The walk takes the C check whenever the library is built (every setup): with the
+    Python check made to fail, an 80-entry Linux table still resolves, to the same
+    chain the descriptor loop gives."""
+    import vmsim.devices.virtio.queue as queue_module
+
+    native_linear_table()
+    entries = linux_table(40, 40, 7)
+    head_descs = [(LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)] + [(0, 0, 0, 0)] * (SIZE - 1)
+    ram = Ram(BASE, RAM_SIZE)
+    try:
+        ram.write(LONG_TABLE_AT, pack(entries))
+        expected = walk_outcome(ram, head_descs, "loop", monkeypatch)
+        monkeypatch.setattr(queue_module, "_native_linear_table", None)   # as at start-up
+        monkeypatch.setattr(queue_module, "_BULK_MIN", 32)
+        monkeypatch.setattr(queue_module, "_linear_table", lambda *_: pytest.fail("Python check"))
+        queue = SplitQueue(0, SIZE, ram, DESC_AT, AVAIL_AT, USED_AT, indirect=True)
+        chain = queue.pop()
+    finally:
+        ram.close()
+    assert expected[0] == "chain" and expected[2][0] == (entries[0][0], entries[0][1])
+    assert ("chain", chain.head, chain.readable, chain.writable, chain.readable_len,
+            chain.writable_len, chain.descriptor_count, chain.indirect) == expected
