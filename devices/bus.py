@@ -116,40 +116,72 @@ class MmioDevice(Protocol):
     def write(self, offset: int, size: int, value: int) -> None: ...
 
 
-class ReadMirror(Protocol):
-    """Where a device publishes what one of its registers reads as, so the machine can
-    answer the guest's loads of it without calling `read` (after the guest has run, a
-    call into Python is the slow part of a register access).
+class RegisterMirror(Protocol):
+    """Where a device says which register accesses the machine may handle without
+    calling it (after the guest has run, a call into Python is the slow part of a
+    register access).
 
-    Only for a register whose read changes nothing, and only while the published value
-    is exactly what `read(offset, 4)` would return; a device withdraws it (None) before
-    a read would have an effect again."""
+    - `publish(offset, value)`: `offset` reads as `value` (4 bytes) until published
+      again; only for a register whose read changes nothing, and only while `read`
+      would return exactly that. None: the device answers the reads again.
+    - `offer(offset, value)`: a 4-byte write of exactly `value` to `offset` may be
+      taken now and applied later, because nothing the guest can see changes until the
+      device is next called. None withdraws the offer. A taken write withdraws it too.
+    - `take_posted(offset)`: the value of the write taken since the last call, or None;
+      the device calls this first whenever it is called, and applies the write."""
 
     def publish(self, offset: int, value: int | None) -> None: ...
+
+    def offer(self, offset: int, value: int | None) -> None: ...
+
+    def take_posted(self, offset: int) -> int | None: ...
 
 
 @runtime_checkable
 class Mirrored(Protocol):
-    """A device with registers a ReadMirror may answer: `mirrored_registers` names their
-    offsets (4-byte registers); `attach_mirror` hands over the mirror, and the device
-    publishes each one's current value (or None) at once and on every change."""
+    """A device some of whose register accesses a RegisterMirror may handle:
+    `mirrored_registers` may be published (reads), `posted_registers` offered
+    (writes); 4-byte registers, by offset. `attach_mirror` hands over the mirror; the
+    device then publishes and offers at once and on every change."""
 
     mirrored_registers: tuple[int, ...]
+    posted_registers: tuple[int, ...]
 
-    def attach_mirror(self, mirror: ReadMirror) -> None: ...
+    def attach_mirror(self, mirror: RegisterMirror) -> None: ...
 
 
 class MirrorRecorder:
-    """A ReadMirror that keeps the published values; used by unit tests."""
+    """A RegisterMirror that keeps what was published and offered; `write` stands in
+    for the guest's write as the machine would handle it. Used by unit tests."""
 
     def __init__(self) -> None:
         self.values: dict[int, int] = {}
+        self.offers: dict[int, int] = {}
+        self.posted: dict[int, int] = {}
 
     def publish(self, offset: int, value: int | None) -> None:
+        self._set(self.values, offset, value)
+
+    def offer(self, offset: int, value: int | None) -> None:
+        self._set(self.offers, offset, value)
+
+    def take_posted(self, offset: int) -> int | None:
+        return self.posted.pop(offset, None)
+
+    def write(self, offset: int, value: int) -> bool:
+        """Take the write if it is offered (True), as the machine's mirror would."""
+        if self.offers.get(offset) != value:
+            return False
+        del self.offers[offset]
+        self.posted[offset] = value
+        return True
+
+    @staticmethod
+    def _set(table: dict[int, int], offset: int, value: int | None) -> None:
         if value is None:
-            self.values.pop(offset, None)
+            table.pop(offset, None)
         else:
-            self.values[offset] = value
+            table[offset] = value
 
 
 @runtime_checkable

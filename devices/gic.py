@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Callable
 
 from vmsim import log
-from vmsim.devices.bus import ControllerInput, IrqLine, ReadMirror
+from vmsim.devices.bus import ControllerInput, IrqLine, RegisterMirror
 
 SOURCE = "gic"
 
@@ -102,10 +102,12 @@ class Gicv2:
         self._running: list[tuple[int, int]] = []
         self.irq_level = False
         self.fiq_level = False
-        # GICC_IAR reads as SPURIOUS, changing nothing, while no interrupt is signalled:
-        # then that value is published (Linux reads IAR once more after each interrupt).
-        self._iar_mirror: ReadMirror | None = None
+        # The register mirror of the CPU interface (see _update): GICC_IAR is published
+        # while it reads as SPURIOUS, and GICC_EOIR of the last acknowledged interrupt
+        # is offered while ending it would signal nothing.
+        self._mirror: RegisterMirror | None = None
         self._iar_spurious = True
+        self._eoi_offer: int | None = None
         self.distributor = _Distributor(self)
         self.cpu_interface = _CpuInterface(self)
 
@@ -125,6 +127,7 @@ class Gicv2:
         """What an input's IrqLine does; `intid` must be valid (see `line`). A level
         the input already has changes nothing: the machine re-drives its timer lines
         after every run."""
+        self.settle()
         bit = 1 << intid
         if bool(self._input & bit) == level:
             return
@@ -139,10 +142,21 @@ class Gicv2:
     # -- queries (tests, the machine, a debugger) -------------------------------------
 
     def pending(self, intid: int) -> bool:
+        self.settle()
         return bool(self._pending() >> intid & 1)
 
     def active(self, intid: int) -> bool:
+        self.settle()
         return bool(self._active >> intid & 1)
+
+    def settle(self) -> None:
+        """Apply the GICC_EOIR the mirror took since the model was last called, if any
+        (see _update). Every entry to the model calls this first."""
+        if self._eoi_offer is not None and self._mirror is not None:
+            value = self._mirror.take_posted(GICC_EOIR)
+            if value is not None:
+                self._eoi_offer = None            # the mirror withdrew it when it took it
+                self._end_of_interrupt(value, BOTH_GROUPS)
 
     # -- state shared by both windows -------------------------------------------------
 
@@ -164,6 +178,7 @@ class Gicv2:
         """The lowest group priority acknowledged and not dropped. An interrupt is
         acknowledged only above the running priority, so `_running` only ever
         descends and its last entry is the lowest."""
+        self.settle()
         return self._running[-1][1] if self._running else IDLE_PRIORITY
 
     def _highest_pending(self, groups: int) -> int | None:
@@ -197,12 +212,32 @@ class Gicv2:
         return intid
 
     def _update(self) -> None:
-        """After every change of state: the IRQ and FIQ lines, and what GICC_IAR reads."""
+        """After every change of state: the IRQ and FIQ lines, and the mirror.
+
+        The mirror may answer GICC_IAR while nothing is signalled (it reads as SPURIOUS
+        and changes nothing), and take GICC_EOIR of the one running interrupt while
+        ending it (priority drop and deactivation) would signal nothing either: the
+        lines then stay low, so nothing the guest can see changes until the model is
+        next called, and then `settle` applies the write before anything else. (With
+        EOImode set the write only drops the priority, which signals no more than that.)
+        Linux does both on every interrupt."""
         intid = self._signalled(BOTH_GROUPS)
+        mirror = self._mirror
         if (intid is None) != self._iar_spurious:
             self._iar_spurious = intid is None
-            if self._iar_mirror is not None:
-                self._iar_mirror.publish(GICC_IAR, SPURIOUS if intid is None else None)
+            if mirror is not None:
+                mirror.publish(GICC_IAR, SPURIOUS if intid is None else None)
+        if mirror is not None:
+            offer = None
+            # (Still pending itself, as a level input is until its device drops it, the
+            # interrupt would be signalled again: no need to look further.)
+            if (intid is None and self._running
+                    and not self._pending() >> self._running[-1][0] & 1
+                    and self._quiet_after_eoi()):
+                offer = self._running[-1][0]
+            if offer != self._eoi_offer:
+                self._eoi_offer = offer
+                mirror.offer(GICC_EOIR, offer)
         fiq = (intid is not None and not self._group >> intid & 1
                and bool(self._cpu_ctlr & GICC_CTLR_FIQ_EN))
         irq = intid is not None and not fiq
@@ -212,6 +247,16 @@ class Gicv2:
         if fiq != self.fiq_level:
             self.fiq_level = fiq
             self._on_fiq(fiq)
+
+    def _quiet_after_eoi(self) -> bool:
+        """Whether, with the last acknowledged interrupt ended, nothing would be
+        signalled: what `_end_of_interrupt` would find, without changing anything."""
+        active, running = self._active, self._running
+        self._active, self._running = active & ~(1 << running[-1][0]), running[:-1]
+        try:
+            return self._signalled(BOTH_GROUPS) is None
+        finally:
+            self._active, self._running = active, running
 
     def _acknowledge(self, groups: int) -> int:
         intid = self._signalled(groups)
@@ -283,6 +328,7 @@ class _Distributor:
         self._gic = gic
 
     def read(self, offset: int, size: int) -> int:
+        self._gic.settle()
         if GICD_IPRIORITYR <= offset < GICD_ICFGR or GICD_CPENDSGIR <= offset < 0xF30:
             return self._read_bytes(offset, size) if _byte_access_ok(SOURCE, offset, size) else 0
         if not _word_aligned(SOURCE, offset, size):
@@ -305,6 +351,7 @@ class _Distributor:
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
+        self._gic.settle()
         if GICD_IPRIORITYR <= offset < GICD_ICFGR or GICD_CPENDSGIR <= offset < 0xF30:
             if _byte_access_ok(SOURCE, offset, size):
                 self._write_bytes(offset, size, value)
@@ -414,23 +461,28 @@ class _Distributor:
 
 
 class _CpuInterface:
-    """GICC_*: an MmioDevice over the shared state, and Mirrored (GICC_IAR while it
-    reads as SPURIOUS)."""
+    """GICC_*: an MmioDevice over the shared state, and Mirrored (GICC_IAR reads,
+    GICC_EOIR writes: see Gicv2._update)."""
 
     mirrored_registers = (GICC_IAR,)
+    posted_registers = (GICC_EOIR,)
 
     def __init__(self, gic: Gicv2) -> None:
         self._gic = gic
 
-    def attach_mirror(self, mirror: ReadMirror) -> None:
+    def attach_mirror(self, mirror: RegisterMirror) -> None:
         gic = self._gic
-        gic._iar_mirror = mirror
+        gic._mirror = mirror
         mirror.publish(GICC_IAR, SPURIOUS if gic._iar_spurious else None)
+        mirror.offer(GICC_EOIR, None)
+        gic._eoi_offer = None
+        gic._update()
 
     def read(self, offset: int, size: int) -> int:
+        gic = self._gic
+        gic.settle()
         if not _word_aligned(SOURCE, offset, size):
             return 0
-        gic = self._gic
         if offset == GICC_IAR:
             return gic._acknowledge(BOTH_GROUPS)
         if offset == GICC_AIAR:
@@ -454,9 +506,10 @@ class _CpuInterface:
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
+        gic = self._gic
+        gic.settle()
         if not _word_aligned(SOURCE, offset, size):
             return
-        gic = self._gic
         value &= 0xFFFF_FFFF
         if offset == GICC_EOIR:
             gic._end_of_interrupt(value, BOTH_GROUPS)

@@ -30,10 +30,10 @@ UNICORN_CMAKE_OPTIONS = (
 LIBUNICORN_NAME = "libunicorn.so.2"
 
 # vmsim's own native helpers, one small library: the stop hook for the wheel engine, the
-# file-descriptor watcher of the run loop (both work without the GIL), the MMIO read
-# mirror, and the virtqueue's check of a long indirect table.
-NATIVE_SOURCES = tuple(_PACKAGE / "native" / name
-                       for name in ("stop_hook.c", "fd_watch.c", "read_mirror.c", "linear_table.c"))
+# file-descriptor watcher of the run loop (both work without the GIL), the MMIO
+# register mirror, and the virtqueue's check of a long indirect table.
+NATIVE_SOURCES = tuple(_PACKAGE / "native" / name for name in (
+    "stop_hook.c", "fd_watch.c", "register_mirror.c", "linear_table.c"))
 NATIVE_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-pthread")
 NATIVE_NAME = "libvmsim_native.so"
 

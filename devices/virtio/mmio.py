@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from vmsim import log
-from vmsim.devices.bus import GuestMemory, IrqLine, ReadMirror
+from vmsim.devices.bus import GuestMemory, IrqLine, RegisterMirror
 from vmsim.devices.events import TraceSink, discard, emitter
 from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
 from vmsim.devices.virtio.queue import SplitQueue
@@ -87,6 +87,7 @@ class MmioTransport:
     """
 
     mirrored_registers = (Reg.INTERRUPT_STATUS,)
+    posted_registers: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -111,7 +112,7 @@ class MmioTransport:
             device.device_features() & Feature.DEVICE_SPECIFIC_MASK)
         self._irq_level = False
         irq.set_level(False)
-        self._mirror: ReadMirror | None = None
+        self._mirror: RegisterMirror | None = None
         self._reset_state()
         self._readers: dict[int, Callable[[], int]] = {
             Reg.MAGIC_VALUE: lambda: MAGIC_VALUE,
@@ -469,7 +470,7 @@ class MmioTransport:
             "queues": [queue.query_status() for queue in self.queues],
         }
 
-    def attach_mirror(self, mirror: ReadMirror) -> None:
+    def attach_mirror(self, mirror: RegisterMirror) -> None:
         self._mirror = mirror
         mirror.publish(Reg.INTERRUPT_STATUS, self.interrupt_status)
 

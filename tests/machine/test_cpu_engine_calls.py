@@ -130,29 +130,47 @@ def _load(rd: int, funct3: int, offset: int, rs1: int = 5) -> bytes:
     return ((offset << 20) | (rs1 << 15) | (funct3 << 12) | (rd << 7) | 0x03).to_bytes(4, "little")
 
 
-def test_a_mirrored_register_is_read_without_calling_python(cpu) -> None:
-    """vmsim/native/read_mirror.c: a published 4-byte register is answered in native
-    code; another register, another size or a withdrawn value reaches the device."""
+def _store(rs2: int, offset: int, rs1: int = 5) -> bytes:
+    """sw x[rs2], offset(x[rs1])."""
+    return ((offset >> 5 << 25) | (rs2 << 20) | (rs1 << 15) | (2 << 12) | ((offset & 31) << 7)
+            | 0x23).to_bytes(4, "little")
+
+
+def test_the_register_mirror_answers_and_takes_in_native_code(cpu) -> None:
+    """vmsim/native/register_mirror.c: a published 4-byte register is read, and an
+    offered write of exactly its value taken, without a call to Python; another
+    register, size or value, or a withdrawn one, reaches the device."""
     window, calls = 0x1000_0000, []
 
     def read(offset: int, size: int) -> int:
-        calls.append((offset, size))
+        calls.append(("read", offset, size))
         return 0x100 + offset
 
-    mirror = cpu.map_mmio(window, 0x1000, read, lambda *_: None, mirrored=(0x60,))
-    code = _load(10, 2, 0x60) + _load(11, 5, 0x60) + _load(12, 2, 0x64)
+    def write(offset: int, size: int, value: int) -> None:
+        calls.append(("write", offset, size, value))
+
+    mirror = cpu.map_mmio(window, 0x1000, read, write, mirrored=(0x60,), posted=(0x10,))
+    code = (_load(10, 2, 0x60) + _load(11, 5, 0x60) + _load(12, 2, 0x64)
+            + _store(13, 0x10) + _store(14, 0x10))
     cpu.uc.mem_write(RAM_BASE, code)
 
     def run() -> tuple[int, int, int]:
         calls.clear()
         cpu.set_x(5, window)
+        cpu.set_x(13, 33)
+        cpu.set_x(14, 34)
         cpu.uc.emu_start(RAM_BASE, RAM_BASE + len(code))
         return cpu.x(10), cpu.x(11), cpu.x(12)
 
     mirror.publish(0x60, 3)
+    mirror.offer(0x10, 33)
     assert run() == (3, 0x160, 0x164)
-    assert calls == [(0x60, 2), (0x64, 4)] and mirror.hits == 1
+    assert calls == [("read", 0x60, 2), ("read", 0x64, 4), ("write", 0x10, 4, 34)]
+    assert (mirror.hits, mirror.taken) == (1, 1)
+    assert mirror.take_posted(0x10) == 33 and mirror.take_posted(0x10) is None
+    assert run() == (3, 0x160, 0x164)                         # the offer was used up
+    assert calls[-2:] == [("write", 0x10, 4, 33), ("write", 0x10, 4, 34)]
     mirror.publish(0x60, None)
     assert run() == (0x160, 0x160, 0x164)
-    assert calls == [(0x60, 4), (0x60, 2), (0x64, 4)] and mirror.hits == 1
-    assert cpu.map_mmio(window + 0x1000, 0x1000, read, lambda *_: None) is None
+    assert calls[0] == ("read", 0x60, 4) and mirror.hits == 2
+    assert cpu.map_mmio(window + 0x1000, 0x1000, read, write) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vmsim.devices.bus import MirrorRecorder, MmioDevice
@@ -323,6 +323,13 @@ ACCESS = st.tuples(st.sampled_from(["d", "c"]), st.booleans(),
 LEVELS = st.tuples(st.sampled_from([27, 30, 33, 48, 63]), st.booleans())
 
 
+_NOT_STATE = ("distributor", "cpu_interface", "_mirror", "_eoi_offer", "_on_irq", "_on_fiq")
+
+
+def _state(gic: Gicv2) -> dict:
+    return {k: v for k, v in gic.__dict__.items() if k not in _NOT_STATE}
+
+
 def _setup_and_steps(gic: Gicv2, steps: list[tuple]) -> list[tuple]:
     """Linux's setup with the test inputs enabled; then the steps, to apply one by one."""
     linux_init(gic)
@@ -381,7 +388,94 @@ def test_gicc_iar_is_published_exactly_while_it_reads_spurious(steps: list[tuple
             assert got == mirror.values[IAR] == SPURIOUS
             assert probe.__dict__.keys() == before.keys()
             assert all(probe.__dict__[k] == v for k, v in before.items()
-                       if k not in ("distributor", "cpu_interface", "_iar_mirror", "_on_irq",
-                                    "_on_fiq"))
+                       if k not in _NOT_STATE)
         else:
             assert got != SPURIOUS
+
+
+# The accesses of an interrupt's handling, more often than ACCESS draws them: GICC_IAR,
+# GICC_EOIR of the running interrupt (as Linux writes it), GICC_CTLR with and without
+# EOImode, GICC_DIR of the running interrupt.
+HANDLING = st.sampled_from([("c", False, IAR, 4, 0), ("eoi",), ("eoi",), ("dir",),
+                            ("c", True, CTLR, 4, 0x201), ("c", True, CTLR, 4, 1)])
+
+
+FEW_LEVELS = st.tuples(st.sampled_from([27, 33, 48]), st.booleans())
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ACCESS, FEW_LEVELS, FEW_LEVELS, HANDLING, HANDLING), max_size=40))
+@example([(33, True), ("c", False, IAR, 4, 0), (33, False), ("eoi",), (48, True)])
+@example([("c", True, CTLR, 4, 0x201), (33, True), ("c", False, IAR, 4, 0), (33, False),
+          ("eoi",), (48, True), ("c", False, IAR, 4, 0), ("dir",), ("eoi",), ("dir",)])
+@example([("d", True, IPRIORITYR + 48, 1, 0x80), (33, True), ("c", False, IAR, 4, 0),
+          (48, True), ("c", False, IAR, 4, 0), (48, False), ("eoi",), (33, False), ("eoi",)])
+def test_an_eoir_the_mirror_takes_changes_nothing_the_guest_can_see(steps: list[tuple]) -> None:
+    """Differential: one GIC whose mirror takes every GICC_EOIR it offers (applied when
+    the model is next called), one that gets every write. After every step their IRQ
+    and FIQ lines and every read agree, and once settled so does their whole state."""
+    mirror = MirrorRecorder()
+    lines = [Lines(), Lines()]
+    mirrored, direct = (Gicv2(64, on_irq=line.irq.append, on_fiq=line.fiq.append)
+                        for line in lines)
+    assert mirrored.cpu_interface.posted_registers == (EOIR,)
+    mirrored.cpu_interface.attach_mirror(mirror)
+    _setup_and_steps(direct, [])
+    for step in _setup_and_steps(mirrored, steps):
+        if step in (("eoi",), ("dir",)):
+            register = EOIR if step == ("eoi",) else DIR
+            value = direct._running[-1][0] if direct._running else SPURIOUS
+            if not mirror.write(register, value):
+                mirrored.cpu_interface.write(register, 4, value)
+            direct.cpu_interface.write(register, 4, value)
+        else:
+            assert apply_step(mirrored, step) == apply_step(direct, step)
+        assert (mirrored.irq_level, mirrored.fiq_level) == (direct.irq_level, direct.fiq_level)
+        assert lines[0].irq == lines[1].irq and lines[0].fiq == lines[1].fiq
+        if IAR in mirror.values:
+            assert copy.deepcopy(direct).cpu_interface.read(IAR, 4) == mirror.values[IAR]
+    mirrored.settle()
+    assert _state(mirrored) == _state(direct)
+
+
+def test_linux_ends_each_interrupt_through_the_mirror() -> None:
+    """The sequence Linux's handler makes: IAR, the device's line dropped (its ack),
+    EOIR, IAR again. The EOIR is offered once the line is low and taken; the next
+    IAR reads SPURIOUS from the mirror; the next call to the model applies the EOI."""
+    gic = Gicv2(64)
+    mirror = MirrorRecorder()
+    gic.cpu_interface.attach_mirror(mirror)
+    linux_init(gic)
+    enable(gic, VIRTIO0)
+    gic.set_level(VIRTIO0, True)
+    assert IAR not in mirror.values and EOIR not in mirror.offers
+    assert gic.cpu_interface.read(IAR, 4) == VIRTIO0
+    assert mirror.values == {IAR: SPURIOUS} and EOIR not in mirror.offers   # line still high
+    gic.set_level(VIRTIO0, False)
+    assert mirror.offers == {EOIR: VIRTIO0}
+    assert mirror.write(EOIR, VIRTIO0) and mirror.values == {IAR: SPURIOUS}
+    assert gic.active(VIRTIO0) is False and mirror.posted == {}          # applied first
+    assert gic.cpu_interface.read(RPR, 4) == 0xFF
+
+
+def test_the_eoir_of_a_preempting_interrupt_is_offered_while_the_other_runs() -> None:
+    """Nested: 48 (priority 0x80) preempts 33 (0xA0) while 63 (0xA0) is pending. Ending
+    48 leaves 33 running, which still holds 63 back: that EOIR is offered too."""
+    gic = Gicv2(64)
+    mirror = MirrorRecorder()
+    gic.cpu_interface.attach_mirror(mirror)
+    linux_init(gic)
+    for intid in (33, 48, 63):
+        enable(gic, intid, priority=0x80 if intid == 48 else 0xA0)
+    gic.set_level(33, True)
+    assert ack(gic) == 33
+    gic.set_level(48, True)
+    gic.set_level(63, True)
+    assert ack(gic) == 48
+    gic.set_level(48, False)
+    assert mirror.offers == {EOIR: 48}
+    assert mirror.write(EOIR, 48)
+    gic.set_level(33, False)                             # applies the EOI of 48 first
+    assert mirror.offers == {} and not gic.irq_level     # ending 33 would signal 63
+    eoi(gic, 33)
+    assert gic.irq_level and ack(gic) == 63

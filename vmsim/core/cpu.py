@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from vmsim.core.engine import PATCHED, engine_kind, load_unicorn
-from vmsim.core.nativelib import NativeReadMirror
+from vmsim.core.nativelib import NativeRegisterMirror
 from vmsim.firmware.boot import PRIV_SUPERVISOR as PRIV_SUPERVISOR  # re-exported
 
 PRIV_USER, PRIV_MACHINE = 0, 3         # PRIV_SUPERVISOR (1) is the firmware's, which enters S-mode
@@ -138,7 +138,7 @@ class EngineCpu:
         # wrappers cost 2-3 µs per call).
         self._value = ctypes.c_uint64()
         self._value_ref = ctypes.byref(self._value)
-        self._mmio_callbacks: list[tuple[Any, NativeReadMirror | None]] = []
+        self._mmio_callbacks: list[tuple[Any, NativeRegisterMirror | None]] = []
         # The invalidation's ranges go to the engine in one uc_reg_write_batch call:
         # (start, end) register pairs, their values written in place each time.
         pairs = _INVALIDATE_BATCH
@@ -234,7 +234,8 @@ class EngineCpu:
     def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
                  write: Callable[[int, int, int], None],
                  after: Callable[[], None] = lambda: None,
-                 mirrored: Sequence[int] = ()) -> NativeReadMirror | None:
+                 mirrored: Sequence[int] = (),
+                 posted: Sequence[int] = ()) -> NativeRegisterMirror | None:
         """Route accesses in [base, base+size) to Python callbacks (offset, size[, value]),
         calling `after()` once each has returned (the machine's timer check).
 
@@ -245,8 +246,9 @@ class EngineCpu:
         stops the run and `run` raises it.
 
         `mirrored` names 4-byte registers whose reads the returned mirror answers
-        natively while the device has a value published for them
-        (vmsim/native/read_mirror.c); `after` is not called for those reads."""
+        natively while the device has a value published for them, and `posted` those
+        whose writes it takes while the device offers the value written
+        (vmsim/native/register_mirror.c); `after` is not called for those accesses."""
         written = self._written_pages
         forget = self._forget_written_code
         failed = self._callback_failed
@@ -272,14 +274,15 @@ class EngineCpu:
                 failed(error)
 
         callbacks = (_MMIO_READ(on_read), _MMIO_WRITE(on_write))
-        mirror = NativeReadMirror(callbacks[0], mirrored) if mirrored else None
+        mirror = None
+        functions: tuple[Any, ...] = (ctypes.cast(callbacks[0], ctypes.c_void_p), None,
+                                      ctypes.cast(callbacks[1], ctypes.c_void_p), None)
+        if mirrored or posted:
+            mirror = NativeRegisterMirror(callbacks[0], callbacks[1], mirrored, posted)
+            functions = (mirror.read_callback, mirror.user_data,
+                         mirror.write_callback, mirror.user_data)
         self._mmio_callbacks.append((callbacks, mirror))  # alive as long as the engine
-        read_callback: Any = ctypes.cast(callbacks[0], ctypes.c_void_p)
-        read_data = None
-        if mirror is not None:
-            read_callback, read_data = mirror.callback, mirror.user_data
-        status = self._lib.uc_mmio_map(self._handle, base, size, read_callback, read_data,
-                                       ctypes.cast(callbacks[1], ctypes.c_void_p), None)
+        status = self._lib.uc_mmio_map(self._handle, base, size, *functions)
         if status:
             raise uc_mod.UcError(status)
         return mirror

@@ -237,16 +237,17 @@ class BaseMachine:
 
     def _map(self, window: Window, device: MmioDevice) -> None:
         """The device on its window; after each access the timer check (`_raise_due`).
-        The registers a Mirrored device publishes are read without calling it, unless
-        --strict must see every access."""
+        The accesses a Mirrored device lets its register mirror handle do not call it,
+        unless --strict must see every access."""
         read, write = device.read, device.write
         mirrored: tuple[int, ...] = ()
+        posted: tuple[int, ...] = ()
         if self.strict is not None and device in self.virtio:
             read, write = self.strict.noting(window.base, read, write)
         elif isinstance(device, Mirrored):
-            mirrored = device.mirrored_registers
+            mirrored, posted = device.mirrored_registers, device.posted_registers
         mirror = self.cpu.map_mmio(window.base, window.mapped_size, read, write,
-                                   self._raise_due, mirrored)
+                                   self._raise_due, mirrored, posted)
         if mirror is not None:
             device.attach_mirror(mirror)
 

@@ -4,8 +4,8 @@
 - The fd watcher (fd_watch.c): a thread without the GIL that stops the CPU as soon as a
   device's file descriptor is readable, so a worker's answer reaches a spinning guest
   without a Python thread in between.
-- The read mirror (read_mirror.c): an MMIO read callback that answers the registers a
-  device published without calling into Python.
+- The register mirror (register_mirror.c): MMIO callbacks that answer the reads a
+  device published, and take the writes it offered, without calling into Python.
 """
 from __future__ import annotations
 
@@ -99,49 +99,83 @@ class FdWatch:
             self._lib.vmsim_watch_free(handle)
 
 
-MIRROR_SLOTS = 4        # VMSIM_MIRROR_SLOTS in read_mirror.c
+MIRROR_SLOTS = 4        # VMSIM_MIRROR_SLOTS in register_mirror.c
 
 
 class _MirrorSlot(ctypes.Structure):
     _fields_ = [("offset", ctypes.c_uint64), ("value", ctypes.c_uint64),
-                ("size", ctypes.c_uint32), ("valid", ctypes.c_uint32)]
+                ("size", ctypes.c_uint32), ("valid", ctypes.c_uint32),
+                ("posted", ctypes.c_uint64)]
 
 
-class _ReadMirrorState(ctypes.Structure):
+class _RegisterMirrorState(ctypes.Structure):
     _fields_ = [("read", ctypes.c_void_p), ("read_data", ctypes.c_void_p),
-                ("hits", ctypes.c_uint64), ("count", ctypes.c_uint32),
-                ("reserved", ctypes.c_uint32), ("slots", _MirrorSlot * MIRROR_SLOTS)]
+                ("write", ctypes.c_void_p), ("write_data", ctypes.c_void_p),
+                ("hits", ctypes.c_uint64), ("taken", ctypes.c_uint64),
+                ("reads", ctypes.c_uint32), ("writes", ctypes.c_uint32),
+                ("read_slots", _MirrorSlot * MIRROR_SLOTS),
+                ("write_slots", _MirrorSlot * MIRROR_SLOTS)]
 
 
-class NativeReadMirror:
-    """One window's read mirror (a devices.bus.ReadMirror): `callback` is the address to
-    give the engine as the window's read callback and `user_data` its argument; reads
-    of a published register are answered there, every other read goes on to `read`
-    (the window's own ctypes callback, which this object keeps alive)."""
+class NativeRegisterMirror:
+    """One window's register mirror (a devices.bus.RegisterMirror): `read_callback` and
+    `write_callback` are the addresses to give the engine for the window, with
+    `user_data` as their argument. Published reads and offered writes are handled
+    there; every other access goes on to `read` or `write` (the window's own ctypes
+    callbacks, which this object keeps alive)."""
 
-    def __init__(self, read: Any, offsets: Sequence[int]) -> None:
-        if len(offsets) > MIRROR_SLOTS:
-            raise ValueError(f"a window mirrors at most {MIRROR_SLOTS} registers")
-        self._read = read
-        self._state = _ReadMirrorState()
-        self._state.read = function_address(read)
-        self._state.count = len(offsets)
-        self._slots: dict[int, _MirrorSlot] = {}
-        for slot, offset in zip(self._state.slots, offsets):
+    def __init__(self, read: Any, write: Any, reads: Sequence[int],
+                 writes: Sequence[int]) -> None:
+        if len(reads) > MIRROR_SLOTS or len(writes) > MIRROR_SLOTS:
+            raise ValueError(f"a window mirrors at most {MIRROR_SLOTS} reads and writes")
+        self._callbacks = (read, write)
+        state = self._state = _RegisterMirrorState()
+        state.read, state.write = function_address(read), function_address(write)
+        state.reads, state.writes = len(reads), len(writes)
+        self._reads = self._slots(state.read_slots, reads)
+        self._writes = self._slots(state.write_slots, writes)
+        library = native_library()
+        self.read_callback = function_address(library.vmsim_mirror_read)
+        self.write_callback = function_address(library.vmsim_mirror_write)
+        self.user_data = ctypes.addressof(state)
+
+    @staticmethod
+    def _slots(slots: Any, offsets: Sequence[int]) -> dict[int, _MirrorSlot]:
+        by_offset = {}
+        for slot, offset in zip(slots, offsets):
             slot.offset, slot.size = offset, 4
-            self._slots[offset] = slot
-        self.callback = function_address(native_library().vmsim_mirror_read)
-        self.user_data = ctypes.addressof(self._state)
+            by_offset[offset] = slot
+        return by_offset
 
     def publish(self, offset: int, value: int | None) -> None:
-        slot = self._slots[offset]
+        slot = self._reads[offset]
         if value is None:
             slot.valid = 0
         else:
             slot.value = value
             slot.valid = 1
 
+    def offer(self, offset: int, value: int | None) -> None:
+        slot = self._writes[offset]
+        if value is None:
+            slot.valid = 0
+        else:
+            slot.value = value
+            slot.valid = 1
+
+    def take_posted(self, offset: int) -> int | None:
+        slot = self._writes[offset]
+        if not slot.posted:
+            return None
+        slot.posted = 0
+        return slot.value
+
     @property
     def hits(self) -> int:
         """Reads answered without calling the device."""
         return self._state.hits
+
+    @property
+    def taken(self) -> int:
+        """Writes taken without calling the device."""
+        return self._state.taken
