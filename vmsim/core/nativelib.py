@@ -117,6 +117,15 @@ class _RegisterMirrorState(ctypes.Structure):
                 ("write_slots", _MirrorSlot * MIRROR_SLOTS)]
 
 
+def _fill(slot: _MirrorSlot, value: int | None) -> None:
+    """Give the slot a value, or (None) hand its register back to the device."""
+    if value is None:
+        slot.valid = 0
+    else:
+        slot.value = value
+        slot.valid = 1
+
+
 class NativeRegisterMirror:
     """One window's register mirror (a devices.bus.RegisterMirror): `read_callback` and
     `write_callback` are the addresses to give the engine for the window, with
@@ -148,20 +157,10 @@ class NativeRegisterMirror:
         return by_offset
 
     def publish(self, offset: int, value: int | None) -> None:
-        slot = self._reads[offset]
-        if value is None:
-            slot.valid = 0
-        else:
-            slot.value = value
-            slot.valid = 1
+        _fill(self._reads[offset], value)
 
     def offer(self, offset: int, value: int | None) -> None:
-        slot = self._writes[offset]
-        if value is None:
-            slot.valid = 0
-        else:
-            slot.value = value
-            slot.valid = 1
+        _fill(self._writes[offset], value)
 
     def take_posted(self, offset: int) -> int | None:
         slot = self._writes[offset]
