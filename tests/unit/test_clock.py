@@ -8,6 +8,7 @@ never assert how long anything took.
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -167,6 +168,45 @@ def test_a_deadline_moved_closer_is_taken_up_at_once(watched) -> None:
     assert watchdog._wait_time() > 3000
     timer.set(timer.clock.ticks())
     assert interrupts.reached(1).wait(GENEROUS)
+
+
+def test_only_a_nearer_deadline_wakes_the_sleeping_watchdog(watched) -> None:
+    """A later deadline waits for the thread's own wake-up; an earlier one, or a
+    deadline after one that fired, wakes it at once."""
+    timer, interrupts, watchdog = watched
+    notified = []
+    real_notify = watchdog._cond.notify
+    watchdog._cond.notify = lambda *a: (notified.append(timer.deadline), real_notify(*a))
+    hour = 3600 * timer.clock.timebase_hz
+    assert _asleep_for(watchdog, NEVER)
+    timer.set(timer.clock.ticks() + hour)
+    assert notified == [timer.deadline]               # it slept with no deadline
+    assert _asleep_for(watchdog, timer.deadline)
+    timer.set(timer.deadline + hour)                   # later: no wake
+    timer.set(NEVER)
+    assert len(notified) == 1
+    timer.set(timer.clock.ticks() + hour // 2)         # earlier than its wake-up
+    assert len(notified) == 2
+    assert _asleep_for(watchdog, timer.deadline)
+    timer.set(timer.clock.ticks())
+    assert interrupts.reached(1).wait(GENEROUS) and len(notified) == 3
+
+
+def _asleep_for(watchdog: Watchdog, deadline: int) -> bool:
+    """Whether the thread goes to sleep until about `deadline` (NEVER: until told),
+    within a bounded wait."""
+    clock = watchdog._timer.clock
+    end = time.monotonic() + GENEROUS
+    while time.monotonic() < end:
+        with watchdog._cond:
+            asleep = watchdog._asleep_until
+        if deadline == NEVER and asleep == clock_module.NEVER_NS:
+            return True
+        if deadline != NEVER and asleep and abs(
+                asleep - time.monotonic_ns() - clock.seconds_until(deadline) * 1e9) < 1e9:
+            return True
+        time.sleep(0.001)
+    return False
 
 
 def test_the_watchdog_retries_until_acknowledged(watched) -> None:

@@ -16,14 +16,17 @@ def test_wake_pipe_is_an_event_that_a_byte_on_its_fd_sets() -> None:
         event.set()
         event.set()                       # setting twice is still one event
         assert event.wait(0)
-        event.clear()
+        assert event.clear() is True
         assert not event.wait(0.01)
-        os.write(event.fd, b"\0")         # what native code does
+        assert event.clear() is False     # nothing to empty
+        os.write(event.fd, b"\0" * 5000)  # what native code does (more than one read)
         assert event.wait(1.0)
-        event.clear()
+        assert event.clear() is True
         assert event.wait(-1.0) is False  # a deadline already past: no wait, no error
     finally:
         event.close()
+    assert event.clear() is False         # closed: nothing, and no fd touched
+    event.close()
 
 
 @pytest.fixture

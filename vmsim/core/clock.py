@@ -65,6 +65,11 @@ class SbiTimer:
     def due(self) -> bool:
         return time.monotonic_ns() >= self._due_ns
 
+    @property
+    def due_ns(self) -> int:
+        """The host monotonic time (ns) from which the deadline is due."""
+        return self._due_ns
+
     def seconds_left(self) -> float | None:
         """Host seconds until the deadline (<= 0 if due), or None when none is set.
 
@@ -104,6 +109,8 @@ class Watchdog:
         self._cond = threading.Condition()
         self._pending = False
         self._closed = False
+        # Until when (monotonic ns) the thread sleeps; NEVER_NS: until told; 0: awake.
+        self._asleep_until = 0
         self._thread = threading.Thread(target=self._run, name="vmsim-watchdog", daemon=True)
         self._thread.start()
 
@@ -121,8 +128,12 @@ class Watchdog:
         self._interrupt()
 
     def deadline_changed(self) -> None:
+        """Wake the thread only for a deadline earlier than it would look again: a later
+        one it finds when it wakes. (Linux's tick rewrites the timer three times per
+        interrupt; each needless wake cost the CPU thread a futex call and the GIL.)"""
         with self._cond:
-            self._cond.notify()
+            if self._timer.due_ns < self._asleep_until:
+                self._cond.notify()
 
     def acknowledge(self) -> None:
         """The CPU thread has taken over: everything signalled so far is handled."""
@@ -151,4 +162,7 @@ class Watchdog:
                 wait = self._wait_time()
                 if self._pending:
                     self._interrupt()
+                self._asleep_until = (NEVER_NS if wait is None
+                                      else time.monotonic_ns() + int(wait * 1e9))
                 self._cond.wait(wait)
+                self._asleep_until = 0
