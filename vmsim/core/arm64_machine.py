@@ -118,6 +118,8 @@ class Arm64Machine(BaseMachine):
         if self._standby:
             self._standby = False
             return True
+        if self.cpu.timer_writes() != self._timer_writes:
+            return False        # the run ended on a timer register write (P15), most do
         return self.cpu.read_instruction(self.cpu.pc - 4) == WFI
 
     # -- exceptions the engine leaves to the host ------------------------------------
