@@ -215,8 +215,8 @@ class Gicv2:
         """After every change of state: the IRQ and FIQ lines, and the mirror.
 
         The mirror may answer GICC_IAR while nothing is signalled (it reads as SPURIOUS
-        and changes nothing), and take GICC_EOIR of the one running interrupt while
-        ending it (priority drop and deactivation) would signal nothing either: the
+        and changes nothing), and take GICC_EOIR of the last acknowledged interrupt
+        while ending it (priority drop and deactivation) would signal nothing: the
         lines then stay low, so nothing the guest can see changes until the model is
         next called, and then `settle` applies the write before anything else. (With
         EOImode set the write only drops the priority, which signals no more than that.)
