@@ -224,7 +224,8 @@ def test_the_c_table_check_answers_as_the_python_one(readable, writable, seed, m
     """vmsim/native/linear_table.c against _linear_table: Linux-shaped tables with a few
     fields changed (flags, next fields relative to their place, empty or huge buffers,
     spans reaching 2^64), whatever RAM is."""
-    entries = [list(entry) for entry in linux_table(readable, writable, seed)] or [[DATA_AT, 1, 0, 0]]
+    entries = ([list(entry) for entry in linux_table(readable, writable, seed)]
+               or [[DATA_AT, 1, 0, 0]])
     for field, index, value in mutations:
         if index < len(entries):
             slot = ("addr", "len", "flags", "next").index(field)
@@ -251,7 +252,8 @@ def test_a_long_linux_table_is_checked_in_c(monkeypatch):
 
     native_linear_table()
     entries = linux_table(40, 40, 7)
-    head_descs = [(LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)] + [(0, 0, 0, 0)] * (SIZE - 1)
+    head_descs = ([(LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)]
+                  + [(0, 0, 0, 0)] * (SIZE - 1))
     ram = Ram(BASE, RAM_SIZE)
     try:
         ram.write(LONG_TABLE_AT, pack(entries))
