@@ -1,6 +1,7 @@
 """Trace events. They flow one way: from devices to observers (TUI, files, tests)."""
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Callable
 
@@ -48,8 +49,36 @@ TraceSink = Callable[[TraceEvent], None]
 # (cheaper than a dict, each of them); observers read the dict (`fields_dict`).
 Fields = "dict[str, Any] | tuple"
 
-# How a device reports one event: (kind, device, queue, fields).
-TraceEmit = Callable[[str, str, "int | None", Fields], None]
+# One event as a device records it: (seq, t, kind, device, queue, fields), with seq from
+# its EventLog's counter and t the time.monotonic() of the event.
+RawEvent = tuple
+
+
+class EventLog:
+    """Where a device records its events while something observes.
+
+    A request makes seven events. A Python call per event into the observer cost the CPU
+    thread microseconds each (between two requests the guest runs and the interpreter
+    leaves the host's caches), so the hot sites record an event as one tuple:
+
+        log.record((log.next_seq(), monotonic(), kind, device, queue, fields))
+
+    For a trace hub gathering events, `record` is a bounded deque's append and
+    `next_seq` a counter's: C calls, no Python frame. The hub stamps and fans the events
+    out later, a batch at a time, and points `record` at a Python method while a listener
+    must hear each event as it happens. Either attribute may change at any moment, so
+    sites read them per event. The sequence numbers show any event a full buffer lost.
+    """
+
+    __slots__ = ("record", "next_seq")
+
+    def __init__(self, record: Callable[[RawEvent], None], next_seq: Callable[[], int]) -> None:
+        self.record = record
+        self.next_seq = next_seq
+
+    def emit(self, kind: str, device: str, queue: int | None, fields: Fields) -> None:
+        """One event, stamped now (for the sites that are not per request)."""
+        self.record((self.next_seq(), time.monotonic(), kind, device, queue, fields))
 
 
 def fields_dict(fields: dict[str, Any] | tuple) -> dict[str, Any]:
@@ -63,16 +92,14 @@ def discard(_event: TraceEvent) -> None:
     """The default sink, for when nothing observes."""
 
 
-def emitter(sink: TraceSink) -> TraceEmit:
-    """How a device hands `sink` its events. A sink with an `emit(kind, device, queue,
-    fields)` method (the trace hub) takes them as they are: a device reports several
-    events per request while something observes, and a TraceEvent object for each was
-    one more Python call on the CPU thread. Any other sink gets a TraceEvent."""
-    emit = getattr(sink, "emit", None)
-    if callable(emit):
-        return emit
+def event_log(sink: TraceSink) -> EventLog:
+    """The log a device records into for `sink`: the sink's own (a trace hub's
+    `event_log()`), or one that hands any other sink a TraceEvent per event."""
+    own = getattr(sink, "event_log", None)
+    if callable(own):
+        return own()
 
-    def build(kind: str, device: str, queue: int | None, fields: dict[str, Any] | tuple,
-              ) -> None:
-        sink(TraceEvent(kind, device, queue, fields_dict(fields)))
-    return build
+    def build(event: RawEvent) -> None:
+        _seq, t, kind, device, queue, fields = event
+        sink(TraceEvent(kind, device, queue, fields_dict(fields), t))
+    return EventLog(build, itertools.count(1).__next__)

@@ -25,12 +25,13 @@ virtio_queue_notify, virtio_set_status).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from vmsim import log
 from vmsim.devices.bus import GuestMemory, IrqLine, RegisterMirror
-from vmsim.devices.events import TraceSink, discard, emitter
+from vmsim.devices.events import TraceSink, discard, event_log
 from vmsim.devices.virtio.device import DeviceContext, VirtioDevice
 from vmsim.devices.virtio.queue import SplitQueue
 from vmsim.devices.virtio.spec import (
@@ -51,6 +52,7 @@ TRANSPORT_FEATURES = Feature.VERSION_1 | Feature.INDIRECT_DESC | Feature.EVENT_I
 _MASK32 = 0xFFFF_FFFF
 # The fields of the events every request brings, in the order their values are sent
 # (vmsim.devices.events.Fields).
+_monotonic = time.monotonic       # per traced event: one global lookup
 _NOTIFY = ("avail_idx",)
 _IRQ = ("raised", "reason", "interrupt_status")
 _NO_IRQ = ("raised", "reason")
@@ -106,7 +108,7 @@ class MmioTransport:
         self._irq = irq
         self._trace = trace
         self._tracing = trace is not discard
-        self._send = emitter(trace)
+        self._log = event_log(trace)
         self._in_ram = mem.contains
         self.offered_features = TRANSPORT_FEATURES | (
             device.device_features() & Feature.DEVICE_SPECIFIC_MASK)
@@ -171,7 +173,7 @@ class MmioTransport:
         return self.context.queues if self.context else []
 
     def _emit(self, kind: str, queue: int | None = None, **fields: object) -> None:
-        self._send(kind, self.name, queue, fields)
+        self._log.emit(kind, self.name, queue, fields)
 
     def _ignored(self, what: str, queue: int | None = None) -> None:
         log.guest_error(self.name, what)
@@ -417,7 +419,9 @@ class MmioTransport:
         if self._tracing:
             queues = self.queues
             shadow = queues[index].published_avail_idx() if index < len(queues) else None
-            self._send("notify", self.name, index, (_NOTIFY, shadow))
+            events = self._log
+            events.record((events.next_seq(), _monotonic(), "notify", self.name, index,
+                           (_NOTIFY, shadow)))
         if not self.status & Status.DRIVER_OK or self.context is None:
             self._ignored("notify before DRIVER_OK", index)
         elif self.status & Status.DEVICE_NEEDS_RESET:
@@ -436,7 +440,9 @@ class MmioTransport:
         if wanted:
             self._raise_interrupt(Interrupt.USED_BUFFER, queue_index, why)
         elif self._tracing:
-            self._send("irq", self.name, queue_index, (_NO_IRQ, False, why))
+            events = self._log
+            events.record((events.next_seq(), _monotonic(), "irq", self.name, queue_index,
+                           (_NO_IRQ, False, why)))
 
     def _config_changed(self) -> None:
         self.config_generation = (self.config_generation + 1) & _MASK32
@@ -445,13 +451,17 @@ class MmioTransport:
     def _raise_interrupt(self, bit: int, queue: int | None, why: str) -> None:
         self.interrupt_status |= bit
         if self._tracing:
-            self._send("irq", self.name, queue, (_IRQ, True, why, self.interrupt_status))
+            events = self._log
+            events.record((events.next_seq(), _monotonic(), "irq", self.name, queue,
+                           (_IRQ, True, why, self.interrupt_status)))
         self._update_irq()
 
     def _write_interrupt_ack(self, value: int) -> None:
         self.interrupt_status &= ~value
         if self._tracing:
-            self._send("irq_ack", self.name, None, (_IRQ_ACK, value, self.interrupt_status))
+            events = self._log
+            events.record((events.next_seq(), _monotonic(), "irq_ack", self.name, None,
+                           (_IRQ_ACK, value, self.interrupt_status)))
         self._update_irq()
 
     # ---- observers ------------------------------------------------------------------

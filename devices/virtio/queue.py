@@ -12,11 +12,12 @@ import functools
 import re
 import struct
 import sys
+import time
 from array import array
 from typing import Callable, Sequence
 
 from vmsim.devices.bus import GuestMemory, GuestMemoryError
-from vmsim.devices.events import TraceSink, discard, emitter
+from vmsim.devices.events import TraceSink, discard, event_log
 from vmsim.devices.virtio import native_table
 from vmsim.devices.virtio.spec import (
     AVAIL_F_NO_INTERRUPT,
@@ -33,6 +34,7 @@ _U16 = struct.Struct("<H")
 _POP = ("head", "descriptors", "readable", "writable", "indirect", "avail_idx",
         "last_avail_idx", "in_flight", "used_event", "chain")
 _FILL = ("head", "len", "used_idx", "in_flight")
+_monotonic = time.monotonic       # per traced event: one global lookup
 _MAX_TOTAL_LEN = 0xFFFF_FFFF  # used.len is 32 bits; no chain may carry more than that
 # Plain module constants: the walker tests them for every descriptor.
 _NEXT, _WRITE, _INDIRECT, _DESC_SIZE = Desc.NEXT, Desc.WRITE, Desc.INDIRECT, Desc.SIZE
@@ -458,7 +460,7 @@ class SplitQueue:
         self._unpack = mem.unpack_from
         self._trace = trace
         self._tracing = trace is not discard
-        self._send = emitter(trace)
+        self._log = event_log(trace)
         self._device = device
         self._last_avail = 0
         self._used_idx = 0
@@ -617,12 +619,13 @@ class SplitQueue:
             raise
         self._in_flight += 1
         self._heads_in_flight.add(head)
-        if self._tracing:   # _send with the fields as they stand: a call less per event
-            self._send("pop", self._device, self.index, (
+        if self._tracing:
+            events = self._log
+            events.record((events.next_seq(), _monotonic(), "pop", self._device, self.index, (
                 _POP, head, chain.descriptor_count, chain.readable_len, chain.writable_len,
                 chain.indirect, avail_idx, self._last_avail, self._in_flight,
                 self._peek_u16(self._used_event_addr) if self.event_idx else None,
-                chain_capture(self._mem, self.desc_addr, self.size, head)))
+                chain_capture(self._mem, self.desc_addr, self.size, head))))
         return chain
 
     def add_used(self, head: int, length: int) -> None:
@@ -647,8 +650,9 @@ class SplitQueue:
             self._in_flight -= 1
         self._heads_in_flight.discard(head)
         if self._tracing:
-            self._send("fill", self._device, self.index,
-                       (_FILL, head, length, used, self._in_flight))
+            events = self._log
+            events.record((events.next_seq(), _monotonic(), "fill", self._device, self.index,
+                        (_FILL, head, length, used, self._in_flight)))
 
     def needs_interrupt(self, explain: bool = True) -> tuple[bool, str]:
         """Should the driver be interrupted for the used entries added so far?

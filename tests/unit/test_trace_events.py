@@ -158,7 +158,7 @@ def test_no_observer_builds_no_event(monkeypatch) -> None:
         raise AssertionError("a TraceEvent was built with nothing observing")
     monkeypatch.setattr(events_module, "TraceEvent", refuse)
     for module in (queue_module, mmio_module, crypto_device_module):
-        assert module.emitter is events_module.emitter
+        assert module.event_log is events_module.event_log
     rig = CryptoRig(CryptoDevice(workers=0), trace=False)
     try:
         sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)

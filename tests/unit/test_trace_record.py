@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from vmsim.devices.events import TraceEvent
 from vmsim.devices.virtio.crypto.constants import CipherAlgo, Op
 from vmsim.devices.virtio.crypto.device import CryptoDevice
 from vmsim.testing.crypto_rig import CryptoRig
+from vmsim.trace import hub as hub_module
 from vmsim.trace.hub import TraceHub, tee
 from vmsim.trace.model import DEVICE, FREE, USED, TraceModel
 from vmsim.trace.record import TraceFileError, TraceWriter, device_info, read_trace
@@ -69,24 +71,91 @@ def test_listeners_run_once_subscribers_have_the_event_and_tee_calls_all() -> No
     assert seen == [("pop", ["pop"])] and other[0].kind == "pop"
 
 
-def test_a_batched_consumer_gets_whole_batches_and_flush_hands_over_the_rest() -> None:
-    """The trace file's writer is fed a batch at a time on the CPU thread, not called
-    per event; an idle flush (or the end) hands over what is left, each event once."""
-    hub, batches = TraceHub(), []
-    flush = hub.batched(batches.append, every=4, seconds=3600)
+def runs_python(call: object) -> bool:
+    return isinstance(call, (types.FunctionType, types.MethodType))
+
+
+def gathering_hub(**kwargs) -> TraceHub:
+    """A hub as a machine with a timebase has it: events gathered, stamped later."""
+    hub = TraceHub(**kwargs)
+    hub.timebase_hz = 10_000_000
+    return hub
+
+
+def test_while_gathering_an_event_is_one_c_call_and_is_stamped_later() -> None:
+    """With no listener, a device's event is a deque append (no Python frame on the CPU
+    thread); the subscriber gets it stamped when it reads, with the guest time of the
+    moment it happened, in order."""
+    hub = gathering_hub()
+    sub = hub.subscribe()
+    events = hub.event_log()
+    assert not runs_python(events.record) and not runs_python(events.next_seq)
+    for n in range(3):
+        events.record((events.next_seq(), 5.0 + n, "notify", "dev", n, (("avail_idx",), n)))
+    assert len(sub) == 0                                  # nothing stamped yet
+    got = sub.drain()
+    assert [(r.seq, r.queue, r.fields) for r in got] == [(n + 1, n, {"avail_idx": n})
+                                                         for n in range(3)]
+    assert [r.g for r in got] == [50_000_000, 60_000_000, 70_000_000]
+    assert got[0].t == pytest.approx(5.0 - hub.t0)
+
+
+def test_a_listener_hears_each_event_as_it_happens_after_those_gathered() -> None:
+    hub = gathering_hub()
+    sub, heard = hub.subscribe(), []
+    hub.emit("notify", "dev", 0, {})                     # gathered
+    hub.listen_items(lambda item: heard.append((item[0], len(sub))))
+    assert runs_python(hub.event_log().record)
+    hub.emit("notify", "dev", 1, {})                     # stamped now, the gathered one first
+    assert heard == [(2, 2)]
+    hub.unlisten_items(hub._item_listeners[0])
+    hub.emit("notify", "dev", 2, {})
+    assert heard == [(2, 2)] and [r.seq for r in sub.drain()] == [1, 2, 3]
+
+
+def test_events_past_the_gathering_buffer_are_lost_and_counted(monkeypatch) -> None:
+    monkeypatch.setattr(hub_module, "RAW_CAPACITY", 4)
+    hub = gathering_hub()
+    sub = hub.subscribe()
     for n in range(10):
-        hub(TraceEvent("notify", "dev", n))
-    assert [[item[5] for item in batch] for batch in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        hub.emit("notify", "dev", n, {})
+    assert [r.seq for r in sub.drain()] == [7, 8, 9, 10] and sub.lost == 6
+
+
+def test_the_flush_thread_hands_batched_consumers_their_events() -> None:
+    """No call from the CPU thread: the hub's own thread stamps what gathered and hands
+    it over, a chunk at a time; flush() hands over the rest, each event once."""
+    hub, batches, arrived = gathering_hub(), [], threading.Event()
+
+    def consume(items: list) -> None:
+        batches.append(items)
+        if sum(map(len, batches)) >= 3:
+            arrived.set()
+    hub.batched(consume, seconds=0.01)
+    try:
+        for n in range(3):
+            hub.emit("notify", "dev", n, {})
+        assert arrived.wait(10)
+    finally:
+        hub.close()
+    assert [item[5] for batch in batches for item in batch] == [0, 1, 2]
+    assert hub._flusher is not None and not hub._flusher.is_alive()
+
+
+def test_a_flush_works_in_chunks_and_flush_hands_over_the_rest(monkeypatch) -> None:
+    monkeypatch.setattr(hub_module, "FLUSH_CHUNK", 4)
+    hub, batches = gathering_hub(), []
+    flush = hub.batched(batches.append, seconds=3600)
+    for n in range(10):
+        hub.emit("notify", "dev", n, {})
+    hub.flush()
+    assert [[item[5] for item in batch] for batch in batches] == [[0, 1, 2, 3], [4, 5, 6, 7],
+                                                                   [8, 9]]
+    hub.emit("notify", "dev", 10, {})
     flush()
     flush()                                            # nothing new: an empty batch
-    assert [item[5] for item in batches[2]] == [8, 9] and batches[3] == []
-
-
-def test_a_batch_is_also_due_after_its_time() -> None:
-    hub, batches = TraceHub(), []
-    hub.batched(batches.append, every=1000, seconds=0.0)
-    hub(TraceEvent("notify", "dev", 0))
-    assert [item[5] for batch in batches for item in batch] == [0]
+    assert [item[5] for item in batches[3]] == [10] and batches[4] == []
+    hub.close()
 
 
 def test_kind_listeners_hear_only_their_kinds() -> None:
@@ -217,17 +286,20 @@ def test_trace_stats_on_a_missing_file_is_one_line(tmp_path: Path, capsys) -> No
 
 
 def test_a_failing_batch_consumer_never_fails_the_device() -> None:
-    """A batch the consumer raises on is dropped, counted and logged once; the event
-    that made the batch due returns normally and later batches still come."""
-    hub, got, calls = TraceHub(), [], []
+    """A batch the consumer raises on is dropped, counted and logged once; the device
+    never sees it and later batches still come."""
+    hub, got, calls = gathering_hub(), [], []
 
     def consume(items: list) -> None:
         calls.append(len(items))
         if len(calls) == 1:
             raise ValueError("cannot pickle this")
         got.extend(items)
-    hub.batched(consume, every=2, seconds=3600)
+    flush = hub.batched(consume, seconds=3600)
     for n in range(4):
         hub(TraceEvent("notify", "dev", n))                    # never raises
+        if n % 2:
+            flush()
     assert calls == [2, 2] and [item[5] for item in got] == [2, 3]
     assert hub._batchers[0].failed == 2
+    hub.close()

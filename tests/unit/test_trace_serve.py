@@ -172,6 +172,7 @@ def test_new_events_are_pickled_once_for_every_viewer(tmp_path: Path) -> None:
     """Two viewers, one hub: each gets every event, in order, once; the server holds no
     per-viewer subscription (the hub has the history and one batch, whatever attaches)."""
     hub, gate = TraceHub(), MachineGate()
+    hub.timebase_hz = 10_000_000                    # gathered, as in a machine
     server = TraceServer(tmp_path / "vm.sock", hub, gate, lambda: CRYPTO, lambda: b"",
                          lambda data: None, lambda: "running")
     rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub)
@@ -183,7 +184,8 @@ def test_new_events_are_pickled_once_for_every_viewer(tmp_path: Path) -> None:
         for n in range(20):
             rig.cipher(sid, bytes(16), bytes([n]) * 16)
         assert len(hub._subscribers) == subscribers
-        last = hub._seq
+        hub.collect()
+        last = hub.last_seq
         seen = [[], []]
         for feed, got in zip(feeds, seen):
             wait_for(lambda: got.extend(feed.drain()) or (got and got[-1].seq == last))

@@ -81,6 +81,7 @@ class Observers:
         from vmsim.trace.record import TraceWriter
 
         observers.hub = TraceHub()
+        observers._closers.append(observers.hub.close)      # the last to close
         if observers.observe is not None and not observers.tui:
             from vmsim.tui.feeds import ConsoleBuffer
 

@@ -1,30 +1,38 @@
 """Fan trace events out to observers without ever making the emulator wait for one.
 
 The hub is the TraceSink the machine hands its devices when something observes (a
-trace file, the TUI, a teaching panel). It is called on the CPU thread only; each
-event gets a sequence number, the guest's time and is appended to every subscriber's
-bounded deque. Observers drain their deque on their own thread at their own pace; one
-that falls behind loses the oldest events (and sees the gap in the sequence numbers),
-the emulator never blocks. With no observer at all the machine gets `discard` instead
-and the devices skip building events.
+trace file, the TUI, a teaching panel). With no observer at all the machine gets
+`discard` instead and the devices skip building events.
 
-On the CPU thread an event becomes one plain tuple, an Item: (seq, t, g, device, kind,
-queue, fields), and the fields stay as cheap as the device could make them (a chain's
-descriptors as tuples, buffer previews as bytes). That is what the trace file's writer
-and the TUI's socket pickle as they are, at C speed; a Record, with its fields in
-their readable form (plain_fields: dicts, hex), is built only where someone reads one
-(a subscriber's drain(), a listener that asked for Records), on that observer's side.
-Per event the hub makes no Python call for an observer unless it asked for one.
+The devices record into the hub's EventLog (vmsim.devices.events): each event one
+tuple (seq, t, kind, device, queue, fields), its fields as cheap as the device could
+make them (a chain's descriptors as tuples, buffer previews as bytes). While no
+listener must hear each event as it happens, recording is a bounded deque's append:
+no Python runs per event on the CPU thread. The hub's flush thread, every few tens of
+milliseconds, stamps what gathered (an Item: (seq, t, g, device, kind, queue, fields),
+t in seconds since the trace started, g the guest's time from the event's own host
+time through the timebase), appends it to every subscriber's bounded deque and hands
+each batched consumer (the trace file, the viewers' socket) its new events. It works
+in chunks and gives the GIL back between them, so the CPU thread waits at most a
+chunk's time for it, and it runs while the CPU thread is in the engine, which holds no
+GIL. A listener (a teaching pause, stepping, a breakpoint, the lesson) switches the
+log to stamping each event at once on the CPU thread, and hearing it there.
+
+Observers drain their deque on their own thread at their own pace; one that falls
+behind loses the oldest events (and sees the gap in the sequence numbers), the
+emulator never blocks. A Record, with its fields in their readable form (plain_fields:
+dicts, hex), is built only where someone reads one, on that observer's side.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from vmsim.devices.events import TraceEvent, fields_dict
+from vmsim.devices.events import EventLog, RawEvent, TraceEvent, fields_dict
 from vmsim.devices.virtio.queue import chain_dicts
 
 _monotonic = time.monotonic          # per event: one global lookup instead of two
@@ -35,6 +43,11 @@ Item = tuple
 # What a subscriber's buffer holds before the oldest events go: a TUI at 10 Hz needs
 # far less; a file writer gets more so a slow disk loses nothing in practice.
 DEFAULT_CAPACITY = 1 << 16
+# Events the devices may record before the flush thread stamps them (about two seconds
+# of a busy guest's requests); past that the oldest go, counted by the gap they leave.
+RAW_CAPACITY = 1 << 16
+FLUSH_SECONDS = 0.05         # the longest an event waits before the batched consumers get it
+FLUSH_CHUNK = 256            # events stamped and handed on per hold of the GIL
 
 
 @dataclass(slots=True)
@@ -92,11 +105,12 @@ def plain_fields(fields: dict[str, Any] | tuple) -> dict[str, Any]:
 
 
 class Subscription:
-    """One observer's bounded buffer; `drain()` from any single thread. The hub appends
-    to it directly (a deque's append, no Python call per event)."""
+    """One observer's bounded buffer; `drain()` from any single thread. The hub extends
+    it a batch at a time (no Python call per event)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, collect: Callable[[], None] = lambda: None) -> None:
         self._items: deque[Item] = deque(maxlen=capacity)
+        self._collect = collect
         self._last_seq = 0
         self.lost = 0                       # events dropped because this observer lagged
 
@@ -105,14 +119,16 @@ class Subscription:
 
     def peek(self) -> list[Item]:
         """What is buffered now, oldest first, left in place (a history's copy)."""
-        return list(self._items)      # one C call: the CPU thread cannot append meanwhile
+        self._collect()
+        return list(self._items)      # one C call: nothing is appended meanwhile
 
     def drain(self, limit: int | None = None) -> list[Record]:
-        """Everything buffered so far (up to `limit`), oldest first."""
+        """Everything recorded so far (up to `limit`), oldest first."""
         return [Record.from_item(item) for item in self.drain_items(limit)]
 
     def drain_items(self, limit: int | None = None) -> list[Item]:
         """drain(), as the hub's tuples (for an observer that only passes them on)."""
+        self._collect()
         items = self._items
         count = len(items) if limit is None else min(limit, len(items))
         out: list[Item] = []
@@ -122,145 +138,234 @@ class Subscription:
                 out.append(pop())
         except IndexError:       # the hub dropped the oldest meanwhile (we lagged)
             pass
-        if out:   # what the deque holds is consecutive: a gap is only ever at its start
-            first = out[0][0]
-            if self._last_seq and first != self._last_seq + 1:
-                self.lost += first - self._last_seq - 1
+        if out:
+            # Gaps are events lost here (this deque was full) or before the hub stamped
+            # them (its own buffer was): every one is counted.
+            self.lost += out[-1][0] - self._last_seq - len(out)
             self._last_seq = out[-1][0]
         return out
 
 
 class TraceHub:
-    """A TraceSink (call it with a TraceEvent) that stamps and fans events out.
+    """A TraceSink (call it with a TraceEvent; devices record into `event_log()`) that
+    stamps and fans events out.
 
-    Per event, on the CPU thread, it makes one tuple and appends it to each
-    subscriber's deque; everything else an observer needs is asked for explicitly and
-    costs nothing until then: `batched()` hands a consumer the events a batch at a time
-    (the trace file), `listen_items(kinds=...)` calls back only for some kinds, and a
-    listener that only matters sometimes (the TUI's gate, while stepping) comes and goes
-    with `unlisten_items()`.
+    Everything an observer needs beyond its deque is asked for explicitly and costs
+    nothing until then: `batched()` hands a consumer the events a batch at a time from
+    the flush thread (the trace file, the viewers), `listen_items(kinds=...)` calls back
+    for some kinds as they are stamped, and a listener that must hear every event as it
+    happens (the TUI's gate, while it could stop; a lesson) comes and goes with
+    `listen_items()` / `unlisten_items()` or `listen()`.
     """
 
     def __init__(self, guest_time: Callable[[], int] | None = None) -> None:
         self.guest_time: Callable[[], int] = guest_time or (lambda: 0)
-        # Set where guest time is CLOCK_MONOTONIC through a timebase (vmsim's GuestClock):
-        # then an event's guest time comes from its own host timestamp, without a call.
-        self.timebase_hz: int | None = None
         self.t0 = time.monotonic()
-        self._seq = 0
+        self._timebase_hz: int | None = None
+        self._next_seq = itertools.count(1).__next__
+        self._raw: deque[RawEvent] = deque(maxlen=RAW_CAPACITY)
+        self._log = EventLog(self._record_now, self._next_seq)
+        self._lock = threading.Lock()          # stamping: one thread at a time, in order
+        self.last_seq = 0                      # the last event stamped
         self._subscribers: tuple[Subscription, ...] = ()
-        self._appends: tuple[Callable[[Item], None], ...] = ()
+        self._extends: tuple[Callable[[Iterable[Item]], None], ...] = ()
         self._listeners: tuple[Callable[[Record], None], ...] = ()
         self._item_listeners: tuple[Callable[[Item], None], ...] = ()
         self._kind_listeners: dict[str, tuple[Callable[[Item], None], ...]] = {}
         self._batchers: tuple[_Batcher, ...] = ()
-        self._due_seq: float = float("inf")     # when the next batch is due: its seq...
-        self._due_t: float = float("inf")       # ...or its time (seconds since t0)
+        self._flusher: threading.Thread | None = None
+        self._period = FLUSH_SECONDS
+        self._stop = threading.Event()
 
-    def subscribe(self, capacity: int = DEFAULT_CAPACITY) -> Subscription:
-        sub = Subscription(capacity)
-        self._subscribers = self._subscribers + (sub,)
-        self._appends = tuple(s._items.append for s in self._subscribers)
-        return sub
+    # ---- recording (CPU thread) -----------------------------------------------------
 
-    def unsubscribe(self, sub: Subscription) -> None:
-        self._subscribers = tuple(s for s in self._subscribers if s is not sub)
-        self._appends = tuple(s._items.append for s in self._subscribers)
+    def event_log(self) -> EventLog:
+        """What the devices record into (vmsim.devices.events.event_log)."""
+        return self._log
 
-    def batched(self, consume: Callable[[list[Item]], None], every: int = 256,
-                seconds: float = 0.05) -> Callable[[], None]:
-        """Call `consume(items)` with the events so far once `every` have gathered or
-        `seconds` have passed since the last batch, on the CPU thread (where a pickle of
-        the whole batch costs less than a Python call per event). Returns `flush`, for
-        an idle guest (from a timer) and for the end: it calls `consume` even with no
-        new event (a consumer may have output to retry). It and the CPU thread never
-        call `consume` at the same time, and each event is in exactly one batch."""
-        batcher = _Batcher(self, consume, every, seconds)
-        self._batchers = self._batchers + (batcher,)
-        self.subscribe(capacity=1 << 30)    # bounded by `every`: it is drained that often
-        batcher.sub = self._subscribers[-1]
-        self._schedule()
-        return batcher.flush
+    @property
+    def timebase_hz(self) -> int | None:
+        """Set where guest time is CLOCK_MONOTONIC through a timebase (vmsim's
+        GuestClock): an event's guest time then follows from its own host time, so it
+        can be stamped later; otherwise each event is stamped (guest_time()) at once."""
+        return self._timebase_hz
 
-    def _schedule(self) -> None:
-        self._due_seq = min((b.due_seq for b in self._batchers), default=float("inf"))
-        self._due_t = min((b.due_t for b in self._batchers), default=float("inf"))
+    @timebase_hz.setter
+    def timebase_hz(self, hz: int | None) -> None:
+        self._timebase_hz = hz
+        self._choose_recording()
 
-    def listen(self, callback: Callable[[Record], None]) -> None:
-        """Call `callback` on the CPU thread for each event, once every subscriber has
-        it: for a teaching pause or a breakpoint, which stops the guest at that event
-        while the viewers already show it. It must not raise."""
-        self._listeners = self._listeners + (callback,)
-
-    def listen_items(self, callback: Callable[[Item], None],
-                     kinds: Iterable[str] | None = None) -> None:
-        """listen(), with the event as its tuple (Item): for a listener that would only
-        turn the Record back into a tuple, or that rarely needs one. With `kinds`, only
-        for events of those kinds (the others cost it nothing). Item listeners run
-        before Record listeners."""
-        if kinds is None:
-            self._item_listeners = self._item_listeners + (callback,)
-            return
-        for kind in kinds:
-            self._kind_listeners[kind] = self._kind_listeners.get(kind, ()) + (callback,)
-
-    def unlisten_items(self, callback: Callable[[Item], None]) -> None:
-        """Stop calling `callback` (added by listen_items without kinds)."""
-        self._item_listeners = tuple(c for c in self._item_listeners if c != callback)
+    def _choose_recording(self) -> None:
+        gather = bool(self._timebase_hz) and not self._listeners and not self._item_listeners
+        self._log.record = self._raw.append if gather else self._record_now
 
     def __call__(self, event: TraceEvent) -> None:
-        self.emit(event.kind, event.device, event.queue, event.fields, event.t)
+        self._log.record((self._next_seq(), event.t, event.kind, event.device, event.queue,
+                          event.fields))
 
-    def emit(self, kind: str, device: str, queue: int | None, fields: dict[str, Any],
+    def emit(self, kind: str, device: str, queue: int | None, fields: dict[str, Any] | tuple,
              t: float | None = None) -> None:
-        """An event without its TraceEvent object (vmsim.devices.events.emitter: what
-        the devices call), stamped now unless `t` says when it happened."""
-        if t is None:
-            t = _monotonic()
-        self._seq = seq = self._seq + 1
-        hz = self.timebase_hz
-        item = (seq, t - self.t0, int(t * hz) if hz else self.guest_time(), device, kind,
-                queue, fields)
-        for append in self._appends:
-            append(item)
-        if seq >= self._due_seq or item[1] >= self._due_t:
-            for batcher in self._batchers:
-                batcher.due(seq, item[1])
+        """An event without its TraceEvent object, stamped now unless `t` says when it
+        happened."""
+        self._log.record((self._next_seq(), _monotonic() if t is None else t, kind, device,
+                          queue, fields))
+
+    def _record_now(self, event: RawEvent) -> None:
+        """The log's `record` while a listener must hear each event as it happens."""
+        with self._lock:
+            item = self._stamp([event])[0] if not self._raw else self._stamp_gathered(event)
         for listener in self._item_listeners:
             listener(item)
-        if self._kind_listeners:
-            for listener in self._kind_listeners.get(kind, ()):
-                listener(item)
         if self._listeners:
             record = Record.from_item(item)
             for listener in self._listeners:
                 listener(record)
 
+    # ---- stamping (any thread, under the lock) --------------------------------------
+
+    def _stamp(self, events: list[RawEvent]) -> list[Item]:
+        t0, hz = self.t0, self._timebase_hz
+        if hz:
+            items = [(seq, t - t0, int(t * hz), device, kind, queue, fields)
+                     for seq, t, kind, device, queue, fields in events]
+        else:
+            items = [(seq, t - t0, self.guest_time(), device, kind, queue, fields)
+                     for seq, t, kind, device, queue, fields in events]
+        for extend in self._extends:
+            extend(items)
+        if self._kind_listeners:
+            for item in items:
+                for listener in self._kind_listeners.get(item[4], ()):
+                    listener(item)
+        self.last_seq = items[-1][0]
+        return items
+
+    def _stamp_gathered(self, then: RawEvent | None = None, limit: int = 0) -> Item | None:
+        """Stamp what was gathered (at most `limit` events, 0: all), then `then`."""
+        raw = self._raw
+        count = len(raw) if not limit else min(limit, len(raw))
+        pop = raw.popleft
+        events = [pop() for _ in range(count)]
+        if then is not None:
+            events.append(then)
+        return self._stamp(events)[-1] if events else None
+
+    def collect(self) -> None:
+        """Stamp and fan out every event gathered so far (a subscriber about to read)."""
+        if self._raw:
+            with self._lock:
+                self._stamp_gathered()
+
+    # ---- observers ------------------------------------------------------------------
+
+    def subscribe(self, capacity: int = DEFAULT_CAPACITY) -> Subscription:
+        return self._add(Subscription(capacity, self.collect))
+
+    def _add(self, sub: Subscription) -> Subscription:
+        """A new subscriber gets the events after those gathered so far."""
+        with self._lock:
+            if self._raw:
+                self._stamp_gathered()
+            sub._last_seq = self.last_seq
+            self._subscribers = self._subscribers + (sub,)
+            self._extends = tuple(s._items.extend for s in self._subscribers)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+            self._extends = tuple(s._items.extend for s in self._subscribers)
+
+    def batched(self, consume: Callable[[list[Item]], None],
+                seconds: float = FLUSH_SECONDS) -> Callable[[], None]:
+        """Call `consume(items)` with the new events every `seconds` (at most), from the
+        hub's flush thread, where a pickle of the whole batch costs the CPU thread
+        nothing but, at worst, a wait for the GIL. Returns `flush`, for the end (and for
+        a consumer that wants its events now): it calls `consume` even with no new event
+        (a consumer may have output to retry). Two calls of `consume` never overlap,
+        and each event is in exactly one batch."""
+        batcher = _Batcher(self, consume)
+        # Its buffer stamps nothing when drained: flush() does, a chunk at a time.
+        batcher.sub = self._add(Subscription(RAW_CAPACITY * 2))
+        self._batchers = self._batchers + (batcher,)
+        self._period = min(self._period, seconds)
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="vmsim-trace-flush",
+                                             daemon=True)
+            self._flusher.start()
+
+        def flush() -> None:
+            self.collect()
+            batcher.flush()
+        return flush
+
+    def flush(self) -> None:
+        """Stamp everything gathered, a chunk at a time, handing each batched consumer
+        its share after each chunk; between chunks the CPU thread may take the GIL."""
+        while True:
+            with self._lock:
+                self._stamp_gathered(limit=FLUSH_CHUNK)
+            for batcher in self._batchers:
+                batcher.flush()
+            if len(self._raw) < FLUSH_CHUNK:
+                break
+            time.sleep(0)                       # the GIL to the CPU thread, if it waits
+        if self._raw:
+            self.collect()
+            for batcher in self._batchers:
+                batcher.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._period):
+            self.flush()
+
+    def close(self) -> None:
+        """Stop the flush thread, after one last flush (safe to call twice)."""
+        self._stop.set()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join()
+        self.flush()
+
+    def listen(self, callback: Callable[[Record], None]) -> None:
+        """Call `callback` on the CPU thread for each event as it happens, once every
+        subscriber has it: for a teaching pause or a breakpoint, which stops the guest at
+        that event while the viewers already show it. It must not raise."""
+        self._listeners = self._listeners + (callback,)
+        self._choose_recording()
+
+    def listen_items(self, callback: Callable[[Item], None],
+                     kinds: Iterable[str] | None = None) -> None:
+        """listen(), with the event as its tuple (Item): for a listener that would only
+        turn the Record back into a tuple, or that rarely needs one. Item listeners run
+        before Record listeners. With `kinds`, only for events of those kinds, and when
+        they are stamped (on whichever thread stamps them; the others cost it nothing):
+        for a listener that keeps them, not one that must act as they happen."""
+        if kinds is None:
+            self._item_listeners = self._item_listeners + (callback,)
+            self._choose_recording()
+            return
+        with self._lock:
+            for kind in kinds:
+                self._kind_listeners[kind] = self._kind_listeners.get(kind, ()) + (callback,)
+
+    def unlisten_items(self, callback: Callable[[Item], None]) -> None:
+        """Stop calling `callback` (added by listen_items without kinds)."""
+        self._item_listeners = tuple(c for c in self._item_listeners if c != callback)
+        self._choose_recording()
+
 
 class _Batcher:
-    """One batched() consumer: its buffer, when its next batch is due, and the lock that
-    keeps the CPU thread and an idle flush from handing it two batches at once."""
+    """One batched() consumer: its buffer, and the lock that keeps the flush thread and
+    an explicit flush from handing it two batches at once."""
 
-    def __init__(self, hub: TraceHub, consume: Callable[[list[Item]], None], every: int,
-                 seconds: float) -> None:
-        self.hub, self.consume, self.every, self.seconds = hub, consume, every, seconds
+    def __init__(self, hub: TraceHub, consume: Callable[[list[Item]], None]) -> None:
+        self.hub, self.consume = hub, consume
         self.sub: Subscription
         self.lock = threading.Lock()
         self.failed = 0                     # events in batches `consume` raised on
-        self.due_seq = hub._seq + every
-        self.due_t = time.monotonic() - hub.t0 + seconds
 
-    def due(self, seq: int, t: float) -> None:
-        if seq >= self.due_seq or t >= self.due_t:
-            self.flush(t)
-
-    def flush(self, now: float | None = None) -> None:
+    def flush(self) -> None:
         with self.lock:
-            if now is None:
-                now = time.monotonic() - self.hub.t0
-            self.due_seq = self.hub._seq + self.every
-            self.due_t = now + self.seconds
-            self.hub._schedule()
             items = self.sub.drain_items()
             try:
                 self.consume(items)

@@ -10,8 +10,8 @@
 
 Events carry everything a viewer replays: each popped chain's descriptors (index,
 address, length, flags, the first bytes of each buffer), each request decoded, each
-completion with its status, duration and the first bytes written. The CPU thread only
-pickles a batch of events now and then; a child process writes the JSON (see
+completion with its status, duration and the first bytes written. The hub's flush
+thread pickles a batch of events now and then; a child process writes the JSON (see
 TraceWriter). On the CPU thread a chain's descriptors and buffer previews are raw
 tuples and bytes; they become the dicts and hex above in the child (plain_fields).
 """
@@ -37,7 +37,6 @@ from vmsim.trace.hub import Item, Record, TraceHub, plain_fields
 FORMAT = "vmsim-trace"
 VERSION = 1
 _FLUSH_SECONDS = 0.05          # the longest a record waits in the buffer
-_BATCH = 256                   # records per pickled frame
 _FRAME = struct.Struct("<I")
 _PIPE_SIZE = 1 << 20           # ask the kernel for a 1 MiB pipe
 _F_SETPIPE_SZ = 1031
@@ -74,16 +73,13 @@ def device_info(transports: list[Any]) -> list[dict[str, Any]]:
 class TraceWriter:
     """Records a hub's events to a JSON-lines file, through a child process.
 
-    The hub hands the writer its events a batch at a time (TraceHub.batched: every
-    BATCH events or FLUSH_SECONDS), on the CPU thread; the writer pickles the batch (C
-    speed, no Python call per event) and writes it down a pipe to
-    `python -m vmsim.trace.record`, which turns it into JSON lines on another core, at
-    a lower priority than the emulator: when the host's cores are busy, the guest goes
-    first and the writer catches up later. No Python thread of this process encodes
-    anything, so the CPU thread never waits for the GIL because of the trace. A full
+    The hub's flush thread hands the writer its new events every FLUSH_SECONDS
+    (TraceHub.batched); the writer pickles the batch (C speed, no Python call per
+    event) and writes it down a pipe to `python -m vmsim.trace.record`, which turns it
+    into JSON lines on another core, at a lower priority than the emulator: when the
+    host's cores are busy, the guest goes first and the writer catches up later. A full
     pipe (the child fell behind) is retried with the next batch; past MAX_PENDING it
-    costs events, counted in the end line, never a wait. A timer thread flushes what
-    an idle guest left in the buffer.
+    costs events, counted in the end line, never a wait.
     """
 
     def __init__(self, path: Path, hub: TraceHub) -> None:
@@ -97,11 +93,11 @@ class TraceWriter:
         self._early: list[Item] = []      # events before start(): they wait for it
         self._pending = b""               # a frame the pipe did not take whole yet
         self._child: subprocess.Popen | None = None
-        self._stop = threading.Event()
+        self._lock = threading.Lock()       # a batch, or the end line: one at a time
         self.written = 0
         self.lost = 0
         self._closed = False
-        self._flush = hub.batched(self._consume, _BATCH, _FLUSH_SECONDS)
+        self._flush = hub.batched(self._consume, _FLUSH_SECONDS)
 
     def start(self, devices: list[dict[str, Any]], timebase_hz: int) -> None:
         # wall_t0: the Unix time of t = 0, for captures that want absolute times
@@ -119,11 +115,14 @@ class TraceWriter:
         except OSError:
             pass
         os.set_blocking(pipe, False)
-        threading.Thread(target=self._idle_flush, name="vmsim-trace-flush", daemon=True).start()
 
     def _consume(self, batch: list[Item]) -> None:
-        """A batch from the hub (CPU thread, or the idle flush; never both at once):
-        one pickled frame down the pipe, after what the pipe still owes."""
+        """A batch from the hub's flush thread (or a flush at the end): one pickled
+        frame down the pipe, after what the pipe still owes."""
+        with self._lock:
+            self._send(batch)
+
+    def _send(self, batch: list[Item]) -> None:
         child = self._child
         if child is None or child.stdin is None:
             if not self._closed:
@@ -149,23 +148,21 @@ class TraceWriter:
             sent = len(frame)
         self._pending = frame[sent:]
 
-    def _idle_flush(self) -> None:
-        while not self._stop.wait(_FLUSH_SECONDS):
-            self._flush()
-
     def close(self) -> None:
         """Flush what is left, let the child write the end line; safe to call twice."""
         if self._closed:
             return
-        self._closed = True
-        self._stop.set()
         child = self._child
         if child is not None and child.stdin is not None:
             self._flush()
-            end = pickle.dumps(("end", self.written, self.lost))
-            rest = self._pending + _FRAME.pack(len(end)) + end
-            self._pending = b""
-            self._child = None                      # later events: kept, never sent
+        with self._lock:
+            self._closed = True
+            if child is not None and child.stdin is not None:
+                end = pickle.dumps(("end", self.written, self.lost))
+                rest = self._pending + _FRAME.pack(len(end)) + end
+                self._pending = b""
+                self._child = None                  # later events: kept, never sent
+        if child is not None and child.stdin is not None:
             os.set_blocking(child.stdin.fileno(), True)
             try:
                 child.stdin.write(rest)

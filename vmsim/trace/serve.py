@@ -14,7 +14,7 @@ where the machine takes fault rules (the hello says "faults": true),
 answer goes back to that viewer as {"fault_reply": text}, and every viewer gets the
 rules with their counts as {"faults": text} when they change.
 Only a vmsim viewer on the same host connects (the socket is the user's, mode 0600).
-The CPU thread pickles the new events once a batch (TraceHub.batched) for every viewer;
+The hub's flush thread pickles the new events once a batch (TraceHub.batched) for every viewer;
 each viewer's thread only sends the frames from its bounded queue (a viewer that lags
 loses the oldest frames and sees the gap in the sequence numbers; one that stops reading
 is dropped), so no thread of the emulator's process runs Python per event: the emulator
@@ -40,7 +40,6 @@ from vmsim.trace.hub import Item, TraceHub
 HISTORY = 50_000                        # recent records a new viewer gets first
 _KEEP_ALWAYS = frozenset({"status", "features", "queue_setup", "config_read"})
 _SEND_EVERY = 0.05
-_BATCH = 256                            # records per frame of new events
 _CHUNK = 64                             # records per frame of the history
 _MAX_FRAMES = 256                       # frames a viewer may owe before the oldest go
 FRAME = struct.Struct("<I")
@@ -66,7 +65,7 @@ class TraceServer:
         self._console_subscribers: list[_Client] = []
         self._stop = threading.Event()
         hub.listen_items(self._remember, kinds=_KEEP_ALWAYS)
-        self.flush = hub.batched(self._fan_out, every=_BATCH, seconds=_SEND_EVERY)
+        self.flush = hub.batched(self._fan_out, seconds=_SEND_EVERY)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -80,13 +79,13 @@ class TraceServer:
         self._thread.start()
 
     def _remember(self, item: Item) -> None:
-        """Hub listener for the structural kinds (CPU thread): a late viewer gets them
+        """Hub listener for the structural kinds (as they are stamped): a late viewer gets them
         even when they are older than the history kept."""
         self._structural.append(item)
         del self._structural[:-1000]
 
     def _fan_out(self, items: list[Item]) -> None:
-        """A batch of new events (CPU thread, or a viewer's idle flush): pickled once,
+        """A batch of new events (the hub's flush thread, or a viewer's idle flush): pickled once,
         queued for every viewer."""
         clients = self._clients
         if not items or not clients:

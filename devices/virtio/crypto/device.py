@@ -22,7 +22,7 @@ from typing import Callable
 
 from vmsim import log
 from vmsim.devices.bus import FdWaker, NullWaker, Waker
-from vmsim.devices.events import TraceSink, discard, emitter
+from vmsim.devices.events import TraceSink, discard, event_log
 from vmsim.devices.virtio.crypto import akcipher, execute, tracing
 from vmsim.devices.virtio.crypto.config import CONFIG_SIZE, Limits, config_bytes, read_field
 from vmsim.devices.virtio.crypto.constants import (CREATE_SESSION_OPS, DEVICE_ID, CryptoFeatures, Op,
@@ -68,6 +68,7 @@ RUNNER = "vmsim.devices.virtio.crypto.execute:run"
 _STATUS_BYTE = {status: bytes([status]) for status in Status}
 _STATUS_NAME = {status: status.name for status in Status}
 _SERVICE_NAME = {int(service): service.name for service in Service}   # per traced request
+_monotonic = time.monotonic       # per traced event: one global lookup
 
 
 def _checked_features(features: int) -> CryptoFeatures:
@@ -137,7 +138,7 @@ class CryptoDevice(VirtioDevice):
         self._workers = workers
         self._waker = waker
         self._trace = trace
-        self._send = emitter(trace)
+        self._log = event_log(trace)
         self._inline_max = inline_max_bytes
         self._pool: WorkerPool[Job, Outcome] | None = None
         self._fd_waker = waker if isinstance(waker, FdWaker) else None
@@ -346,8 +347,9 @@ class CryptoDevice(VirtioDevice):
                 completed = True
                 continue
             if self._trace is not discard:     # int &: no Flag call
-                self._send("request", NAME, index,
-                           tracing.data_request(chain, bool(int(features) & _REVISION_1)))
+                events = self._log
+                events.record((events.next_seq(), _monotonic(), "request", NAME, index,
+                            tracing.data_request(chain, bool(int(features) & _REVISION_1))))
             try:
                 job = parse_data_request(chain, chain.writable_len, features, self.limits, self.sessions)
             except RequestError as err:
@@ -505,11 +507,12 @@ class CryptoDevice(VirtioDevice):
         if used_len is not None:
             used = used_len
         if self._trace is not discard:          # the status is written: before the used entry
-            self._send("complete", NAME, index, (
+            events, now = self._log, _monotonic()
+            events.record((events.next_seq(), now, "complete", NAME, index, (
                 tracing.COMPLETE_FIELDS, chain.head, "data", _SERVICE_NAME.get(service, "?"),
                 _STATUS_NAME[outcome.status], used,
-                round((time.monotonic() - started) * 1e6, 1) if started else None,
-                "pool" if pooled else "inline", tracing.written(ctx.mem, chain)))
+                round((now - started) * 1e6, 1) if started else None,
+                "pool" if pooled else "inline", tracing.written(ctx.mem, chain))))
         ctx.queues[index].add_used(chain.head, used)
         self._count(index, outcome.status, chain.readable_len)
 
@@ -662,4 +665,4 @@ class CryptoDevice(VirtioDevice):
 
     def _emit(self, event: str, queue: int | None, **fields: object) -> None:
         if self._trace is not discard:
-            self._send(event, NAME, queue, fields)
+            self._log.emit(event, NAME, queue, fields)
