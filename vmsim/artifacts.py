@@ -33,7 +33,7 @@ LIBUNICORN_NAME = "libunicorn.so.2"
 # file-descriptor watcher of the run loop (both work without the GIL), the MMIO
 # register mirror, and the virtqueue's check of a long indirect table.
 NATIVE_SOURCES = tuple(_PACKAGE / "native" / name for name in (
-    "stop_hook.c", "fd_watch.c", "register_mirror.c", "linear_table.c"))
+    "stop_hook.c", "fd_watch.c", "register_mirror.c", "linear_table.c", "chain_capture.c"))
 NATIVE_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-pthread")
 NATIVE_NAME = "libvmsim_native.so"
 

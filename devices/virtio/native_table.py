@@ -19,15 +19,22 @@ LinearTable = Callable[[bytes, Callable[[int, int], bool], bool],
                        "tuple[Sequence[int], Sequence[int], int, int, int] | None"]
 
 
-def load() -> LinearTable | None:
-    """The C check as a drop-in for `_linear_table`, or None without the library."""
+def native_function(name: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """A function of vmsim's native helper library, or None without the library."""
     path = native_library_path()
     if not path.is_file():
         return None
     try:
         # PyDLL keeps the GIL across the call: it lasts microseconds and calls no Python.
-        function = ctypes.PyDLL(str(path)).vmsim_linear_table
+        return getattr(ctypes.PyDLL(str(path)), name)
     except (OSError, AttributeError):
+        return None
+
+
+def load() -> LinearTable | None:
+    """The C check as a drop-in for `_linear_table`, or None without the library."""
+    function = native_function("vmsim_linear_table")
+    if function is None:
         return None
     function.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int,
                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from vmsim.devices.bus import GuestMemory, GuestMemoryError
 from vmsim.devices.events import TraceSink, discard, event_log
-from vmsim.devices.virtio import native_table
+from vmsim.devices.virtio import native_capture, native_table
 from vmsim.devices.virtio.spec import (
     AVAIL_F_NO_INTERRUPT,
     USED_F_NO_NOTIFY,
@@ -242,6 +242,8 @@ def chain_dicts(entries: tuple[ChainEntry, ...] | list) -> list[dict[str, object
     as they are."""
     if entries and entries[0] == _TABLE:
         entries = _table_entries(tuple(entries))
+    elif entries and entries[0] == native_capture.PACKED:
+        entries = _table_entries((_TABLE, *native_capture.unpack(tuple(entries))))
     out: list[dict[str, object]] = []
     for entry in entries:
         if isinstance(entry, dict):
@@ -461,6 +463,8 @@ class SplitQueue:
         self._trace = trace
         self._tracing = trace is not discard
         self._log = event_log(trace)
+        self._native_capture = (native_capture.for_memory(mem, MAX_LISTED + 1, PREVIEW_BYTES)
+                                if self._tracing else None)
         self._device = device
         self._last_avail = 0
         self._used_idx = 0
@@ -620,12 +624,14 @@ class SplitQueue:
         self._in_flight += 1
         self._heads_in_flight.add(head)
         if self._tracing:
+            capture = self._native_capture
+            listed = ((capture and capture(self.desc_addr + _DESC_SIZE * head, head))
+                      or chain_capture(self._mem, self.desc_addr, self.size, head))
             events = self._log
             events.record((events.next_seq(), _monotonic(), "pop", self._device, self.index, (
                 _POP, head, chain.descriptor_count, chain.readable_len, chain.writable_len,
                 chain.indirect, avail_idx, self._last_avail, self._in_flight,
-                self._peek_u16(self._used_event_addr) if self.event_idx else None,
-                chain_capture(self._mem, self.desc_addr, self.size, head))))
+                self._peek_u16(self._used_event_addr) if self.event_idx else None, listed)))
         return chain
 
     def add_used(self, head: int, length: int) -> None:

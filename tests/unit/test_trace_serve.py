@@ -229,6 +229,7 @@ def test_closing_the_server_lets_the_frame_being_sent_finish(tmp_path: Path) -> 
     feed = SocketFeed(str(tmp_path / "vm.sock"))
     try:
         wait_for(lambda: len(server._clients) == 1)
+        wait_for(lambda: feed.status() == "running")    # the first frames went out whole
         client = server._clients[0]
         sent: list[bytes] = []
         real = client.conn

@@ -1,0 +1,59 @@
+"""The short path of `queue.chain_capture` in C (vmsim/native/chain_capture.c): the pop
+trace event's copy of a chain in Linux's shape (one short indirect table), made on
+every traced request, in one call instead of Python's several reads. The Python stays
+the reference (a differential test holds the two to the same listing) and the fallback
+when the library is not built or the memory is not one host buffer.
+"""
+from __future__ import annotations
+
+import ctypes
+import struct
+from typing import Callable
+
+from vmsim.devices.virtio.native_table import native_function
+
+# A chain as the C copy packs it: (PACKED, head, bytes); unpacked observer-side.
+PACKED = "packed"
+
+Capture = Callable[[int, int], "tuple | None"]
+
+
+class _Context(ctypes.Structure):
+    _fields_ = [("ram", ctypes.c_void_p), ("base", ctypes.c_uint64), ("size", ctypes.c_uint64),
+                ("max_entries", ctypes.c_uint64), ("cap", ctypes.c_uint64),
+                ("out", ctypes.c_void_p), ("out_size", ctypes.c_uint64)]
+
+
+def for_memory(mem: object, max_entries: int, cap: int) -> Capture | None:
+    """capture(desc_addr, head) over `mem`'s host buffer, giving (PACKED, head, bytes)
+    or None for a chain of another shape; None without the library, or for a memory
+    that is not one host buffer (Ram's host_address)."""
+    function = native_function("vmsim_capture_table")
+    address = getattr(mem, "host_address", None)
+    if function is None or not isinstance(address, int):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+    function.restype = ctypes.c_int64
+    out = bytearray(16 + 16 * max_entries + max_entries * (1 + cap))
+    out_address = ctypes.addressof(ctypes.c_char.from_buffer(out))
+    context = _Context(address, mem.base, mem.size, max_entries, cap,  # type: ignore[attr-defined]
+                       out_address, len(out))
+    pointer = ctypes.addressof(context)
+
+    def capture(desc_addr: int, head: int, _keep: object = context) -> tuple | None:
+        count = function(pointer, desc_addr)
+        return (PACKED, head, out[:count]) if count >= 0 else None
+    return capture
+
+
+def unpack(packed: tuple) -> tuple[int, int, int, int, bytes, tuple[bytes, ...]]:
+    """(head, addr, length, flags, table, previews by table index) of a packed copy."""
+    _, head, data = packed
+    addr, length, flags = struct.unpack_from("<QIH", data)
+    table = bytes(data[16:16 + length])
+    previews, at = [], 16 + length
+    for _ in range(length // 16):
+        count = data[at]
+        previews.append(bytes(data[at + 1:at + 1 + count]))
+        at += 1 + count
+    return head, addr, length, flags, table, tuple(previews)

@@ -1,0 +1,66 @@
+"""The pop event's chain copy in C (vmsim/native/chain_capture.c) against the Python
+reference, `queue.chain_capture`: the same chains taken, the same listing observers get."""
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vmsim.devices.memory import Ram
+from vmsim.devices.virtio import native_capture
+from vmsim.devices.virtio.queue import MAX_LISTED, PREVIEW_BYTES, chain_capture, chain_dicts
+
+BASE, SIZE = 0x8000_0000, 64 << 10
+DESC = BASE                       # the descriptor table: 8 entries
+TABLE = BASE + 0x200              # where the indirect tables go
+
+NEXT, WRITE, INDIRECT = 1, 2, 4
+ADDRS = st.one_of(st.integers(BASE + 0x1000, BASE + SIZE - 1),        # in RAM
+                  st.integers(BASE + SIZE - 40, BASE + SIZE + 8),      # at its end
+                  st.sampled_from([0, BASE - 1, 2**64 - 8, 2**64 - 1]))
+LENGTHS = st.sampled_from([0, 1, 16, 31, 32, 33, 72, 4096, 2**32 - 1])
+
+
+@st.composite
+def tables(draw) -> tuple[bytes, int, int]:
+    """A table Linux-shaped or bent: entries in order or not, any flags, buffers in RAM,
+    past its end or nowhere; with the head descriptor's length and flags."""
+    count = draw(st.integers(1, MAX_LISTED + 3))
+    writable_from = draw(st.integers(0, count))
+    entries = []
+    for i in range(count):
+        linux = (NEXT if i < count - 1 else 0) | (WRITE if i >= writable_from else 0)
+        flags = draw(st.one_of(st.just(linux), st.sampled_from([0, NEXT, WRITE, NEXT | WRITE,
+                                                                INDIRECT, 0xFFFF])))
+        nxt = draw(st.one_of(st.just(i + 1), st.integers(0, count + 2)))
+        entries.append(struct.pack("<QIHH", draw(ADDRS), draw(LENGTHS), flags, nxt))
+    length = draw(st.one_of(st.just(16 * count), st.integers(0, 16 * (MAX_LISTED + 3))))
+    head_flags = draw(st.one_of(st.just(INDIRECT), st.sampled_from([0, NEXT, INDIRECT | NEXT,
+                                                                    INDIRECT | WRITE])))
+    return b"".join(entries), length, head_flags
+
+
+@settings(max_examples=400, deadline=None)
+@given(table=tables(), head=st.integers(0, 7), at=st.sampled_from([TABLE, BASE + SIZE - 64]),
+       fill=st.binary(min_size=64, max_size=64))
+def test_the_c_copy_lists_every_chain_as_python_does(table, head, at, fill) -> None:
+    entries, length, head_flags = table
+    ram = Ram(BASE, SIZE)
+    ram.write(BASE + 0x1000, fill * ((SIZE - 0x1000) // 64))
+    ram.write(at, entries[:BASE + SIZE - at])
+    ram.write(DESC + 16 * head, struct.pack("<QIHH", at, length, head_flags, 0))
+    capture = native_capture.for_memory(ram, MAX_LISTED + 1, PREVIEW_BYTES)
+    assert capture is not None, "vmsim's native library is not built"
+    native = capture(DESC + 16 * head, head)
+    python = chain_capture(ram, DESC, 8, head)
+    assert (native is None) == (python[:1] != ("table",))
+    if native is not None:
+        assert chain_dicts(native) == chain_dicts(python)
+
+
+def test_a_head_descriptor_outside_ram_is_left_to_python() -> None:
+    ram = Ram(BASE, SIZE)
+    capture = native_capture.for_memory(ram, MAX_LISTED + 1, PREVIEW_BYTES)
+    assert capture is not None and capture(BASE + SIZE - 8, 0) is None
+    assert native_capture.for_memory(object(), MAX_LISTED + 1, PREVIEW_BYTES) is None
