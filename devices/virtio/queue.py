@@ -236,6 +236,13 @@ def _table_entries(capture: tuple) -> list[ChainEntry]:
     return out
 
 
+def packed_writable_previews(packed: tuple) -> tuple[bytes, ...]:
+    """The start of each writable buffer of a packed copy (packed_chain), in chain
+    order: what `written` previews are for a chain copied after the device wrote it."""
+    entries = _table_entries((_TABLE, *native_capture.unpack(packed)))
+    return tuple(entry[5] for entry in entries[1:] if entry[0] is not None and entry[3] & _WRITE)
+
+
 def chain_dicts(entries: tuple[ChainEntry, ...] | list) -> list[dict[str, object]]:
     """chain_entries() (or chain_capture()) as describe_chain() lists them (previews in
     hex). Entries that are dicts already (a chain read back from a trace file) are kept
@@ -524,6 +531,13 @@ class SplitQueue:
                 state["used_event"] = self._read_u16(self._used_event_addr)
         return state
 
+    def packed_chain(self, head: int) -> tuple | None:
+        """Chain `head` as it stands, copied in C for a trace event (native_capture:
+        Linux's short indirect table and the start of each buffer), or None where the C
+        copy does not apply (another shape, no native library, nothing observing)."""
+        capture = self._native_capture
+        return capture(self.desc_addr + _DESC_SIZE * head, head) if capture else None
+
     def published_avail_idx(self) -> int | None:
         """avail.idx as the driver last wrote it (None before the rings were checked)."""
         return self._peek_u16(self.avail_addr + 2) if self._rings_checked else None
@@ -624,8 +638,7 @@ class SplitQueue:
         self._in_flight += 1
         self._heads_in_flight.add(head)
         if self._tracing:
-            capture = self._native_capture
-            listed = ((capture and capture(self.desc_addr + _DESC_SIZE * head, head))
+            listed = (self.packed_chain(head)
                       or chain_capture(self._mem, self.desc_addr, self.size, head))
             events = self._log
             events.record((events.next_seq(), _monotonic(), "pop", self._device, self.index, (

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmsim.devices.memory import Ram
+from vmsim.devices.virtio.crypto.constants import CipherAlgo
+from vmsim.devices.virtio.crypto.device import CryptoDevice
 from vmsim.devices.virtio import native_capture
 from vmsim.devices.virtio.queue import MAX_LISTED, PREVIEW_BYTES, chain_capture, chain_dicts
+from vmsim.testing.crypto_rig import CryptoRig
+from vmsim.trace.hub import TraceHub, plain_fields
 
 BASE, SIZE = 0x8000_0000, 64 << 10
 DESC = BASE                       # the descriptor table: 8 entries
@@ -64,3 +69,26 @@ def test_a_head_descriptor_outside_ram_is_left_to_python() -> None:
     capture = native_capture.for_memory(ram, MAX_LISTED + 1, PREVIEW_BYTES)
     assert capture is not None and capture(BASE + SIZE - 8, 0) is None
     assert native_capture.for_memory(object(), MAX_LISTED + 1, PREVIEW_BYTES) is None
+
+
+@pytest.mark.parametrize("size", [16, 32, 100, 4096])
+def test_written_previews_copied_in_c_read_as_pythons(monkeypatch, size) -> None:
+    """A completion's `written` previews, copied in C after the device wrote the chain,
+    read as Python's own copy does, for Linux-shaped requests of several sizes."""
+    def completions(native: bool) -> list:
+        if not native:
+            monkeypatch.setattr(native_capture, "for_memory", lambda *args: None)
+        hub = TraceHub()
+        sub = hub.subscribe()
+        rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub, indirect=True)
+        try:
+            sid = rig.create_cipher(CipherAlgo.AES_CBC, bytes(16))
+            for n in range(3):
+                rig.cipher(sid, bytes(16), bytes([n + 1]) * size)
+            items = [item for item in sub.drain_items() if item[4] == "complete"]
+        finally:
+            rig.close()
+        assert any(type(item[6]) is tuple and item[6][-1][:1] == (native_capture.PACKED,)
+                   for item in items) == native
+        return [plain_fields(item[6])["written"] for item in items]
+    assert completions(True) == completions(False)

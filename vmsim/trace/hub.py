@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from vmsim.devices.events import EventLog, RawEvent, TraceEvent, fields_dict
-from vmsim.devices.virtio.queue import chain_dicts
+from vmsim.devices.virtio.native_capture import PACKED
+from vmsim.devices.virtio.queue import chain_dicts, packed_writable_previews
 
 _monotonic = time.monotonic          # per event: one global lookup instead of two
 
@@ -100,6 +101,8 @@ def plain_fields(fields: dict[str, Any] | tuple) -> dict[str, Any]:
     if type(chain) is tuple:
         out["chain"] = chain_dicts(chain)
     if type(written) is tuple:
+        if written and written[0] == PACKED:
+            written = packed_writable_previews(written)
         out["written"] = [bytes(b).hex() for b in written]
     return out
 
@@ -233,6 +236,9 @@ class TraceHub:
                      for seq, t, kind, device, queue, fields in events]
         for extend in self._extends:
             extend(items)
+        for batcher in self._batchers:
+            with batcher.taking:
+                batcher.pending.extend(items)
         if self._kind_listeners:
             for item in items:
                 for listener in self._kind_listeners.get(item[4], ()):
@@ -284,10 +290,11 @@ class TraceHub:
         a consumer that wants its events now): it calls `consume` even with no new event
         (a consumer may have output to retry). Two calls of `consume` never overlap,
         and each event is in exactly one batch."""
-        batcher = _Batcher(self, consume)
-        # Its buffer stamps nothing when drained: flush() does, a chunk at a time.
-        batcher.sub = self._add(Subscription(RAW_CAPACITY * 2))
-        self._batchers = self._batchers + (batcher,)
+        batcher = _Batcher(consume)
+        with self._lock:
+            if self._raw:
+                self._stamp_gathered()          # before: not this consumer's
+            self._batchers = self._batchers + (batcher,)
         self._period = min(self._period, seconds)
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_loop, name="vmsim-trace-flush",
@@ -355,18 +362,22 @@ class TraceHub:
 
 
 class _Batcher:
-    """One batched() consumer: its buffer, and the lock that keeps the flush thread and
-    an explicit flush from handing it two batches at once."""
+    """One batched() consumer: the events stamped since its last batch (a list the
+    stamping extends: no Python step per event), the lock that keeps the flush thread
+    and an explicit flush from handing it two batches at once, and the one that keeps
+    the stamping from extending a batch already taken."""
 
-    def __init__(self, hub: TraceHub, consume: Callable[[list[Item]], None]) -> None:
-        self.hub, self.consume = hub, consume
-        self.sub: Subscription
+    def __init__(self, consume: Callable[[list[Item]], None]) -> None:
+        self.consume = consume
+        self.pending: list[Item] = []
         self.lock = threading.Lock()
+        self.taking = threading.Lock()
         self.failed = 0                     # events in batches `consume` raised on
 
     def flush(self) -> None:
         with self.lock:
-            items = self.sub.drain_items()
+            with self.taking:
+                items, self.pending = self.pending, []
             try:
                 self.consume(items)
             except Exception as error:  # noqa: BLE001 - an observer never fails the guest

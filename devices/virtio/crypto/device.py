@@ -512,7 +512,8 @@ class CryptoDevice(VirtioDevice):
                 tracing.COMPLETE_FIELDS, chain.head, "data", _SERVICE_NAME.get(service, "?"),
                 _STATUS_NAME[outcome.status], used,
                 round((now - started) * 1e6, 1) if started else None,
-                "pool" if pooled else "inline", tracing.written(ctx.mem, chain))))
+                "pool" if pooled else "inline",
+                ctx.queues[index].packed_chain(chain.head) or tracing.written(ctx.mem, chain))))
         ctx.queues[index].add_used(chain.head, used)
         self._count(index, outcome.status, chain.readable_len)
 
