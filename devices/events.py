@@ -70,11 +70,15 @@ class EventLog:
     sites read them per event. The sequence numbers show any event a full buffer lost.
     """
 
-    __slots__ = ("record", "next_seq")
+    __slots__ = ("record", "next_seq", "settle")
 
-    def __init__(self, record: Callable[[RawEvent], None], next_seq: Callable[[], int]) -> None:
+    def __init__(self, record: Callable[[RawEvent], None], next_seq: Callable[[], int],
+                 settle: Callable[[], None] = lambda: None) -> None:
         self.record = record
         self.next_seq = next_seq
+        # Called once per notify by the transport, on the CPU thread: where the observer
+        # may take care of what gathered (the hub hands its batches on).
+        self.settle = settle
 
     def emit(self, kind: str, device: str, queue: int | None, fields: Fields) -> None:
         """One event, stamped now (for the sites that are not per request)."""

@@ -432,6 +432,8 @@ class MmioTransport:
             self._ignored("notify for a queue that is not ready", index)
         else:
             self.device.queue_notify(index)
+        if self._tracing:
+            self._log.settle()
 
     def _signal_used(self, queue_index: int) -> None:
         if self.context is None:

@@ -303,3 +303,24 @@ def test_a_failing_batch_consumer_never_fails_the_device() -> None:
     assert calls == [2, 2] and [item[5] for item in got] == [2, 3]
     assert hub._batchers[0].failed == 2
     hub.close()
+
+
+def test_a_notify_hands_on_a_full_batch_on_the_cpu_thread(monkeypatch) -> None:
+    """Where the events were just made: once FLUSH_EVENTS have gathered, the transport's
+    next notify has the hub stamp them and hand the batch on, on the calling thread (the
+    flush thread, an hour away here, never does)."""
+    monkeypatch.setattr(hub_module, "FLUSH_EVENTS", 40)
+    hub, batches = gathering_hub(), []
+    hub.batched(lambda items: batches.append((threading.current_thread(), len(items))),
+                seconds=3600)
+    rig = CryptoRig(CryptoDevice(workers=0, trace=hub), trace=False, sink=hub)   # as a machine
+    try:
+        sid = rig.create_cipher(CipherAlgo.AES_CBC, KEY)
+        assert batches == []                    # the session's events: fewer than 40
+        for n in range(6):                      # seven events each
+            rig.cipher(sid, IV, bytes([n]) * 16)
+        assert batches and all(thread is threading.current_thread() and count >= 40
+                               for thread, count in batches)
+    finally:
+        rig.close()
+        hub.close()

@@ -6,17 +6,19 @@ trace file, the TUI, a teaching panel). With no observer at all the machine gets
 
 The devices record into the hub's EventLog (vmsim.devices.events): each event one
 tuple (seq, t, kind, device, queue, fields), its fields as cheap as the device could
-make them (a chain's descriptors as tuples, buffer previews as bytes). While no
-listener must hear each event as it happens, recording is a bounded deque's append:
-no Python runs per event on the CPU thread. The hub's flush thread, every few tens of
-milliseconds, stamps what gathered (an Item: (seq, t, g, device, kind, queue, fields),
-t in seconds since the trace started, g the guest's time from the event's own host
-time through the timebase), appends it to every subscriber's bounded deque and hands
-each batched consumer (the trace file, the viewers' socket) its new events. It works
-in chunks and gives the GIL back between them, so the CPU thread waits at most a
-chunk's time for it, and it runs while the CPU thread is in the engine, which holds no
-GIL. A listener (a teaching pause, stepping, a breakpoint, the lesson) switches the
-log to stamping each event at once on the CPU thread, and hearing it there.
+make them (a chain's descriptors as tuples or a C copy, buffer previews as bytes).
+While no listener must hear each event as it happens, recording is a bounded deque's
+append: no Python runs per event on the CPU thread. At the end of each notify the
+transport calls the log's `settle`: once FLUSH_EVENTS have gathered (or FLUSH_SECONDS
+passed), the hub stamps them there, a batch at a time (an Item: (seq, t, g, device,
+kind, queue, fields), t in seconds since the trace started, g the guest's time from the
+event's own host time through the timebase), appends them to every subscriber's
+bounded deque and hands each batched consumer (the trace file, the viewers' socket) its
+new events. On the core that just made the events this costs about half what it cost
+another thread, which also held the GIL the CPU thread then waited for; the hub's flush
+thread only takes what an idle guest left. A listener (a teaching pause, stepping, a
+breakpoint, the lesson) switches the log to stamping each event at once on the CPU
+thread, and hearing it there.
 
 Observers drain their deque on their own thread at their own pace; one that falls
 behind loses the oldest events (and sees the gap in the sequence numbers), the
@@ -44,11 +46,13 @@ Item = tuple
 # What a subscriber's buffer holds before the oldest events go: a TUI at 10 Hz needs
 # far less; a file writer gets more so a slow disk loses nothing in practice.
 DEFAULT_CAPACITY = 1 << 16
-# Events the devices may record before the flush thread stamps them (about two seconds
-# of a busy guest's requests); past that the oldest go, counted by the gap they leave.
+# Events the devices may record before they are stamped (about two seconds of a busy
+# guest's requests, should nothing settle them); past that the oldest go, counted by
+# the gap they leave.
 RAW_CAPACITY = 1 << 16
 FLUSH_SECONDS = 0.05         # the longest an event waits before the batched consumers get it
-FLUSH_CHUNK = 256            # events stamped and handed on per hold of the GIL
+FLUSH_CHUNK = 256            # events the flush thread stamps per hold of the GIL
+FLUSH_EVENTS = 256           # events that make a batch due at the next notify
 
 
 @dataclass(slots=True)
@@ -154,8 +158,8 @@ class TraceHub:
     stamps and fans events out.
 
     Everything an observer needs beyond its deque is asked for explicitly and costs
-    nothing until then: `batched()` hands a consumer the events a batch at a time from
-    the flush thread (the trace file, the viewers), `listen_items(kinds=...)` calls back
+    nothing until then: `batched()` hands a consumer the events a batch at a time (the
+    trace file, the viewers), `listen_items(kinds=...)` calls back
     for some kinds as they are stamped, and a listener that must hear every event as it
     happens (the TUI's gate, while it could stop; a lesson) comes and goes with
     `listen_items()` / `unlisten_items()` or `listen()`.
@@ -167,7 +171,7 @@ class TraceHub:
         self._timebase_hz: int | None = None
         self._next_seq = itertools.count(1).__next__
         self._raw: deque[RawEvent] = deque(maxlen=RAW_CAPACITY)
-        self._log = EventLog(self._record_now, self._next_seq)
+        self._log = EventLog(self._record_now, self._next_seq, self._settle)
         self._lock = threading.Lock()          # stamping: one thread at a time, in order
         self.last_seq = 0                      # the last event stamped
         self._subscribers: tuple[Subscription, ...] = ()
@@ -178,6 +182,7 @@ class TraceHub:
         self._batchers: tuple[_Batcher, ...] = ()
         self._flusher: threading.Thread | None = None
         self._period = FLUSH_SECONDS
+        self._due = float("inf")               # when settle() flushes anyway (monotonic)
         self._stop = threading.Event()
 
     # ---- recording (CPU thread) -----------------------------------------------------
@@ -284,9 +289,9 @@ class TraceHub:
 
     def batched(self, consume: Callable[[list[Item]], None],
                 seconds: float = FLUSH_SECONDS) -> Callable[[], None]:
-        """Call `consume(items)` with the new events every `seconds` (at most), from the
-        hub's flush thread, where a pickle of the whole batch costs the CPU thread
-        nothing but, at worst, a wait for the GIL. Returns `flush`, for the end (and for
+        """Call `consume(items)` with the new events a batch at a time: at a notify
+        (settle) once FLUSH_EVENTS have gathered, and from the hub's flush thread when
+        `seconds` have passed without one (an idle guest). Returns `flush`, for the end (and for
         a consumer that wants its events now): it calls `consume` even with no new event
         (a consumer may have output to retry). Two calls of `consume` never overlap,
         and each event is in exactly one batch."""
@@ -296,6 +301,7 @@ class TraceHub:
                 self._stamp_gathered()          # before: not this consumer's
             self._batchers = self._batchers + (batcher,)
         self._period = min(self._period, seconds)
+        self._due = min(self._due, _monotonic() + self._period)
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_loop, name="vmsim-trace-flush",
                                              daemon=True)
@@ -306,12 +312,23 @@ class TraceHub:
             batcher.flush()
         return flush
 
-    def flush(self) -> None:
-        """Stamp everything gathered, a chunk at a time, handing each batched consumer
-        its share after each chunk; between chunks the CPU thread may take the GIL."""
+    def _settle(self) -> None:
+        """EventLog.settle: a transport calls it once per notify, on the CPU thread.
+        Once FLUSH_EVENTS have gathered, or FLUSH_SECONDS have passed, the events are
+        stamped and handed on here, a batch at a time: on the core that just made them,
+        with the objects still in its caches, this costs about half what it cost the
+        flush thread, which also held the GIL the CPU thread then waited for."""
+        if len(self._raw) >= FLUSH_EVENTS or _monotonic() >= self._due:
+            self.flush(chunked=False)
+
+    def flush(self, chunked: bool = True) -> None:
+        """Stamp everything gathered and hand each batched consumer its share;
+        `chunked` (another thread than the CPU's), a chunk at a time, giving the CPU
+        thread a chance at the GIL between chunks."""
+        self._due = _monotonic() + self._period
         while True:
             with self._lock:
-                self._stamp_gathered(limit=FLUSH_CHUNK)
+                self._stamp_gathered(limit=FLUSH_CHUNK if chunked else 0)
             for batcher in self._batchers:
                 batcher.flush()
             if len(self._raw) < FLUSH_CHUNK:
@@ -323,8 +340,10 @@ class TraceHub:
                 batcher.flush()
 
     def _flush_loop(self) -> None:
+        """What an idle guest (no notify) left, and an end: a busy one flushes itself."""
         while not self._stop.wait(self._period):
-            self.flush()
+            if _monotonic() >= self._due:
+                self.flush()
 
     def close(self) -> None:
         """Stop the flush thread, after one last flush (safe to call twice)."""

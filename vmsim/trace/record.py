@@ -10,8 +10,8 @@
 
 Events carry everything a viewer replays: each popped chain's descriptors (index,
 address, length, flags, the first bytes of each buffer), each request decoded, each
-completion with its status, duration and the first bytes written. The hub's flush
-thread pickles a batch of events now and then; a child process writes the JSON (see
+completion with its status, duration and the first bytes written. This process only
+pickles a batch of events now and then; a child process writes the JSON (see
 TraceWriter). On the CPU thread a chain's descriptors and buffer previews are raw
 tuples and bytes; they become the dicts and hex above in the child (plain_fields).
 """
@@ -73,8 +73,9 @@ def device_info(transports: list[Any]) -> list[dict[str, Any]]:
 class TraceWriter:
     """Records a hub's events to a JSON-lines file, through a child process.
 
-    The hub's flush thread hands the writer its new events every FLUSH_SECONDS
-    (TraceHub.batched); the writer pickles the batch (C speed, no Python call per
+    The hub hands the writer its new events a batch at a time (TraceHub.batched: at a
+    notify once enough gathered, or from its flush thread after an idle spell); the
+    writer pickles the batch (C speed, no Python call per
     event) and writes it down a pipe to `python -m vmsim.trace.record`, which turns it
     into JSON lines on another core, at a lower priority than the emulator: when the
     host's cores are busy, the guest goes first and the writer catches up later. A full
@@ -117,8 +118,8 @@ class TraceWriter:
         os.set_blocking(pipe, False)
 
     def _consume(self, batch: list[Item]) -> None:
-        """A batch from the hub's flush thread (or a flush at the end): one pickled
-        frame down the pipe, after what the pipe still owes."""
+        """A batch from the hub (or a flush at the end): one pickled frame down the
+        pipe, after what the pipe still owes."""
         with self._lock:
             self._send(batch)
 

@@ -14,7 +14,7 @@ where the machine takes fault rules (the hello says "faults": true),
 answer goes back to that viewer as {"fault_reply": text}, and every viewer gets the
 rules with their counts as {"faults": text} when they change.
 Only a vmsim viewer on the same host connects (the socket is the user's, mode 0600).
-The hub's flush thread pickles the new events once a batch (TraceHub.batched) for every viewer;
+The new events are pickled once a batch (TraceHub.batched) for every viewer;
 each viewer's thread only sends the frames from its bounded queue (a viewer that lags
 loses the oldest frames and sees the gap in the sequence numbers; one that stops reading
 is dropped), so no thread of the emulator's process runs Python per event: the emulator
@@ -85,7 +85,7 @@ class TraceServer:
         del self._structural[:-1000]
 
     def _fan_out(self, items: list[Item]) -> None:
-        """A batch of new events (the hub's flush thread, or a viewer's idle flush): pickled once,
+        """A batch of new events (from the hub, or a viewer's idle flush): pickled once,
         queued for every viewer."""
         clients = self._clients
         if not items or not clients:
