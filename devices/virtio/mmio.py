@@ -417,7 +417,7 @@ class MmioTransport:
     def _write_queue_notify(self, value: int) -> None:
         index = value & 0xFFFF
         if self._tracing:
-            queues = self.queues
+            queues = self.context.queues if self.context else ()
             shadow = queues[index].published_avail_idx() if index < len(queues) else None
             events = self._log
             events.record((events.next_seq(), _monotonic(), "notify", self.name, index,

@@ -15,7 +15,7 @@ from vmsim.devices.virtio.native_table import native_function
 # A chain as the C copy packs it: (PACKED, head, bytes); unpacked observer-side.
 PACKED = "packed"
 
-Capture = Callable[[int, int], "tuple | None"]
+Capture = Callable[[int], "tuple | None"]
 
 
 class _Context(ctypes.Structure):
@@ -24,10 +24,11 @@ class _Context(ctypes.Structure):
                 ("out", ctypes.c_void_p), ("out_size", ctypes.c_uint64)]
 
 
-def for_memory(mem: object, max_entries: int, cap: int) -> Capture | None:
-    """capture(desc_addr, head) over `mem`'s host buffer, giving (PACKED, head, bytes)
-    or None for a chain of another shape; None without the library, or for a memory
-    that is not one host buffer (Ram's host_address)."""
+def for_table(mem: object, desc_addr: int, max_entries: int, cap: int) -> Capture | None:
+    """capture(head) for the descriptor table at `desc_addr` in `mem`'s host buffer:
+    (PACKED, head, bytes), or None for a chain of another shape; None without the
+    library, or for a memory that is not one host buffer (Ram's host_address). One
+    Python call per copy: it runs on the CPU thread for every traced request."""
     function = native_function("vmsim_capture_table")
     address = getattr(mem, "host_address", None)
     if function is None or not isinstance(address, int):
@@ -40,8 +41,8 @@ def for_memory(mem: object, max_entries: int, cap: int) -> Capture | None:
                        out_address, len(out))
     pointer = ctypes.addressof(context)
 
-    def capture(desc_addr: int, head: int, _keep: object = context) -> tuple | None:
-        count = function(pointer, desc_addr)
+    def capture(head: int, _keep: object = context) -> tuple | None:
+        count = function(pointer, desc_addr + 16 * head)
         return (PACKED, head, out[:count]) if count >= 0 else None
     return capture
 

@@ -236,6 +236,10 @@ def _table_entries(capture: tuple) -> list[ChainEntry]:
     return out
 
 
+def _no_copy(_head: int) -> None:
+    """packed_chain where the C copy does not apply."""
+
+
 def packed_writable_previews(packed: tuple) -> tuple[bytes, ...]:
     """The start of each writable buffer of a packed copy (packed_chain), in chain
     order: what `written` previews are for a chain copied after the device wrote it."""
@@ -470,8 +474,13 @@ class SplitQueue:
         self._trace = trace
         self._tracing = trace is not discard
         self._log = event_log(trace)
-        self._native_capture = (native_capture.for_memory(mem, MAX_LISTED + 1, PREVIEW_BYTES)
-                                if self._tracing else None)
+        # packed_chain(head): chain `head` as it stands, copied in C for a trace event
+        # (native_capture: Linux's short indirect table and the start of each buffer),
+        # or None where the C copy does not apply (another shape, no native library,
+        # nothing observing).
+        self.packed_chain: Callable[[int], tuple | None] = (
+            self._tracing and native_capture.for_table(mem, desc_addr, MAX_LISTED + 1,
+                                                       PREVIEW_BYTES)) or _no_copy
         self._device = device
         self._last_avail = 0
         self._used_idx = 0
@@ -531,16 +540,15 @@ class SplitQueue:
                 state["used_event"] = self._read_u16(self._used_event_addr)
         return state
 
-    def packed_chain(self, head: int) -> tuple | None:
-        """Chain `head` as it stands, copied in C for a trace event (native_capture:
-        Linux's short indirect table and the start of each buffer), or None where the C
-        copy does not apply (another shape, no native library, nothing observing)."""
-        capture = self._native_capture
-        return capture(self.desc_addr + _DESC_SIZE * head, head) if capture else None
-
     def published_avail_idx(self) -> int | None:
-        """avail.idx as the driver last wrote it (None before the rings were checked)."""
-        return self._peek_u16(self.avail_addr + 2) if self._rings_checked else None
+        """avail.idx as the driver last wrote it (None before the rings were checked, or
+        outside RAM). Read for every traced notify: no call it could do without."""
+        if not self._rings_checked:
+            return None
+        try:
+            return self._unpack(_U16, self.avail_addr + 2)[0]
+        except GuestMemoryError:
+            return None
 
     def query_status(self) -> dict[str, int | bool | None]:
         """This queue as QEMU's x-query-virtio-queue-status answers it (its field names),
@@ -640,11 +648,17 @@ class SplitQueue:
         if self._tracing:
             listed = (self.packed_chain(head)
                       or chain_capture(self._mem, self.desc_addr, self.size, head))
+            used_event = None
+            if self.event_idx:
+                try:
+                    used_event = self._unpack(_U16, self._used_event_addr)[0]
+                except GuestMemoryError:
+                    pass
             events = self._log
             events.record((events.next_seq(), _monotonic(), "pop", self._device, self.index, (
                 _POP, head, chain.descriptor_count, chain.readable_len, chain.writable_len,
-                chain.indirect, avail_idx, self._last_avail, self._in_flight,
-                self._peek_u16(self._used_event_addr) if self.event_idx else None, listed)))
+                chain.indirect, avail_idx, self._last_avail, self._in_flight, used_event,
+                listed)))
         return chain
 
     def add_used(self, head: int, length: int) -> None:

@@ -55,9 +55,9 @@ def test_the_c_copy_lists_every_chain_as_python_does(table, head, at, fill) -> N
     ram.write(BASE + 0x1000, fill * ((SIZE - 0x1000) // 64))
     ram.write(at, entries[:BASE + SIZE - at])
     ram.write(DESC + 16 * head, struct.pack("<QIHH", at, length, head_flags, 0))
-    capture = native_capture.for_memory(ram, MAX_LISTED + 1, PREVIEW_BYTES)
+    capture = native_capture.for_table(ram, DESC, MAX_LISTED + 1, PREVIEW_BYTES)
     assert capture is not None, "vmsim's native library is not built"
-    native = capture(DESC + 16 * head, head)
+    native = capture(head)
     python = chain_capture(ram, DESC, 8, head)
     assert (native is None) == (python[:1] != ("table",))
     if native is not None:
@@ -66,9 +66,9 @@ def test_the_c_copy_lists_every_chain_as_python_does(table, head, at, fill) -> N
 
 def test_a_head_descriptor_outside_ram_is_left_to_python() -> None:
     ram = Ram(BASE, SIZE)
-    capture = native_capture.for_memory(ram, MAX_LISTED + 1, PREVIEW_BYTES)
-    assert capture is not None and capture(BASE + SIZE - 8, 0) is None
-    assert native_capture.for_memory(object(), MAX_LISTED + 1, PREVIEW_BYTES) is None
+    capture = native_capture.for_table(ram, BASE + SIZE - 8, MAX_LISTED + 1, PREVIEW_BYTES)
+    assert capture is not None and capture(0) is None
+    assert native_capture.for_table(object(), DESC, MAX_LISTED + 1, PREVIEW_BYTES) is None
 
 
 @pytest.mark.parametrize("size", [16, 32, 100, 4096])
@@ -77,7 +77,7 @@ def test_written_previews_copied_in_c_read_as_pythons(monkeypatch, size) -> None
     read as Python's own copy does, for Linux-shaped requests of several sizes."""
     def completions(native: bool) -> list:
         if not native:
-            monkeypatch.setattr(native_capture, "for_memory", lambda *args: None)
+            monkeypatch.setattr(native_capture, "for_table", lambda *args: None)
         hub = TraceHub()
         sub = hub.subscribe()
         rig = CryptoRig(CryptoDevice(workers=0, trace=hub), sink=hub, indirect=True)
