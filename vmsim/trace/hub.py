@@ -28,6 +28,7 @@ dicts, hex), is built only where someone reads one, on that observer's side.
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 import time
 from collections import deque
@@ -39,6 +40,7 @@ from vmsim.devices.virtio.native_capture import PACKED
 from vmsim.devices.virtio.queue import chain_dicts, packed_writable_previews
 
 _monotonic = time.monotonic          # per event: one global lookup instead of two
+_KIND = operator.itemgetter(4)       # an Item's kind
 
 # (seq, t, g, device, kind, queue, fields): a Record's fields in order, as a tuple.
 Item = tuple
@@ -244,9 +246,12 @@ class TraceHub:
         for batcher in self._batchers:
             with batcher.taking:
                 batcher.pending.extend(items)
-        if self._kind_listeners:
+        listened = self._kind_listeners
+        # The kinds listened for (status, features, ...) are rare; a batch of requests'
+        # events has none, and finding that out is one C pass, not a Python step each.
+        if listened and not listened.keys().isdisjoint(map(_KIND, items)):
             for item in items:
-                for listener in self._kind_listeners.get(item[4], ()):
+                for listener in listened.get(item[4], ()):
                     listener(item)
         self.last_seq = items[-1][0]
         return items
