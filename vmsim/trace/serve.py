@@ -199,7 +199,6 @@ class _Client:
             self._send(snapshot)
             state = listing = ""
             while not self.closed.wait(_SEND_EVERY):
-                server.flush()                    # what an idle guest left in the batch
                 while self.frames:
                     self._send_frame(self.frames.popleft())
                 items: list = []
