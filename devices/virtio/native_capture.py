@@ -1,8 +1,9 @@
-"""The short path of `queue.chain_capture` in C (vmsim/native/chain_capture.c): the pop
-trace event's copy of a chain in Linux's shape (one short indirect table), made on
-every traced request, in one call instead of Python's several reads. The Python stays
-the reference (a differential test holds the two to the same listing) and the fallback
-when the library is not built or the memory is not one host buffer.
+"""`queue.chain_capture` in C (vmsim/native/chain_capture.c) for chains in Linux's
+shape (one indirect table): the trace events' copy of a chain, made twice for every
+traced request, in one call instead of Python's several reads or a walk of a 64 KiB
+request's ~276 entries. The Python stays the reference (a differential test holds the
+two to the same listing) and the fallback for other chains, when the library is not
+built or the memory is not one host buffer.
 """
 from __future__ import annotations
 
@@ -20,25 +21,30 @@ Capture = Callable[[int], "tuple | None"]
 
 class _Context(ctypes.Structure):
     _fields_ = [("ram", ctypes.c_void_p), ("base", ctypes.c_uint64), ("size", ctypes.c_uint64),
-                ("max_entries", ctypes.c_uint64), ("cap", ctypes.c_uint64),
-                ("out", ctypes.c_void_p), ("out_size", ctypes.c_uint64)]
+                ("max_entries", ctypes.c_uint64), ("max_listed", ctypes.c_uint64),
+                ("cap", ctypes.c_uint64), ("out", ctypes.c_void_p), ("out_size", ctypes.c_uint64)]
 
 
-def for_table(mem: object, desc_addr: int, max_entries: int, cap: int) -> Capture | None:
+MAX_ENTRIES = 4096     # the longest table copied (chain_capture.c's MAX_TABLE)
+
+
+def for_table(mem: object, desc_addr: int, max_listed: int, cap: int) -> Capture | None:
     """capture(head) for the descriptor table at `desc_addr` in `mem`'s host buffer:
     (PACKED, head, bytes), or None for a chain of another shape; None without the
-    library, or for a memory that is not one host buffer (Ram's host_address). One
-    Python call per copy: it runs on the CPU thread for every traced request."""
+    library, or for a memory that is not one host buffer (Ram's host_address). A table
+    past `max_listed` + 1 entries is listed in part (queue._list_table), and only the
+    listed buffers are copied. One Python call per copy: it runs on the CPU thread for
+    every traced request."""
     function = native_function("vmsim_capture_table")
     address = getattr(mem, "host_address", None)
     if function is None or not isinstance(address, int):
         return None
     function.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
     function.restype = ctypes.c_int64
-    out = bytearray(16 + 16 * max_entries + max_entries * (1 + cap))
+    out = bytearray(16 + 16 * MAX_ENTRIES + MAX_ENTRIES * (1 + cap))
     out_address = ctypes.addressof(ctypes.c_char.from_buffer(out))
-    context = _Context(address, mem.base, mem.size, max_entries, cap,  # type: ignore[attr-defined]
-                       out_address, len(out))
+    context = _Context(address, mem.base, mem.size, MAX_ENTRIES,  # type: ignore[attr-defined]
+                       max_listed, cap, out_address, len(out))
     pointer = ctypes.addressof(context)
 
     def capture(head: int, _keep: object = context) -> tuple | None:

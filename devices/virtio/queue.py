@@ -475,11 +475,11 @@ class SplitQueue:
         self._tracing = trace is not discard
         self._log = event_log(trace)
         # packed_chain(head): chain `head` as it stands, copied in C for a trace event
-        # (native_capture: Linux's short indirect table and the start of each buffer),
+        # (native_capture: Linux's indirect table and the start of each listed buffer),
         # or None where the C copy does not apply (another shape, no native library,
         # nothing observing).
         self.packed_chain: Callable[[int], tuple | None] = (
-            self._tracing and native_capture.for_table(mem, desc_addr, MAX_LISTED + 1,
+            self._tracing and native_capture.for_table(mem, desc_addr, MAX_LISTED,
                                                        PREVIEW_BYTES)) or _no_copy
         self._device = device
         self._last_avail = 0
