@@ -117,7 +117,7 @@ class Subscription:
     """One observer's bounded buffer; `drain()` from any single thread. The hub extends
     it a batch at a time (no Python call per event)."""
 
-    def __init__(self, capacity: int, collect: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, capacity: int, collect: Callable[[], None]) -> None:
         self._items: deque[Item] = deque(maxlen=capacity)
         self._collect = collect
         self._last_seq = 0
@@ -275,10 +275,8 @@ class TraceHub:
     # ---- observers ------------------------------------------------------------------
 
     def subscribe(self, capacity: int = DEFAULT_CAPACITY) -> Subscription:
-        return self._add(Subscription(capacity, self.collect))
-
-    def _add(self, sub: Subscription) -> Subscription:
         """A new subscriber gets the events after those gathered so far."""
+        sub = Subscription(capacity, self.collect)
         with self._lock:
             if self._raw:
                 self._stamp_gathered()
