@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from vmsim.devices.bus import GuestMemory, GuestMemoryError
 from vmsim.devices.events import TraceSink, discard, event_log
-from vmsim.devices.virtio import native_capture, native_table
+from vmsim.devices.virtio import native_capture, native_table, native_walk
 from vmsim.devices.virtio.spec import (
     AVAIL_F_NO_INTERRUPT,
     USED_F_NO_NOTIFY,
@@ -481,6 +481,9 @@ class SplitQueue:
         self.packed_chain: Callable[[int], tuple | None] = (
             self._tracing and native_capture.for_table(mem, desc_addr, MAX_LISTED,
                                                        PREVIEW_BYTES)) or _no_copy
+        # The chain walk in C for chains that break no rule (native_walk), else None:
+        # _walk then walks every chain.
+        self._native_walk = native_walk.for_queue(mem, desc_addr, size, indirect)
         self._device = device
         self._last_avail = 0
         self._used_idx = 0
@@ -635,8 +638,10 @@ class SplitQueue:
             raise ChainError(None, f"ring at {err.addr:#x} is outside RAM") from err
         self._last_avail = (last + 1) & 0xFFFF
         self._publish_avail_event()
+        walked = self._native_walk(head) if self._native_walk is not None else None
         try:
-            chain = self._walk(head)
+            chain = (DescriptorChain(self._mem, head, *walked) if walked is not None
+                     else self._walk(head))
         except ChainError as err:
             err.last_writable = self._locate_last_writable(head)
             if err.last_writable is not None:     # the device holds it until it answers

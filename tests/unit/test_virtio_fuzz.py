@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vmsim.devices.memory import Ram
-from vmsim.devices.virtio import native_table
+from vmsim.devices.virtio import native_table, native_walk
 from vmsim.devices.virtio.queue import ChainError, SplitQueue
 from vmsim.devices.virtio.spec import Desc
 from vmsim.testing.virtio_driver import EchoDevice, make_rig
@@ -32,7 +32,8 @@ lengths = st.one_of(st.integers(0, 96), st.sampled_from([16, 32, 48, 0xFFFF_FFFF
                     st.integers(0, 2**32 - 1))
 flags = st.one_of(st.integers(0, 7), st.sampled_from([0, Desc.NEXT, Desc.WRITE]),
                   st.integers(0, 0xFFFF))
-nexts = st.one_of(st.integers(0, SIZE - 1), st.integers(0, 17), st.integers(0, 0xFFFF))
+nexts = st.one_of(st.integers(0, SIZE - 1), st.integers(0, 17), st.integers(0, 0xFFFF),
+                  st.sampled_from([SIZE, 16]))        # just past the ring or a table
 heads = st.one_of(st.integers(0, SIZE - 1), st.integers(0, 0xFFFF))
 avail_indices = st.one_of(st.integers(0, SIZE + 1), st.integers(0, 0xFFFF))
 plausible = st.tuples(st.integers(DATA_AT, DATA_END - 96), st.integers(0, 96),
@@ -40,7 +41,10 @@ plausible = st.tuples(st.integers(DATA_AT, DATA_END - 96), st.integers(0, 96),
                       st.integers(0, 4))
 to_table = st.tuples(st.sampled_from(TABLES_AT), st.sampled_from([16, 32, 48, 64]),
                      st.sampled_from([Desc.INDIRECT, Desc.INDIRECT | Desc.WRITE]), nexts)
-descriptor = st.one_of(st.tuples(addresses, lengths, flags, nexts), plausible, to_table)
+to_no_table = st.tuples(st.sampled_from([DATA_END - 16, DATA_END, BASE - 16, 2**64 - 16]),
+                        st.sampled_from([16, 32]), st.just(Desc.INDIRECT), nexts)
+descriptor = st.one_of(st.tuples(addresses, lengths, flags, nexts), plausible, to_table,
+                       to_no_table)
 table = st.lists(descriptor, min_size=SIZE, max_size=SIZE)
 indirect_table = st.lists(descriptor, min_size=0, max_size=16)
 
@@ -153,11 +157,16 @@ def native_linear_table():
     return function
 
 
+C_WALK = native_walk.for_queue    # as imported: the tests below replace it at times
+
+
 def walk_outcome(ram: Ram, head_descs, mode: str, monkeypatch) -> tuple:
-    """Pop the chain with long tables checked in C ("native"), by _linear_table
-    ("python") or by the descriptor loop ("loop")."""
+    """Pop the chain with the whole walk in C ("walk"), or in Python with long tables
+    checked in C ("native"), by _linear_table ("python") or by the descriptor loop
+    ("loop")."""
     import vmsim.devices.virtio.queue as queue_module
 
+    monkeypatch.setattr(native_walk, "for_queue", C_WALK if mode == "walk" else lambda *_: None)
     monkeypatch.setattr(queue_module, "_BULK_MIN", 1 << 30 if mode == "loop" else 32)
     monkeypatch.setattr(queue_module, "_native_linear_table",
                         native_linear_table() if mode == "native" else False)
@@ -179,8 +188,8 @@ def walk_outcome(ram: Ram, head_descs, mode: str, monkeypatch) -> tuple:
        before=st.sampled_from([(), (0,), (Desc.WRITE,)]), ram_size=st.sampled_from([RAM_SIZE, 0x2000]))
 def test_long_indirect_tables_resolve_as_the_descriptor_loop_does(
         n, split, seed, mutations, before, ram_size, monkeypatch):
-    """Differential: the bulk path in C and in Python and the descriptor loop give the
-    same chain or the same error."""
+    """Differential: the walk in C, the bulk path in C and in Python and the descriptor
+    loop give the same chain or the same error."""
     entries = linux_table(min(split, n), n - min(split, n), seed)
     for index, field, value in mutations:
         if index < len(entries):
@@ -193,14 +202,14 @@ def test_long_indirect_tables_resolve_as_the_descriptor_loop_does(
     head_descs.append(to_table)
     head_descs += [(0, 0, 0, 0)] * (SIZE - len(head_descs))
     outcomes = []
-    for mode in ("native", "python", "loop"):
+    for mode in ("walk", "native", "python", "loop"):
         ram = Ram(BASE, ram_size)  # 0x2000: many buffers are (partly) outside RAM
         try:
             ram.write(LONG_TABLE_AT, pack(entries))
             outcomes.append(walk_outcome(ram, head_descs, mode, monkeypatch))
         finally:
             ram.close()
-    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert outcomes[0] == outcomes[1] == outcomes[2] == outcomes[3]
 
 
 entry_index = st.one_of(st.integers(0, 79), st.just(-1))   # -1: the last entry
@@ -268,3 +277,77 @@ def test_a_long_linux_table_is_checked_in_c(monkeypatch):
     assert expected[0] == "chain" and expected[2][0] == (entries[0][0], entries[0][1])
     assert ("chain", chain.head, chain.readable, chain.writable, chain.readable_len,
             chain.writable_len, chain.descriptor_count, chain.indirect) == expected
+
+
+def chain_fields(chain) -> tuple:
+    return (chain.head, chain.readable, chain.writable, chain.readable_count,
+            chain.readable_len, chain.writable_len, chain.descriptor_count, chain.indirect)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(descs=table, tables=st.tuples(indirect_table, indirect_table),
+       head=st.integers(0, SIZE - 1), indirect=st.booleans(), cap=st.sampled_from([2, 4096]))
+def test_the_c_walk_gives_the_python_walks_chain_or_declines_its_errors(
+        descs, tables, head, indirect, cap):
+    """vmsim/native/chain_walk.c against SplitQueue._walk on arbitrary tables: where the
+    C walk answers, it is the chain the Python walk gives; where it declines, the Python
+    walk raises ChainError, or the chain has more segments than the C walk's arrays."""
+    ram = Ram(BASE, RAM_SIZE)
+    try:
+        ram.write(DESC_AT, pack(descs))
+        for at, entries in zip(TABLES_AT, tables):
+            ram.write(at, pack(entries))
+        queue = SplitQueue(0, SIZE, ram, DESC_AT, AVAIL_AT, USED_AT, indirect=indirect)
+        walk = C_WALK(ram, DESC_AT, SIZE, indirect, cap)
+        assert walk is not None, "vmsim's native helper library is not built: run `make unicorn`"
+        walked = walk(head)
+        try:
+            expected = chain_fields(queue._walk(head))
+        except ChainError:
+            expected = None
+        if walked is None:
+            assert expected is None or len(expected[1]) + len(expected[2]) > cap
+        else:
+            from vmsim.devices.virtio.queue import DescriptorChain
+            assert chain_fields(DescriptorChain(ram, head, *walked)) == expected
+    finally:
+        ram.close()
+
+
+def test_a_linux_request_is_walked_in_c(monkeypatch):
+    """pop() takes the C walk whenever the library is built (every setup): with the
+    Python walk made to fail, a Linux-shaped request (one indirect table: header, IV
+    and data readable, output and status writable) still pops, to the chain the Python
+    walk gives."""
+    entries = linux_table(3, 2, 5)
+    head_descs = ([(LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)]
+                  + [(0, 0, 0, 0)] * (SIZE - 1))
+    ram = Ram(BASE, RAM_SIZE)
+    try:
+        ram.write(LONG_TABLE_AT, pack(entries))
+        expected = walk_outcome(ram, head_descs, "loop", monkeypatch)
+        monkeypatch.setattr(SplitQueue, "_walk", lambda *_: pytest.fail("Python walk"))
+        actual = walk_outcome(ram, head_descs, "walk", monkeypatch)
+    finally:
+        ram.close()
+    assert expected[0] == "chain" and len(expected[2]) == 3 and len(expected[3]) == 2
+    assert actual == expected
+
+
+def test_the_c_walk_declines_a_chain_of_more_than_4_gib():
+    """used.len is 32 bits: three buffers of 2 GiB in (lazily mapped) RAM are one chain
+    too many for it, in C as in Python."""
+    big = 2 << 30
+    ram = Ram(BASE, 2 * big)
+    try:
+        ram.write(DESC_AT, pack([(BASE + 0x1000, big - 0x1000, Desc.NEXT, 1),
+                                 (BASE + big, big, Desc.NEXT | Desc.WRITE, 2),
+                                 (BASE + big, big, Desc.WRITE, 0)] + [(0, 0, 0, 0)] * (SIZE - 3)))
+        queue = SplitQueue(0, SIZE, ram, DESC_AT, AVAIL_AT, USED_AT)
+        with pytest.raises(ChainError, match="more than 4 GiB"):
+            queue._walk(0)
+        assert C_WALK(ram, DESC_AT, SIZE, False)(0) is None
+        ram.write(DESC_AT + 16, pack([(BASE + big, big - 0x1000, Desc.WRITE, 0)]))
+        assert C_WALK(ram, DESC_AT, SIZE, False)(0)[6] == big - 0x1000
+    finally:
+        ram.close()
