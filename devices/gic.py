@@ -127,7 +127,8 @@ class Gicv2:
         """What an input's IrqLine does; `intid` must be valid (see `line`). A level
         the input already has changes nothing: the machine re-drives its timer lines
         after every run."""
-        self.settle()
+        if self._eoi_offer is not None:         # (settle's own test, without its call)
+            self.settle()
         bit = 1 << intid
         if bool(self._input & bit) == level:
             return
@@ -203,7 +204,11 @@ class Gicv2:
     def _signalled(self, groups: int) -> int | None:
         """The interrupt the CPU interface signals: the highest pending one, if its
         priority is above the mask and its group priority above the running one.
-        Called on every interrupt change and GICC access, so it is kept flat."""
+        Called on every interrupt change and GICC access, so it is kept flat: nothing
+        pending that is not active, the usual answer after an acknowledge or an EOI, is
+        found here without another call."""
+        if not (self._latched | (self._input & ~self._edge)) & ~self._active:
+            return None
         intid = self._highest_pending(groups & self._dist_ctlr & self._cpu_ctlr & BOTH_GROUPS)
         if intid is None or self._priority[intid] >= self._pmr:
             return None

@@ -114,3 +114,26 @@ def test_previews_take_the_start_of_each_range(ram):
     ram.write(BASE, bytes(range(64)))
     assert ram.previews([(BASE, 40), (BASE + 8, 3), (BASE - 1, 4), (BASE + SIZE - 2, 4)],
                         16) == (bytes(range(16)), bytes([8, 9, 10]), b"", b"")
+
+
+def test_written_pages_are_tracked_as_a_listener_would_hear_them():
+    """track_written_pages: every page a write, a scatter or a sized write touches is in
+    the set, and the listeners still hear each write."""
+    ram = Ram(BASE, 0x10000)
+    pages: set[int] = set()
+    heard = []
+    ram.track_written_pages(pages, 12)
+    ram.add_write_listener(lambda addr, size: heard.append((addr, size)))
+    ram.write(BASE + 4, b"abc")                          # inside page 0
+    ram.write(BASE + 0x1FFF, b"xy")                      # pages 1 and 2
+    ram.write(BASE + 0x3000, b"")                        # nothing written
+    ram.write_u32(BASE + 0x4FFC, 7)
+    ram.scatter([(BASE + 0x6FFF, 2), (BASE + 0x9000, 1)], b"abc")
+    first = BASE >> 12
+    assert pages == {first, first + 1, first + 2, first + 4, first + 6, first + 7, first + 9}
+    assert heard == [(BASE + 4, 3), (BASE + 0x1FFF, 2), (BASE + 0x3000, 0), (BASE + 0x4FFC, 4),
+                     (BASE + 0x6FFF, 2), (BASE + 0x9000, 1)]
+    with pytest.raises(GuestMemoryError):
+        ram.write(BASE + 0xFFFF, b"no")
+    assert first + 15 not in pages                        # a refused write marks nothing
+    ram.close()

@@ -11,8 +11,9 @@ quirks are absorbed here (docs/engine.md gives each by its id):
   the wrong page, or faults, and that swallowed fault stays pending and reaches the
   guest as a bogus instruction page fault. Invalidation therefore runs at PRIV 3, where
   fetch addresses are physical (E17).
-- Host writes to guest RAM do not invalidate translated code (E10). Writers call
-  `note_written`; the pages are invalidated together, in merged runs, when the hook or
+- Host writes to guest RAM do not invalidate translated code (E10). The RAM adds the
+  pages it writes to `written_pages` (other writers call `note_written`); the pages
+  are invalidated together, in merged runs, when the hook or
   MMIO callback that wrote them returns and before every run, which are the only ways
   back into guest code. One invalidation per callback instead of one per write keeps
   a device's DMA cheap.
@@ -194,6 +195,12 @@ class EngineCpu:
     def flush_code(self) -> None:
         """Drop all translated code (SBI remote fence.i)."""
         self.uc.ctl_flush_tb()
+
+    @property
+    def written_pages(self) -> set[int]:
+        """The pages (address >> PAGE_SHIFT) the host wrote since the guest last ran:
+        the RAM adds to it itself (Ram.track_written_pages), as note_written would."""
+        return self._written_pages
 
     def note_written(self, address: int, size: int) -> None:
         """The host wrote guest-physical [address, address+size): its translated code

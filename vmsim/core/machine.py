@@ -40,7 +40,7 @@ from vmsim.boards.riscv64_virt import BOARD, RiscvVirtBoard, device_tree
 from vmsim.core.affinity import CoreSplit
 from vmsim.core.clock import GuestClock, SbiTimer, Watchdog
 from vmsim.core.console import PanicDetector, quit_on_signals, write_stdout
-from vmsim.core.cpu import SEIP, SSIP, STIP, Cpu, EngineStop
+from vmsim.core.cpu import PAGE_SHIFT, SEIP, SSIP, STIP, Cpu, EngineStop
 from vmsim.core.decode import WFI, decode_memory_access
 from vmsim.errors import ConsoleOutputError, GuestError, VmsimError, check_text
 from vmsim.core.loader import BootLayout, load_boot, write_file
@@ -138,7 +138,7 @@ class BaseMachine:
         self.ram = _allocate_ram(board.ram_base, config.memory)
         self.cpu = self._make_cpu()
         self.cpu.map_ram(self.ram.base, self.ram.size, self.ram.host_address)
-        self.ram.add_write_listener(self.cpu.note_written)
+        self.ram.track_written_pages(self.cpu.written_pages, PAGE_SHIFT)
         self._stopper = make_stopper(self.cpu.uc)
 
         self.clock = GuestClock(self._timebase_hz())
