@@ -130,13 +130,25 @@ class RegisterMirror(Protocol):
       taken now and applied later, because nothing the guest can see changes until the
       device is next called. None withdraws the offer. A taken write withdraws it too.
     - `take_posted(offset)`: the value of the write taken since the last call, or None;
-      the device calls this first whenever it is called, and applies the write."""
+      the device calls this first whenever it is called, and applies the write.
+    - `publish_once(offset, value)`: the next 4-byte read of `offset` may be answered
+      `value` and have its effect applied later, because nothing the guest can see
+      changes until the device is next called except the device's output line, which
+      the read drops: the machine drops it as it answers (GICC_IAR of the one
+      signalled interrupt, acknowledged, drops the CPU's IRQ line). A mirror that
+      cannot drop the line hands the read to the device instead.
+    - `taken_once(offset)`: whether that read was answered since the last call; the
+      device calls this first whenever it is called, and applies the read."""
 
     def publish(self, offset: int, value: int | None) -> None: ...
 
     def offer(self, offset: int, value: int | None) -> None: ...
 
     def take_posted(self, offset: int) -> int | None: ...
+
+    def publish_once(self, offset: int, value: int) -> None: ...
+
+    def taken_once(self, offset: int) -> bool: ...
 
 
 @runtime_checkable
@@ -153,22 +165,49 @@ class Mirrored(Protocol):
 
 
 class MirrorRecorder:
-    """A RegisterMirror that keeps what was published and offered; `write` stands in
-    for the guest's write as the machine would handle it. Used by unit tests."""
+    """A RegisterMirror that keeps what was published and offered; `read` and `write`
+    stand in for the guest's accesses as the machine would handle them, and
+    `drop_line`, if given, for the line a read answered once drops. Used by unit tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, drop_line: Callable[[], None] | None = None) -> None:
         self.values: dict[int, int] = {}
+        self.once: dict[int, int] = {}
         self.offers: dict[int, int] = {}
         self.posted: dict[int, int] = {}
+        self.read_once: set[int] = set()
+        self._drop_line = drop_line
 
     def publish(self, offset: int, value: int | None) -> None:
+        self.once.pop(offset, None)
         self._set(self.values, offset, value)
+
+    def publish_once(self, offset: int, value: int) -> None:
+        self.values.pop(offset, None)
+        self._set(self.once, offset, value if self._drop_line is not None else None)
 
     def offer(self, offset: int, value: int | None) -> None:
         self._set(self.offers, offset, value)
 
     def take_posted(self, offset: int) -> int | None:
         return self.posted.pop(offset, None)
+
+    def taken_once(self, offset: int) -> bool:
+        if offset not in self.read_once:
+            return False
+        self.read_once.discard(offset)
+        return True
+
+    def read(self, offset: int) -> int | None:
+        """The answer if the mirror gives it (None: the device is called), as the
+        machine's mirror would."""
+        if offset in self.values:
+            return self.values[offset]
+        if offset not in self.once:
+            return None
+        self.read_once.add(offset)
+        assert self._drop_line is not None
+        self._drop_line()
+        return self.once.pop(offset)
 
     def write(self, offset: int, value: int) -> bool:
         """Take the write if it is offered (True), as the machine's mirror would."""

@@ -103,10 +103,12 @@ class Gicv2:
         self.irq_level = False
         self.fiq_level = False
         # The register mirror of the CPU interface (see _update): GICC_IAR is published
-        # while it reads as SPURIOUS, and GICC_EOIR of the last acknowledged interrupt
-        # is offered while ending it would signal nothing.
+        # while it reads as SPURIOUS, or once while acknowledging the interrupt it
+        # hands out would signal nothing, and GICC_EOIR of the last acknowledged
+        # interrupt is offered while ending it would signal nothing.
         self._mirror: RegisterMirror | None = None
-        self._iar_spurious = True
+        self._iar_published: int | None = None    # SPURIOUS, the ID published once, None
+        self._iar_once: int | None = None
         self._eoi_offer: int | None = None
         self.distributor = _Distributor(self)
         self.cpu_interface = _CpuInterface(self)
@@ -127,7 +129,7 @@ class Gicv2:
         """What an input's IrqLine does; `intid` must be valid (see `line`). A level
         the input already has changes nothing: the machine re-drives its timer lines
         after every run."""
-        if self._eoi_offer is not None:         # (settle's own test, without its call)
+        if self._eoi_offer is not None or self._iar_once is not None:   # (settle's test)
             self.settle()
         bit = 1 << intid
         if bool(self._input & bit) == level:
@@ -151,8 +153,13 @@ class Gicv2:
         return bool(self._active >> intid & 1)
 
     def settle(self) -> None:
-        """Apply the GICC_EOIR the mirror took since the model was last called, if any
-        (see _update). Every entry to the model calls this first."""
+        """Apply the GICC_IAR read the mirror answered, or the GICC_EOIR it took, since
+        the model was last called, if any (see _update; both are never offered at
+        once). Every entry to the model calls this first."""
+        if self._iar_once is not None and self._mirror is not None:
+            if self._mirror.taken_once(GICC_IAR):
+                self._iar_once = self._iar_published = None   # the mirror withdrew it
+                self._acknowledge(BOTH_GROUPS)                 # the ID it answered
         if self._eoi_offer is not None and self._mirror is not None:
             value = self._mirror.take_posted(GICC_EOIR)
             if value is not None:
@@ -225,14 +232,18 @@ class Gicv2:
         lines then stay low, so nothing the guest can see changes until the model is
         next called, and then `settle` applies the write before anything else. (With
         EOImode set the write only drops the priority, which signals no more than that.)
-        Linux does both on every interrupt."""
+        It may also answer GICC_IAR once with the interrupt signalled on the IRQ line,
+        a group 0 one, while acknowledging it would signal nothing: the mirror then
+        drops the CPU's IRQ line itself, which is all the acknowledge changes that the
+        guest can see before the model is next called, and `settle` applies it then.
+        Linux does all three on every interrupt."""
         intid = self._signalled(BOTH_GROUPS)
+        fiq = (intid is not None and not self._group >> intid & 1
+               and bool(self._cpu_ctlr & GICC_CTLR_FIQ_EN))
+        irq = intid is not None and not fiq
         mirror = self._mirror
-        if (intid is None) != self._iar_spurious:
-            self._iar_spurious = intid is None
-            if mirror is not None:
-                mirror.publish(GICC_IAR, SPURIOUS if intid is None else None)
         if mirror is not None:
+            self._publish_iar(mirror, intid, irq)
             offer = None
             # (Still pending itself, as a level input is until its device drops it, the
             # interrupt would be signalled again: no need to look further.)
@@ -243,9 +254,6 @@ class Gicv2:
             if offer != self._eoi_offer:
                 self._eoi_offer = offer
                 mirror.offer(GICC_EOIR, offer)
-        fiq = (intid is not None and not self._group >> intid & 1
-               and bool(self._cpu_ctlr & GICC_CTLR_FIQ_EN))
-        irq = intid is not None and not fiq
         if irq != self.irq_level:
             self.irq_level = irq
             self._on_irq(irq)
@@ -253,15 +261,47 @@ class Gicv2:
             self.fiq_level = fiq
             self._on_fiq(fiq)
 
+    def _publish_iar(self, mirror: RegisterMirror, intid: int | None, irq: bool) -> None:
+        """GICC_IAR for the mirror (see _update): SPURIOUS while nothing is signalled,
+        the signalled ID once while acknowledging it would signal nothing, else left to
+        the model. Only a change is passed on."""
+        once = False
+        if intid is None:
+            value: int | None = SPURIOUS
+        elif irq and not self._group >> intid & 1 and self._quiet_after_ack(intid):
+            value, once = intid, True
+        else:
+            value = None
+        if value == self._iar_published:
+            return
+        self._iar_published = value
+        self._iar_once = value if once else None
+        if once:
+            mirror.publish_once(GICC_IAR, intid)    # type: ignore[arg-type]
+        else:
+            mirror.publish(GICC_IAR, value)
+
+    def _quiet_after_ack(self, intid: int) -> bool:
+        """Whether, with `intid` acknowledged, nothing would be signalled: what
+        `_acknowledge` would leave, without changing anything."""
+        bit = 1 << intid
+        return self._quiet_if(self._latched & ~bit, self._active | bit,
+                              [*self._running, (intid, self._group_priority(intid))])
+
     def _quiet_after_eoi(self) -> bool:
         """Whether, with the last acknowledged interrupt ended, nothing would be
         signalled: what `_end_of_interrupt` would find, without changing anything."""
-        active, running = self._active, self._running
-        self._active, self._running = active & ~(1 << running[-1][0]), running[:-1]
+        running = self._running
+        return self._quiet_if(self._latched, self._active & ~(1 << running[-1][0]), running[:-1])
+
+    def _quiet_if(self, latched: int, active: int, running: list[tuple[int, int]]) -> bool:
+        """Whether nothing would be signalled in that state (the rest as it is)."""
+        saved = self._latched, self._active, self._running
+        self._latched, self._active, self._running = latched, active, running
         try:
             return self._signalled(BOTH_GROUPS) is None
         finally:
-            self._active, self._running = active, running
+            self._latched, self._active, self._running = saved
 
     def _acknowledge(self, groups: int) -> int:
         intid = self._signalled(groups)
@@ -478,9 +518,9 @@ class _CpuInterface:
     def attach_mirror(self, mirror: RegisterMirror) -> None:
         gic = self._gic
         gic._mirror = mirror
-        mirror.publish(GICC_IAR, SPURIOUS if gic._iar_spurious else None)
+        mirror.publish(GICC_IAR, None)
         mirror.offer(GICC_EOIR, None)
-        gic._eoi_offer = None
+        gic._iar_published = gic._iar_once = gic._eoi_offer = None
         gic._update()
 
     def read(self, offset: int, size: int) -> int:

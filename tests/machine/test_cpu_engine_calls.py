@@ -2,11 +2,14 @@
 pages touch exactly what they should and leave the hart's privilege as it was."""
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 
 from vmsim.core import cpu as cpu_module
 from vmsim.core.cpu import (NATIVE_INVALIDATE, PAGE_SHIFT, PRIV_SUPERVISOR, PRIV_USER, SEIP,
                             SSIP, STIP, Cpu)
+from vmsim.core.nativelib import function_address
 
 RAM_BASE, RAM_SIZE = 0x8000_0000, 1 << 20
 
@@ -174,3 +177,36 @@ def test_the_register_mirror_answers_and_takes_in_native_code(cpu) -> None:
     assert run() == (0x160, 0x160, 0x164)
     assert calls[0] == ("read", 0x60, 4) and mirror.hits == 2
     assert cpu.map_mmio(window + 0x1000, 0x1000, read, write) is None
+
+
+def test_a_read_published_once_is_answered_once_and_drops_the_line(cpu) -> None:
+    """A read published once (publish_once) is answered in native code the first time,
+    which also sets the line's engine register and its host copy to 0 (here x7 stands
+    for the arm64 IRQ input); the second read reaches the device, and taken_once says
+    the first was answered. Without a line to drop, no read is answered once."""
+    window, calls = 0x1000_0000, []
+
+    def read(offset: int, size: int) -> int:
+        calls.append(offset)
+        return 0x100 + offset
+
+    mirror = cpu.map_mmio(window, 0x1000, read, lambda *_: None, mirrored=(0x0C,))
+    code = _load(10, 2, 0x0C) + _load(11, 2, 0x0C)
+    cpu.uc.mem_write(RAM_BASE, code)
+
+    def run() -> tuple[int, int]:
+        cpu.set_x(5, window)
+        cpu.set_x(7, 1)
+        cpu.uc.emu_start(RAM_BASE, RAM_BASE + len(code))
+        return cpu.x(10), cpu.x(11)
+
+    mirror.publish_once(0x0C, 48)                 # no line to drop: handed to the device
+    assert run() == (0x10C, 0x10C) and calls == [0x0C, 0x0C] and not mirror.taken_once(0x0C)
+    copy = ctypes.c_uint64(1)
+    mirror.drops_line_with(function_address(cpu._lib.uc_reg_write), cpu_module._X0 + 7,
+                           ctypes.addressof(copy))
+    calls.clear()
+    mirror.publish_once(0x0C, 48)
+    assert run() == (48, 0x10C) and calls == [0x0C]
+    assert cpu.x(7) == 0 and copy.value == 0
+    assert mirror.taken_once(0x0C) and not mirror.taken_once(0x0C)

@@ -323,7 +323,8 @@ ACCESS = st.tuples(st.sampled_from(["d", "c"]), st.booleans(),
 LEVELS = st.tuples(st.sampled_from([27, 30, 33, 48, 63]), st.booleans())
 
 
-_NOT_STATE = ("distributor", "cpu_interface", "_mirror", "_eoi_offer", "_on_irq", "_on_fiq")
+_NOT_STATE = ("distributor", "cpu_interface", "_mirror", "_iar_published", "_iar_once",
+              "_eoi_offer", "_on_irq", "_on_fiq")
 
 
 def _state(gic: Gicv2) -> dict:
@@ -393,6 +394,20 @@ def test_gicc_iar_is_published_exactly_while_it_reads_spurious(steps: list[tuple
             assert got != SPURIOUS
 
 
+class CpuLine:
+    """The CPU's IRQ input as the machine keeps it: a level, changed only by a
+    different one (Arm64Cpu.set_irq), and the changes the CPU saw."""
+
+    def __init__(self) -> None:
+        self.level = False
+        self.changes: list[bool] = []
+
+    def set(self, level: bool) -> None:
+        if level != self.level:
+            self.level = level
+            self.changes.append(level)
+
+
 # The accesses of an interrupt's handling, more often than ACCESS draws them: GICC_IAR,
 # GICC_EOIR of the running interrupt (as Linux writes it), GICC_CTLR with and without
 # EOImode, GICC_DIR of the running interrupt.
@@ -410,14 +425,27 @@ FEW_LEVELS = st.tuples(st.sampled_from([27, 33, 48]), st.booleans())
           ("eoi",), (48, True), ("c", False, IAR, 4, 0), ("dir",), ("eoi",), ("dir",)])
 @example([("d", True, IPRIORITYR + 48, 1, 0x80), (33, True), ("c", False, IAR, 4, 0),
           (48, True), ("c", False, IAR, 4, 0), (48, False), ("eoi",), (33, False), ("eoi",)])
-def test_an_eoir_the_mirror_takes_changes_nothing_the_guest_can_see(steps: list[tuple]) -> None:
-    """Differential: one GIC whose mirror takes every GICC_EOIR it offers (applied when
-    the model is next called), one that gets every write. After every step their IRQ
-    and FIQ lines and every read agree, and once settled so does their whole state."""
-    mirror = MirrorRecorder()
-    lines = [Lines(), Lines()]
-    mirrored, direct = (Gicv2(64, on_irq=line.irq.append, on_fiq=line.fiq.append)
-                        for line in lines)
+# Group 1 (33) without GICC_CTLR.AckCtl: IAR reads 1022 and acknowledges nothing.
+@example([("d", True, GICD_CTLR, 4, 3), ("c", True, CTLR, 4, 3),
+          ("d", True, IGROUPR + 4, 4, 1 << 1), (33, True), ("c", False, IAR, 4, 0)])
+# 48 (group 0, 0x10) is handed out, but 33 (group 1, 0x11) has the higher group priority
+# under GICC_ABPR (0x00 against 0x10): the line stays up after the acknowledge.
+@example([("d", True, GICD_CTLR, 4, 3), ("c", True, CTLR, 4, 3),
+          ("d", True, IGROUPR + 4, 4, 1 << 1), ("d", True, IPRIORITYR + 48, 1, 0x10),
+          ("d", True, IPRIORITYR + 33, 1, 0x11), ("c", True, BPR, 4, 2), ("c", True, 0x1C, 4, 5),
+          (33, True), (48, True), ("c", False, IAR, 4, 0)])
+def test_an_iar_the_mirror_answers_once_and_an_eoir_it_takes_change_nothing_the_guest_can_see(
+        steps: list[tuple]) -> None:
+    """Differential: one GIC whose mirror answers every GICC_IAR it publishes (once:
+    dropping the CPU's IRQ line itself) and takes every GICC_EOIR it offers (both
+    applied when the model is next called), one that gets every access. After every
+    step every read and the CPU's IRQ and FIQ lines agree, and once settled so does
+    their whole state."""
+    cpus, fiqs = [CpuLine(), CpuLine()], [Lines(), Lines()]
+    mirror = MirrorRecorder(drop_line=lambda: cpus[0].set(False))
+    mirrored, direct = (Gicv2(64, on_irq=cpu.set, on_fiq=line.fiq.append)
+                        for cpu, line in zip(cpus, fiqs))
+    assert mirrored.cpu_interface.mirrored_registers == (IAR,)
     assert mirrored.cpu_interface.posted_registers == (EOIR,)
     mirrored.cpu_interface.attach_mirror(mirror)
     _setup_and_steps(direct, [])
@@ -428,54 +456,36 @@ def test_an_eoir_the_mirror_takes_changes_nothing_the_guest_can_see(steps: list[
             if not mirror.write(register, value):
                 mirrored.cpu_interface.write(register, 4, value)
             direct.cpu_interface.write(register, 4, value)
+        elif step[:4] == ("c", False, IAR, 4):
+            got = mirror.read(IAR)
+            if got is None:
+                got = mirrored.cpu_interface.read(IAR, 4)
+            assert got == direct.cpu_interface.read(IAR, 4)
         else:
             assert apply_step(mirrored, step) == apply_step(direct, step)
-        assert (mirrored.irq_level, mirrored.fiq_level) == (direct.irq_level, direct.fiq_level)
-        assert lines[0].irq == lines[1].irq and lines[0].fiq == lines[1].fiq
-        if IAR in mirror.values:
-            assert copy.deepcopy(direct).cpu_interface.read(IAR, 4) == mirror.values[IAR]
+        assert cpus[0].changes == cpus[1].changes and fiqs[0].fiq == fiqs[1].fiq
+        assert cpus[0].level == direct.irq_level and mirrored.fiq_level == direct.fiq_level
     mirrored.settle()
     assert _state(mirrored) == _state(direct)
+    assert mirrored.irq_level == direct.irq_level
 
 
-def test_linux_ends_each_interrupt_through_the_mirror() -> None:
-    """The sequence Linux's handler makes: IAR, the device's line dropped (its ack),
-    EOIR, IAR again. The EOIR is offered once the line is low and taken; the next
-    IAR reads SPURIOUS from the mirror; the next call to the model applies the EOI."""
-    gic = Gicv2(64)
-    mirror = MirrorRecorder()
+def test_linux_takes_each_interrupt_through_the_mirror() -> None:
+    """With a line to drop, the whole of Linux's handling but the device's own ack is
+    answered by the mirror: IAR hands out the interrupt once and drops the CPU's line,
+    the ack (the device's line dropping) applies that acknowledge first, then EOIR is
+    taken and IAR reads SPURIOUS."""
+    cpu = CpuLine()
+    gic = Gicv2(64, on_irq=cpu.set)
+    mirror = MirrorRecorder(drop_line=lambda: cpu.set(False))
     gic.cpu_interface.attach_mirror(mirror)
     linux_init(gic)
     enable(gic, VIRTIO0)
     gic.set_level(VIRTIO0, True)
-    assert IAR not in mirror.values and EOIR not in mirror.offers
-    assert gic.cpu_interface.read(IAR, 4) == VIRTIO0
-    assert mirror.values == {IAR: SPURIOUS} and EOIR not in mirror.offers   # line still high
-    gic.set_level(VIRTIO0, False)
-    assert mirror.offers == {EOIR: VIRTIO0}
-    assert mirror.write(EOIR, VIRTIO0) and mirror.values == {IAR: SPURIOUS}
-    assert gic.active(VIRTIO0) is False and mirror.posted == {}          # applied first
-    assert gic.cpu_interface.read(RPR, 4) == 0xFF
-
-
-def test_the_eoir_of_a_preempting_interrupt_is_offered_while_the_other_runs() -> None:
-    """Nested: 48 (priority 0x80) preempts 33 (0xA0) while 63 (0xA0) is pending. Ending
-    48 leaves 33 running, which still holds 63 back: that EOIR is offered too."""
-    gic = Gicv2(64)
-    mirror = MirrorRecorder()
-    gic.cpu_interface.attach_mirror(mirror)
-    linux_init(gic)
-    for intid in (33, 48, 63):
-        enable(gic, intid, priority=0x80 if intid == 48 else 0xA0)
-    gic.set_level(33, True)
-    assert ack(gic) == 33
-    gic.set_level(48, True)
-    gic.set_level(63, True)
-    assert ack(gic) == 48
-    gic.set_level(48, False)
-    assert mirror.offers == {EOIR: 48}
-    assert mirror.write(EOIR, 48)
-    gic.set_level(33, False)                             # applies the EOI of 48 first
-    assert mirror.offers == {} and not gic.irq_level     # ending 33 would signal 63
-    eoi(gic, 33)
-    assert gic.irq_level and ack(gic) == 63
+    assert cpu.level and mirror.once == {IAR: VIRTIO0}
+    assert mirror.read(IAR) == VIRTIO0 and not cpu.level and mirror.read(IAR) is None
+    gic.set_level(VIRTIO0, False)                      # the ack: applies the IAR first
+    assert mirror.offers == {EOIR: VIRTIO0} and mirror.values == {IAR: SPURIOUS}
+    assert mirror.write(EOIR, VIRTIO0) and mirror.read(IAR) == SPURIOUS
+    assert gic.active(VIRTIO0) is False and gic.cpu_interface.read(RPR, 4) == 0xFF
+    assert cpu.changes == [True, False]

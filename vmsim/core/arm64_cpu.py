@@ -7,11 +7,13 @@ numbering scheme as the riscv engine's.
 """
 from __future__ import annotations
 
+import ctypes
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from vmsim.core import cpu as engine
 from vmsim.core.cpu import NATIVE_ARM64, EngineCpu
+from vmsim.core.nativelib import function_address
 from vmsim.errors import VmsimError
 
 WFI = 0xD503_207F
@@ -60,7 +62,10 @@ class Arm64Cpu(EngineCpu):
         self._a = a
         self._x = [getattr(a, f"UC_ARM64_REG_X{i}") for i in range(31)]
         self._pc_reg = a.UC_ARM64_REG_PC
-        self._irq_level = False
+        # The level driven onto the engine's IRQ input, as a C word: the GIC's register
+        # mirror drops it (and the input) itself when it answers GICC_IAR
+        # (irq_line_dropper, devices/gic.py).
+        self._irq_line = ctypes.c_uint64(0)
         self._irq_held = False            # a debugger's step holds the engine's line low
 
     # -- registers ---------------------------------------------------------------
@@ -88,10 +93,17 @@ class Arm64Cpu(EngineCpu):
 
     def set_irq(self, level: bool) -> None:
         """Drive the CPU's IRQ input (the GIC's output); CPU thread only."""
-        if level != self._irq_level:
-            self._irq_level = level
+        if level != self._irq_line.value:
+            self._irq_line.value = level
             if not self._irq_held:
                 self._set(REG_IRQ, int(level))
+
+    def irq_line_dropper(self) -> tuple[int, int, int]:
+        """What native code needs to drop the IRQ input as set_irq(False) would: the
+        engine's uc_reg_write, the input's register, and the address of the level's
+        word (vmsim/native/register_mirror.c)."""
+        return (function_address(self._lib.uc_reg_write), REG_IRQ,
+                ctypes.addressof(self._irq_line))
 
     @contextmanager
     def irq_held_low(self) -> Iterator[None]:
@@ -104,11 +116,11 @@ class Arm64Cpu(EngineCpu):
             yield
         finally:
             self._irq_held = False
-            self._set(REG_IRQ, int(self._irq_level))
+            self._set(REG_IRQ, self._irq_line.value)
 
     @property
     def irq_raised(self) -> bool:
-        return self._irq_level
+        return bool(self._irq_line.value)
 
     def timer_writes(self) -> int:
         """How many times the guest has written a timer register: the outputs and the

@@ -25,6 +25,7 @@ from vmsim.core.clock import NEVER
 from vmsim.core.console import write_stdout
 from vmsim.core.loader import BootLayout
 from vmsim.core.machine import BaseMachine, MachineConfig, _MachineWaker
+from vmsim.core.nativelib import NativeRegisterMirror
 from vmsim.core.strict import locate_access
 from vmsim.core.traps import guest_error
 from vmsim.devices.bus import IrqLine, MmioDevice
@@ -61,6 +62,12 @@ class Arm64Machine(BaseMachine):
         self.uart = Pl011(self.gic.spi(board.uart.irq or 0), self._console_output, waker)
         return [(board.gic_distributor, self.gic.distributor),
                 (board.gic_cpu_interface, self.gic.cpu_interface), (board.uart, self.uart)]
+
+    def _prepare_mirror(self, device: MmioDevice, mirror: NativeRegisterMirror) -> None:
+        """The GIC's CPU interface may have GICC_IAR answered once (devices/gic.py):
+        answering it drops the CPU's IRQ input."""
+        if device is self.gic.cpu_interface:
+            mirror.drops_line_with(*self.cpu.irq_line_dropper())
 
     def _slot_irq(self, slot: Window) -> IrqLine:
         return self.gic.spi(slot.irq or 0)

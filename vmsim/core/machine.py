@@ -44,7 +44,7 @@ from vmsim.core.cpu import PAGE_SHIFT, SEIP, SSIP, STIP, Cpu, EngineStop
 from vmsim.core.decode import WFI, decode_memory_access
 from vmsim.errors import ConsoleOutputError, GuestError, VmsimError, check_text
 from vmsim.core.loader import BootLayout, load_boot, write_file
-from vmsim.core.nativelib import FdWatch
+from vmsim.core.nativelib import FdWatch, NativeRegisterMirror
 from vmsim.core.preempt import make_stopper
 from vmsim.core.strict import StrictReport, locate_access
 from vmsim.core.traps import TrapHandler, guest_error
@@ -249,7 +249,11 @@ class BaseMachine:
         mirror = self.cpu.map_mmio(window.base, window.mapped_size, read, write,
                                    self._raise_due, mirrored, posted)
         if mirror is not None:
+            self._prepare_mirror(device, mirror)
             device.attach_mirror(mirror)
+
+    def _prepare_mirror(self, device: MmioDevice, mirror: NativeRegisterMirror) -> None:
+        """What a board adds to a device's register mirror before the device has it."""
 
     # -- running -----------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ MIRROR_SLOTS = 4        # VMSIM_MIRROR_SLOTS in register_mirror.c
 class _MirrorSlot(ctypes.Structure):
     _fields_ = [("offset", ctypes.c_uint64), ("value", ctypes.c_uint64),
                 ("size", ctypes.c_uint32), ("valid", ctypes.c_uint32),
-                ("posted", ctypes.c_uint64)]
+                ("posted", ctypes.c_uint64), ("once", ctypes.c_uint64)]
 
 
 class _RegisterMirrorState(ctypes.Structure):
@@ -113,16 +113,20 @@ class _RegisterMirrorState(ctypes.Structure):
                 ("write", ctypes.c_void_p), ("write_data", ctypes.c_void_p),
                 ("hits", ctypes.c_uint64), ("taken", ctypes.c_uint64),
                 ("reads", ctypes.c_uint32), ("writes", ctypes.c_uint32),
+                ("engine_write", ctypes.c_void_p), ("line_reg", ctypes.c_int64),
+                ("line_copy", ctypes.c_void_p),
                 ("read_slots", _MirrorSlot * MIRROR_SLOTS),
                 ("write_slots", _MirrorSlot * MIRROR_SLOTS)]
 
 
-def _fill(slot: _MirrorSlot, value: int | None) -> None:
-    """Give the slot a value, or (None) hand its register back to the device."""
+def _fill(slot: _MirrorSlot, value: int | None, once: int = 0) -> None:
+    """Give the slot a value (to answer once, or every time), or (None) hand its
+    register back to the device."""
     if value is None:
         slot.valid = 0
     else:
         slot.value = value
+        slot.once = once
         slot.valid = 1
 
 
@@ -158,6 +162,27 @@ class NativeRegisterMirror:
 
     def publish(self, offset: int, value: int | None) -> None:
         _fill(self._reads[offset], value)
+
+    def drops_line_with(self, engine_write: int, register: int, copy: int) -> None:
+        """Let reads be answered once (publish_once): answering one drops the line that
+        engine register `register` is, through `engine_write` (uc_reg_write's address),
+        and its host copy, the uint64 at address `copy`."""
+        state = self._state
+        state.engine_write, state.line_reg, state.line_copy = engine_write, register, copy
+
+    def publish_once(self, offset: int, value: int) -> None:
+        """`offset` reads as `value` once, dropping the line (drops_line_with); then it
+        goes to the device again, which learns of the read from taken_once. Without a
+        line to drop, every read goes to the device."""
+        _fill(self._reads[offset], value if self._state.engine_write else None, once=1)
+
+    def taken_once(self, offset: int) -> bool:
+        """Whether the read published once was answered since the last call."""
+        slot = self._reads[offset]
+        if not slot.posted:
+            return False
+        slot.posted = 0
+        return True
 
     def offer(self, offset: int, value: int | None) -> None:
         _fill(self._writes[offset], value)

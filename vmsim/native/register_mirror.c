@@ -12,9 +12,14 @@
  * - a write whose effect nobody can see until the device is next called: GICC_EOIR of
  *   the one active interrupt when ending it leaves nothing to signal, so the CPU's
  *   interrupt line would not change.
+ * - a read whose effect nobody can see until the device is next called, except that
+ *   it drops the device's output line: GICC_IAR of the one signalled interrupt when
+ *   acknowledging it leaves nothing to signal. Such a read is answered once, and the
+ *   machine's line (an engine register and the host's copy of it) is dropped here.
  * The device publishes a read value when it changes, and offers a write (one exact
- * value) while taking it later is safe. A taken write is marked posted and withdrawn;
- * the device applies it before anything else the next time it is called.
+ * value) while taking it later is safe. A taken write, or a read answered once, is
+ * marked posted and withdrawn; the device applies it before anything else the next
+ * time it is called.
  *
  * Only the CPU thread touches a mirror: the engine calls these functions from it, and
  * devices publish from inside their own callbacks or the run loop, on the same
@@ -27,13 +32,16 @@
 typedef uint64_t (*mmio_read_fn)(void *uc, uint64_t offset, unsigned size, void *data);
 typedef void (*mmio_write_fn)(void *uc, uint64_t offset, unsigned size, uint64_t value,
                               void *data);
+typedef int (*engine_write_fn)(void *uc, int regid, const void *value);   /* uc_reg_write */
 
 struct vmsim_mirror_slot {
     uint64_t offset;
     uint64_t value;     /* a read's answer, or the one write value that may be taken */
     uint32_t size;
     uint32_t valid;     /* 0: the device handles this register itself */
-    uint64_t posted;    /* writes: 1 once one was taken and not yet applied */
+    uint64_t posted;    /* 1 once a write (or a read answered once) was taken and not
+                           yet applied */
+    uint64_t once;      /* reads: answer once, then drop the line (see above) */
 };
 
 struct vmsim_register_mirror {
@@ -45,6 +53,12 @@ struct vmsim_register_mirror {
     uint64_t taken;     /* writes taken here */
     uint32_t reads;     /* slots in use */
     uint32_t writes;
+    /* The line a read answered once drops: engine register line_reg through
+     * engine_write, and the host's copy of its level. Unset (0): no read is answered
+     * once (the device is told so). */
+    engine_write_fn engine_write;
+    int64_t line_reg;
+    uint64_t *line_copy;
     struct vmsim_mirror_slot read_slots[VMSIM_MIRROR_SLOTS];
     struct vmsim_mirror_slot write_slots[VMSIM_MIRROR_SLOTS];
 };
@@ -56,9 +70,16 @@ uint64_t vmsim_mirror_read(void *uc, uint64_t offset, unsigned size, void *user_
     uint32_t i;
 
     for (i = 0; i < mirror->reads && i < VMSIM_MIRROR_SLOTS; i++) {
-        const struct vmsim_mirror_slot *slot = &mirror->read_slots[i];
+        struct vmsim_mirror_slot *slot = &mirror->read_slots[i];
         if (slot->valid && slot->offset == offset && slot->size == size) {
             mirror->hits++;
+            if (slot->once) {
+                static const uint64_t low = 0;
+                slot->valid = 0;
+                slot->posted = 1;
+                mirror->engine_write(uc, (int)mirror->line_reg, &low);
+                *mirror->line_copy = 0;
+            }
             return slot->value;
         }
     }
