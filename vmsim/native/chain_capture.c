@@ -26,6 +26,7 @@ struct capture_context {
     uint64_t cap;           /* bytes of each buffer copied (at most 255) */
     uint8_t *out;
     uint64_t out_size;
+    uint64_t desc;          /* guest address of the descriptor table */
 };
 
 #define MAX_TABLE 4096
@@ -48,7 +49,7 @@ static void entry(const uint8_t *table, uint64_t i, uint64_t *addr, uint32_t *le
 }
 
 /*
- * desc: the guest address of the head descriptor. Writes to c->out the head descriptor
+ * head: the head descriptor's index in the table. Writes to c->out the head descriptor
  * (16 bytes), the table (its length), then per table entry one byte n and the first n
  * bytes of its buffer: n = min(len, cap) for the entries the observer lists (the walk
  * of _list_table in devices/virtio/queue.py: in chain order, and past max_listed
@@ -56,8 +57,13 @@ static void entry(const uint8_t *table, uint64_t i, uint64_t *addr, uint32_t *le
  * Returns the bytes written, or -1 when the chain is not one indirect table of 1 to
  * max_entries entries, all in RAM (the caller lists it another way).
  */
-int64_t vmsim_capture_table(const struct capture_context *c, uint64_t desc)
+int vmsim_capture_table(const struct capture_context *c, int head_index)
 {
+    /* (An int and an int result: the caller passes them without ctypes argtypes,
+     * the cheaper call.) */
+    if (head_index < 0 || c->desc > UINT64_MAX - DESC_SIZE * (uint64_t)head_index)
+        return -1;
+    uint64_t desc = c->desc + DESC_SIZE * (uint64_t)head_index;
     if (!in_ram(c, desc, DESC_SIZE))
         return -1;
     const uint8_t *head = c->ram + (desc - c->base);
@@ -112,5 +118,5 @@ int64_t vmsim_capture_table(const struct capture_context *c, uint64_t desc)
             memcpy(out, c->ram + (buf - c->base), n);
         out += n;
     }
-    return out - c->out;
+    return (int)(out - c->out);
 }

@@ -53,12 +53,14 @@ static int in_ram(const struct walk_context *c, uint64_t addr, uint64_t len)
  * addrs, lengths and shape, or -1 where _walk would raise (or the chain has more than
  * cap segments), having written nothing the caller reads.
  */
-int64_t vmsim_walk_chain(const struct walk_context *c, uint64_t head)
+int vmsim_walk_chain(const struct walk_context *c, int head)
 {
-    if (head >= c->queue_size)
+    /* (An int and an int result: the caller passes them without ctypes argtypes,
+     * the cheaper call.) */
+    if (head < 0 || (uint64_t)head >= c->queue_size)
         return -1;
     const uint8_t *table = c->ram + (c->desc - c->base);
-    uint64_t table_len = c->queue_size, index = head;
+    uint64_t table_len = c->queue_size, index = (uint64_t)head;
     uint64_t count = 0, outer = 0, segments = 0, readable = NONE;
     uint64_t total = 0, writable_len = 0;
     int indirect = 0;
@@ -123,5 +125,5 @@ int64_t vmsim_walk_chain(const struct walk_context *c, uint64_t head)
     c->shape[SHAPE_INDIRECT] = indirect;
     c->shape[SHAPE_READABLE_LEN] = total - writable_len;
     c->shape[SHAPE_WRITABLE_LEN] = writable_len;
-    return (int64_t)segments;
+    return (int)segments;
 }
