@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from vmsim.devices.memory import Ram
 from vmsim.devices.virtio import native_table, native_walk
-from vmsim.devices.virtio.queue import ChainError, SplitQueue
+from vmsim.devices.virtio.queue import ChainError, DescriptorChain, SplitQueue
 from vmsim.devices.virtio.spec import Desc
 from vmsim.testing.virtio_driver import EchoDevice, make_rig
 
@@ -150,6 +150,12 @@ def linux_table(readable: int, writable: int, seed: int) -> list[tuple[int, int,
     return entries
 
 
+def one_table(entries) -> list[tuple[int, int, int, int]]:
+    """A descriptor table whose descriptor 0 names `entries` as an indirect table at
+    LONG_TABLE_AT (written there by the caller)."""
+    return [(LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)] + [(0, 0, 0, 0)] * (SIZE - 1)
+
+
 def native_linear_table():
     """The C table check; its library is part of every setup (`make unicorn`)."""
     function = native_table.load()
@@ -261,8 +267,7 @@ def test_a_long_linux_table_is_checked_in_c(monkeypatch):
 
     native_linear_table()
     entries = linux_table(40, 40, 7)
-    head_descs = ([(LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)]
-                  + [(0, 0, 0, 0)] * (SIZE - 1))
+    head_descs = one_table(entries)
     ram = Ram(BASE, RAM_SIZE)
     try:
         ram.write(LONG_TABLE_AT, pack(entries))
@@ -308,7 +313,6 @@ def test_the_c_walk_gives_the_python_walks_chain_or_declines_its_errors(
         if walked is None:
             assert expected is None or len(expected[1]) + len(expected[2]) > cap
         else:
-            from vmsim.devices.virtio.queue import DescriptorChain
             assert chain_fields(DescriptorChain(ram, head, *walked)) == expected
     finally:
         ram.close()
@@ -320,8 +324,7 @@ def test_a_linux_request_is_walked_in_c(monkeypatch):
     and data readable, output and status writable) still pops, to the chain the Python
     walk gives."""
     entries = linux_table(3, 2, 5)
-    head_descs = ([(LONG_TABLE_AT, 16 * len(entries), Desc.INDIRECT, 0)]
-                  + [(0, 0, 0, 0)] * (SIZE - 1))
+    head_descs = one_table(entries)
     ram = Ram(BASE, RAM_SIZE)
     try:
         ram.write(LONG_TABLE_AT, pack(entries))
