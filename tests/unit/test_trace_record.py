@@ -212,22 +212,6 @@ def test_written_trace_reads_back_whole(tmp_path: Path) -> None:
     assert trace.queue_name("virtio-crypto", 1) == "controlq"
 
 
-def test_a_batch_marshal_refuses_goes_to_the_writer_pickled(tmp_path: Path) -> None:
-    """Batches go to the writer's child marshalled; one holding an object marshal cannot
-    write (here an IntEnum in an event's fields) goes pickled, and reads back the same."""
-    path = tmp_path / "t.jsonl"
-    hub = TraceHub(guest_time=lambda: 7)
-    writer = TraceWriter(path, hub)
-    writer.start([], 10_000_000)
-    hub(TraceEvent("notify", "dev", 0, {"avail_idx": 3}))
-    writer._flush()
-    hub(TraceEvent("error", "dev", 0, {"op": Op.CIPHER_ENCRYPT, "reason": "x"}))
-    writer.close()
-    records = read_trace(path).records
-    assert [(r.kind, r.fields) for r in records] == [
-        ("notify", {"avail_idx": 3}), ("error", {"op": int(Op.CIPHER_ENCRYPT), "reason": "x"})]
-
-
 def test_a_cut_short_trace_still_reads(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     record_rig_session(path)

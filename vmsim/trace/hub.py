@@ -54,10 +54,7 @@ DEFAULT_CAPACITY = 1 << 16
 RAW_CAPACITY = 1 << 16
 FLUSH_SECONDS = 0.05         # the longest an event waits before the batched consumers get it
 FLUSH_CHUNK = 256            # events the flush thread stamps per hold of the GIL
-# Events that make a batch due at the next notify (about 146 requests' worth): each
-# batch costs a fixed share besides its events (locks, a pipe write, the writer's
-# wake-up), spread over more requests than with 256.
-FLUSH_EVENTS = 1024
+FLUSH_EVENTS = 256           # events that make a batch due at the next notify
 
 
 @dataclass(slots=True)

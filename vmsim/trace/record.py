@@ -11,7 +11,7 @@
 Events carry everything a viewer replays: each popped chain's descriptors (index,
 address, length, flags, the first bytes of each buffer), each request decoded, each
 completion with its status, duration and the first bytes written. This process only
-serialises a batch of events now and then; a child process writes the JSON (see
+pickles a batch of events now and then; a child process writes the JSON (see
 TraceWriter). On the CPU thread a chain's descriptors and buffer previews are raw
 tuples and bytes; they become the dicts and hex above in the child (plain_fields).
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import gzip
 import json
-import marshal
 import os
 import pickle
 import struct
@@ -42,23 +41,6 @@ _FRAME = struct.Struct("<I")
 _PIPE_SIZE = 1 << 20           # ask the kernel for a 1 MiB pipe
 _F_SETPIPE_SZ = 1031
 _MAX_PENDING = 64 << 20        # bytes the pipe may owe before batches are dropped
-_MARSHAL, _PICKLE = b"M", b"P"  # a frame's first byte: how the rest is serialised
-
-
-def _serialise(value: object) -> bytes:
-    """A frame's payload. marshal where it can: the child is this same interpreter, and
-    for a batch of request events marshal takes about 0.7 of pickle's time on the CPU
-    thread. pickle for a batch marshal refuses (an object of a type of its own in a
-    rare event's fields)."""
-    try:
-        return _MARSHAL + marshal.dumps(value)
-    except ValueError:
-        return _PICKLE + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _deserialise(payload: bytes) -> Any:
-    body = memoryview(payload)[1:]
-    return marshal.loads(body) if payload[:1] == _MARSHAL else pickle.loads(body)
 
 
 class TraceFileError(VmsimError):
@@ -93,8 +75,8 @@ class TraceWriter:
 
     The hub hands the writer its new events a batch at a time (TraceHub.batched: at a
     notify once enough gathered, or from its flush thread after an idle spell); the
-    writer serialises the batch (_serialise: C speed, no Python call per event) and
-    writes it down a pipe to `python -m vmsim.trace.record`, which turns it
+    writer pickles the batch (C speed, no Python call per
+    event) and writes it down a pipe to `python -m vmsim.trace.record`, which turns it
     into JSON lines on another core, at a lower priority than the emulator: when the
     host's cores are busy, the guest goes first and the writer catches up later. A full
     pipe (the child fell behind) is retried with the next batch; past MAX_PENDING it
@@ -136,7 +118,7 @@ class TraceWriter:
         os.set_blocking(pipe, False)
 
     def _consume(self, batch: list[Item]) -> None:
-        """A batch from the hub (or a flush at the end): one serialised frame down the
+        """A batch from the hub (or a flush at the end): one pickled frame down the
         pipe, after what the pipe still owes."""
         with self._lock:
             self._send(batch)
@@ -151,7 +133,7 @@ class TraceWriter:
             batch, self._early = self._early + batch, []
         frame = self._pending
         if batch:
-            payload = _serialise(batch)
+            payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
             if len(self._pending) > _MAX_PENDING:
                 self.lost += len(batch)            # the child is hopelessly behind
             else:
@@ -177,7 +159,7 @@ class TraceWriter:
         with self._lock:
             self._closed = True
             if child is not None and child.stdin is not None:
-                end = _serialise(("end", self.written, self.lost))
+                end = pickle.dumps(("end", self.written, self.lost))
                 rest = self._pending + _FRAME.pack(len(end)) + end
                 self._pending = b""
                 self._child = None                  # later events: kept, never sent
@@ -196,7 +178,7 @@ _NICE = 10   # the writer child's niceness: below the emulator when cores are sc
 
 
 def _child_main() -> int:
-    """`python -m vmsim.trace.record`: serialised batches on stdin -> JSON lines on stdout."""
+    """`python -m vmsim.trace.record`: pickled batches on stdin -> JSON lines on stdout."""
     try:
         os.nice(_NICE)
     except OSError:
@@ -212,7 +194,7 @@ def _child_main() -> int:
         if len(head) < _FRAME.size:
             return 0
         payload = source.read(_FRAME.unpack(head)[0])
-        batch = _deserialise(payload)
+        batch = pickle.loads(payload)
         if isinstance(batch, tuple) and batch and batch[0] == "end":
             out.write((dumps({"end": True, "events": batch[1],
                               "lost": batch[2]}) + "\n").encode())
