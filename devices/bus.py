@@ -7,7 +7,6 @@ device to the CPU engine without the device knowing.
 from __future__ import annotations
 
 import functools
-
 import struct
 from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 

@@ -13,10 +13,9 @@ quirks are absorbed here (docs/engine.md gives each by its id):
   fetch addresses are physical (E17).
 - Host writes to guest RAM do not invalidate translated code (E10). The RAM adds the
   pages it writes to `written_pages` (other writers call `note_written`); the pages
-  are invalidated together, in merged runs, when the hook or
-  MMIO callback that wrote them returns and before every run, which are the only ways
-  back into guest code. One invalidation per callback instead of one per write keeps
-  a device's DMA cheap.
+  are invalidated together, in merged runs, when the hook or MMIO callback that wrote
+  them returns and before every run, which are the only ways back into guest code. One
+  invalidation per callback instead of one per write keeps a device's DMA cheap.
 - The Python binding lacks `uc_vmem_read` (E1): `read_virtual` calls it via ctypes
   to fetch guest-virtual instruction bytes.
 - The patched engine delivers delegated exceptions and keeps the SBI timer itself

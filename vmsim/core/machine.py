@@ -253,7 +253,8 @@ class BaseMachine:
             device.attach_mirror(mirror)
 
     def _prepare_mirror(self, device: MmioDevice, mirror: NativeRegisterMirror) -> None:
-        """What a board adds to a device's register mirror before the device has it."""
+        """What this machine adds to a device's register mirror before the device has
+        it: nothing here (the arm64 machine lets the GIC's drop the CPU's IRQ line)."""
 
     # -- running -----------------------------------------------------------------------
 
