@@ -31,11 +31,11 @@ LIBUNICORN_NAME = "libunicorn.so.2"
 
 # vmsim's own native helpers, one small library: the stop hook for the wheel engine, the
 # file-descriptor watcher of the run loop (both work without the GIL), the MMIO
-# register mirror, and the virtqueue's chain walk, check of a long indirect table and
-# trace copy of a chain.
+# register mirror, the code invalidation after device writes, and the virtqueue's chain
+# walk, check of a long indirect table and trace copy of a chain.
 NATIVE_SOURCES = tuple(_PACKAGE / "native" / name for name in (
-    "stop_hook.c", "fd_watch.c", "register_mirror.c", "linear_table.c", "chain_capture.c",
-    "chain_walk.c"))
+    "stop_hook.c", "fd_watch.c", "register_mirror.c", "invalidate.c", "linear_table.c",
+    "chain_capture.c", "chain_walk.c"))
 NATIVE_CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-pthread")
 NATIVE_NAME = "libvmsim_native.so"
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import ctypes
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vmsim.core import cpu as cpu_module
 from vmsim.core.cpu import (NATIVE_INVALIDATE, PAGE_SHIFT, PRIV_SUPERVISOR, PRIV_USER, SEIP,
                             SSIP, STIP, Cpu)
-from vmsim.core.nativelib import function_address
+from vmsim.core.nativelib import INVALIDATE_PAGES, function_address, page_invalidation
 
 RAM_BASE, RAM_SIZE = 0x8000_0000, 1 << 20
 
@@ -80,7 +82,9 @@ def test_the_patched_engine_invalidates_exact_physical_runs_at_any_privilege(
 
 
 def record_engine_writes(cpu, monkeypatch) -> tuple[list, list]:
-    """The register writes the CPU makes, one by one or batched, and each batch's size."""
+    """The register writes the CPU makes, one by one or batched, and each batch's size
+    (invalidation the Python way, the reference: see the next test for the native)."""
+    monkeypatch.setattr(cpu, "_native_invalidate", None)
     writes: list[tuple[int, int]] = []
     batches: list[int] = []
     real_set, lib = cpu._set, cpu._lib
@@ -120,6 +124,52 @@ def test_many_page_runs_are_invalidated_a_batch_at_a_time(cpu, monkeypatch) -> N
     cpu._forget_written_code()
     assert ranges_of(writes) == [(2 * run, 2 * run + 1) for run in range(runs)]
     assert batches == [2 * cpu_module._INVALIDATE_BATCH] * 2 + [6]
+
+
+_WRITE_BATCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int),
+                                ctypes.POINTER(ctypes.c_void_p), ctypes.c_int)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pages=st.sets(st.integers(0, 200), min_size=1, max_size=INVALIDATE_PAGES))
+def test_native_invalidation_makes_the_engine_calls_the_python_makes(cpu, monkeypatch, pages):
+    """vmsim/native/invalidate.c against _invalidate_physical: the same register writes
+    in the same batches, for any set of pages (runs, gaps, more runs than a batch)."""
+    if not cpu.native_features & NATIVE_INVALIDATE:
+        pytest.skip("the wheel has no physical invalidation")
+    native_writes: list[tuple[int, int]] = []
+    native_batches: list[int] = []
+
+    def record(_uc, regs, refs, count):
+        native_batches.append(count)
+        native_writes.extend((regs[i], ctypes.cast(refs[i], ctypes.POINTER(ctypes.c_uint64))[0])
+                             for i in range(count))
+        return 0
+
+    recorder = _WRITE_BATCH(record)
+    native = page_invalidation(0, ctypes.cast(recorder, ctypes.c_void_p).value,
+                               cpu_module._REG_INVALIDATE_START, cpu_module._REG_INVALIDATE_END,
+                               PAGE_SHIFT)
+    assert native is not None, "vmsim's native helper library is not built: run `make unicorn`"
+    numbers = sorted((RAM_BASE >> PAGE_SHIFT) + page for page in pages)
+    assert native(numbers) == 0
+    with monkeypatch.context() as patch:
+        writes, batches = record_engine_writes(cpu, patch)
+        cpu._invalidate_physical(numbers)
+    assert (native_writes, native_batches) == (writes, batches)
+
+
+def test_the_cpu_invalidates_natively(cpu, monkeypatch) -> None:
+    """Where the library is built (every setup), the patched engine's invalidation
+    goes the native way: with the Python way made to fail, it still reaches the engine."""
+    if not cpu.native_features & NATIVE_INVALIDATE:
+        pytest.skip("the wheel has no physical invalidation")
+    assert cpu._native_invalidate is not None
+    monkeypatch.setattr(cpu, "_bound_regs", None)    # the Python way would fail on it
+    cpu.note_written(RAM_BASE, 3 << PAGE_SHIFT)
+    cpu.note_written(RAM_BASE + (9 << PAGE_SHIFT), 1)
+    cpu._forget_written_code()
+    assert not cpu._written_pages
 
 
 def test_invalidation_reaches_the_engine(cpu) -> None:

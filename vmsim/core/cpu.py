@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from vmsim.core.engine import PATCHED, engine_kind, load_unicorn
-from vmsim.core.nativelib import NativeRegisterMirror
+from vmsim.core.nativelib import (INVALIDATE_PAGES, NativeRegisterMirror, function_address,
+                                   page_invalidation)
 from vmsim.firmware.boot import PRIV_SUPERVISOR as PRIV_SUPERVISOR  # re-exported
 
 PRIV_USER, PRIV_MACHINE = 0, 3         # PRIV_SUPERVISOR (1) is the firmware's, which enters S-mode
@@ -147,6 +148,11 @@ class EngineCpu:
             *[_REG_INVALIDATE_START, _REG_INVALIDATE_END] * pairs)
         self._bound_refs = (ctypes.c_void_p * (2 * pairs))(
             *[ctypes.addressof(self._bounds) + 8 * i for i in range(2 * pairs)])
+        # The same in native code (vmsim/native/invalidate.c), where it is built.
+        self._native_invalidate = page_invalidation(
+            ctypes.cast(self._handle, ctypes.c_void_p).value or 0,
+            function_address(self._lib.uc_reg_write_batch), _REG_INVALIDATE_START,
+            _REG_INVALIDATE_END, PAGE_SHIFT) if _NATIVE_FEATURES & NATIVE_INVALIDATE else None
 
     def _get(self, reg_id: int) -> int:
         status = self._lib.uc_reg_read(self._handle, reg_id, self._value_ref)
@@ -215,7 +221,14 @@ class EngineCpu:
         """The patched engine's invalidation, by physical range (docs/engine.md, P11):
         each run of adjacent pages is a (start, end) register pair, and the pairs go in
         one uc_reg_write_batch call (a request's output, status byte and used ring are
-        usually three runs: six register writes, one engine call)."""
+        usually three runs: six register writes, one engine call). In native code
+        where it is built (the same runs and batches); this is the reference."""
+        native = self._native_invalidate
+        if native is not None and len(pages) <= INVALIDATE_PAGES:
+            status = native(pages)
+            if status:
+                raise uc_mod.UcError(status, _REG_INVALIDATE_END)
+            return
         bounds = []
         start = previous = pages[0]
         for page in pages[1:]:

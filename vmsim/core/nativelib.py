@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from vmsim.artifacts import native_library_path
 from vmsim.errors import VmsimError
@@ -97,6 +97,37 @@ class FdWatch:
         handle, self._handle = self._handle, None
         if handle:
             self._lib.vmsim_watch_free(handle)
+
+
+INVALIDATE_PAGES = 64   # pages one native invalidation takes (more: the Python way)
+
+
+class _InvalidateContext(ctypes.Structure):
+    _fields_ = [("uc", ctypes.c_void_p), ("write_batch", ctypes.c_void_p),
+                ("start_reg", ctypes.c_int64), ("end_reg", ctypes.c_int64),
+                ("shift", ctypes.c_uint64), ("pages", ctypes.c_void_p)]
+
+
+def page_invalidation(handle: int, write_batch: int, start_reg: int, end_reg: int,
+                      shift: int) -> Callable[[list[int]], int] | None:
+    """invalidate(pages) -> the engine's status: vmsim/native/invalidate.c for up to
+    INVALIDATE_PAGES sorted, distinct page numbers, through `write_batch` (the address
+    of uc_reg_write_batch, or a stand-in) on engine `handle`; None without the library.
+    The call keeps the GIL (PyDLL): it lasts a microsecond or two and calls no Python,
+    and it takes an int and returns one, so it goes without argtypes."""
+    path = native_library_path()
+    if not path.is_file():
+        return None
+    function = ctypes.PyDLL(str(path)).vmsim_invalidate_pages
+    pages = (ctypes.c_uint64 * INVALIDATE_PAGES)()
+    context = _InvalidateContext(handle, write_batch, start_reg, end_reg, shift,
+                                 ctypes.addressof(pages))
+    reference = ctypes.byref(context)     # holds the context
+
+    def invalidate(numbers: list[int]) -> int:
+        pages[:len(numbers)] = numbers
+        return function(reference, len(numbers))
+    return invalidate
 
 
 MIRROR_SLOTS = 4        # VMSIM_MIRROR_SLOTS in register_mirror.c
