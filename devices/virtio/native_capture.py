@@ -44,17 +44,12 @@ def for_table(mem: object, desc_addr: int, max_listed: int, cap: int) -> Capture
     out_address = ctypes.addressof(ctypes.c_char.from_buffer(out))
     context = _Context(address, mem.base, mem.size, MAX_ENTRIES,  # type: ignore[attr-defined]
                        max_listed, cap, out_address, len(out), desc_addr)
-    return _bound(function, context, out)
-
-
-def _bound(function: ctypes._CFuncPtr, context: ctypes.Structure,  # type: ignore[name-defined]
-           out: bytearray) -> Capture:
-    """capture(head): the call takes (context, int head) and returns an int, so it goes
-    without argtypes (a byref and a small int need no conversion call): about half the
-    cost of a call with them, per traced request's pop and completion."""
+    # (context, int head) -> int: called without argtypes, as a byref (which holds the
+    # context) and a small int need no conversion call: about half the cost of a call
+    # with them, per traced request's pop and completion.
     pointer = ctypes.byref(context)
 
-    def capture(head: int, _keep: object = context) -> tuple | None:
+    def capture(head: int) -> tuple | None:
         count = function(pointer, head)
         return (PACKED, head, out[:count]) if count >= 0 else None
     return capture

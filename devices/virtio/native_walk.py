@@ -49,12 +49,13 @@ def for_queue(mem: object, desc_addr: int, queue_size: int, indirect: bool,
     context = _Context(address, mem.base, mem.size, desc_addr, queue_size,  # type: ignore[attr-defined]
                        int(indirect), cap, addrs.buffer_info()[0], lengths.buffer_info()[0],
                        ctypes.addressof(ctypes.c_char.from_buffer(shape)))
-    # (context, int head) -> int: called without argtypes, as a byref and a small int
-    # need no conversion call (about half the cost of a call with them).
+    # (context, int head) -> int: called without argtypes, as a byref (which holds the
+    # context) and a small int need no conversion call (about half the cost of a call
+    # with them).
     pointer = ctypes.byref(context)
     unpack = _SHAPE.unpack_from
 
-    def walk(head: int, _keep: object = context) -> tuple | None:
+    def walk(head: int) -> tuple | None:
         count = function(pointer, head)
         if count < 0:
             return None

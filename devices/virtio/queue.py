@@ -654,7 +654,7 @@ class SplitQueue:
             listed = (self.packed_chain(head)
                       or chain_capture(self._mem, self.desc_addr, self.size, head))
             used_event = None
-            if self.event_idx:
+            if self.event_idx:      # _peek_u16 inline: a call less per traced request
                 try:
                     used_event = self._unpack(_U16, self._used_event_addr)[0]
                 except GuestMemoryError:
@@ -690,7 +690,7 @@ class SplitQueue:
         if self._tracing:
             events = self._log
             events.record((events.next_seq(), _monotonic(), "fill", self._device, self.index,
-                        (_FILL, head, length, used, self._in_flight)))
+                           (_FILL, head, length, used, self._in_flight)))
 
     def needs_interrupt(self, explain: bool = True) -> tuple[bool, str]:
         """Should the driver be interrupted for the used entries added so far?

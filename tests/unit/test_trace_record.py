@@ -103,13 +103,13 @@ def test_while_gathering_an_event_is_one_c_call_and_is_stamped_later() -> None:
 def test_a_listener_hears_each_event_as_it_happens_after_those_gathered() -> None:
     hub = gathering_hub()
     sub, heard = hub.subscribe(), []
-    hub.emit("notify", "dev", 0, {})                     # gathered
+    hub.event_log().emit("notify", "dev", 0, {})                     # gathered
     hub.listen_items(lambda item: heard.append((item[0], len(sub))))
     assert runs_python(hub.event_log().record)
-    hub.emit("notify", "dev", 1, {})                     # stamped now, the gathered one first
+    hub.event_log().emit("notify", "dev", 1, {})                     # stamped now, the gathered one first
     assert heard == [(2, 2)]
     hub.unlisten_items(hub._item_listeners[0])
-    hub.emit("notify", "dev", 2, {})
+    hub.event_log().emit("notify", "dev", 2, {})
     assert heard == [(2, 2)] and [r.seq for r in sub.drain()] == [1, 2, 3]
 
 
@@ -118,7 +118,7 @@ def test_events_past_the_gathering_buffer_are_lost_and_counted(monkeypatch) -> N
     hub = gathering_hub()
     sub = hub.subscribe()
     for n in range(10):
-        hub.emit("notify", "dev", n, {})
+        hub.event_log().emit("notify", "dev", n, {})
     assert [r.seq for r in sub.drain()] == [7, 8, 9, 10] and sub.lost == 6
 
 
@@ -134,7 +134,7 @@ def test_the_flush_thread_hands_batched_consumers_their_events() -> None:
     hub.batched(consume, seconds=0.01)
     try:
         for n in range(3):
-            hub.emit("notify", "dev", n, {})
+            hub.event_log().emit("notify", "dev", n, {})
         assert arrived.wait(10)
     finally:
         hub.close()
@@ -147,11 +147,11 @@ def test_a_flush_works_in_chunks_and_flush_hands_over_the_rest(monkeypatch) -> N
     hub, batches = gathering_hub(), []
     flush = hub.batched(batches.append, seconds=3600)
     for n in range(10):
-        hub.emit("notify", "dev", n, {})
+        hub.event_log().emit("notify", "dev", n, {})
     hub.flush()
     assert [[item[5] for item in batch] for batch in batches] == [[0, 1, 2, 3], [4, 5, 6, 7],
                                                                    [8, 9]]
-    hub.emit("notify", "dev", 10, {})
+    hub.event_log().emit("notify", "dev", 10, {})
     flush()
     flush()                                            # nothing new: an empty batch
     assert [item[5] for item in batches[3]] == [10] and batches[4] == []

@@ -245,7 +245,7 @@ def test_closing_the_server_lets_the_frame_being_sent_finish(tmp_path: Path) -> 
 
         client.conn = Slow()
         for n in range(300):
-            hub.emit("status", "virtio-crypto", None, {"new": n})
+            hub.event_log().emit("status", "virtio-crypto", None, {"new": n})
         server.flush()
         wait_for(lambda: client._sending.locked())
         server.close()

@@ -213,13 +213,6 @@ class TraceHub:
         self._log.record((self._next_seq(), event.t, event.kind, event.device, event.queue,
                           event.fields))
 
-    def emit(self, kind: str, device: str, queue: int | None, fields: dict[str, Any] | tuple,
-             t: float | None = None) -> None:
-        """An event without its TraceEvent object, stamped now unless `t` says when it
-        happened."""
-        self._log.record((self._next_seq(), _monotonic() if t is None else t, kind, device,
-                          queue, fields))
-
     def _record_now(self, event: RawEvent) -> None:
         """The log's `record` while a listener must hear each event as it happens."""
         with self._lock:

@@ -349,7 +349,7 @@ class CryptoDevice(VirtioDevice):
             if self._trace is not discard:     # int &: no Flag call
                 events = self._log
                 events.record((events.next_seq(), _monotonic(), "request", NAME, index,
-                            tracing.data_request(chain, bool(int(features) & _REVISION_1))))
+                               tracing.data_request(chain, bool(int(features) & _REVISION_1))))
             try:
                 job = parse_data_request(chain, chain.writable_len, features, self.limits, self.sessions)
             except RequestError as err:
